@@ -1,0 +1,38 @@
+# papers-digest: the two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: install demo test lint clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(TEST_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@ $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/newsletter ingest seeds
+	$(BIN)/newsletter subscribers subscribers
+	$(BIN)/newsletter run --dry-run --date latest
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check newsletter tests
+	$(BIN)/ruff format --check newsletter tests
+
+clean:
+	rm -rf $(VENV) outbox newsletter.db

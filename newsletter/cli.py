@@ -1,0 +1,236 @@
+"""The `newsletter` command line: a thin layer where each command calls one library function.
+
+User mistakes (`NewsletterError`, bad options) print one line on stderr and exit non-zero; a real
+bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from .config import Settings, load_settings
+from .db import ACTIVE, UNSUBSCRIBED, Database, Dump, Subscriber, utcnow
+from .errors import NewsletterError, SubscriberListError
+from .ingest import ingest_paths
+from .rank import TopicIndex, parse_topics
+from .run import preview, run_day
+from .select import load_papers
+from .subscribers import load_lists, sync_subscribers
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class App:
+    """What every command needs: the settings, read once, and the database, opened on demand."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(self.settings.database_url)
+        return self._db
+
+    @property
+    def today(self) -> date:
+        return datetime.now(self.settings.tz).date()
+
+    def resolve_date(self, value: str | None) -> date:
+        """A --date value: YYYY-MM-DD, 'today' (the default) or 'latest' (the newest dump)."""
+        if value is None or value == "today":
+            return self.today
+        if value == "latest":
+            with self.db.session() as session:
+                latest = session.scalar(select(func.max(Dump.dump_date)))
+            if latest is None:
+                raise NewsletterError("--date latest: no dump is stored yet (run `newsletter ingest`)")
+            return latest
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise NewsletterError(f"--date {value!r}: expected YYYY-MM-DD, 'today' or 'latest'") from None
+
+
+pass_app = click.make_pass_decorator(App)
+DATE_HELP = "YYYY-MM-DD, 'today' or 'latest' (the newest dump's date)"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """papers-digest: a daily email digest of trending research papers."""
+    ctx.obj = App(load_settings())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--year", type=click.IntRange(1990, 2200), help="The dumps' year (default: inferred).")
+@pass_app
+def ingest(app: App, paths: tuple[Path, ...], year: int | None) -> None:
+    """Ingest dump files or folders (default: the seeds folder)."""
+    report = ingest_paths(app.db, list(paths) or [app.settings.seeds_dir], app.today, year)
+    for dump in report.stored:
+        out.print(f"{dump.name}: {dump.dump_date.isoformat()}, {dump.papers} papers, {dump.new_papers} new")
+    for error in report.errors:
+        err.print(error, markup=False, highlight=False)
+    out.print(report.summary)
+    if report.errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+def subscribers(app: App, paths: tuple[Path, ...]) -> None:
+    """Validate and sync the subscriber lists (default: the subscribers folder), print a table."""
+    report = sync_subscribers(app.db, load_lists(list(paths) or [app.settings.subscribers_dir]))
+    table = Table("email", "name", "frequency", "max", "topics", "exclude", "status")
+    with app.db.session() as session:
+        for s in session.scalars(select(Subscriber).order_by(Subscriber.email)):
+            status = s.status if s.listed or s.status != ACTIVE else "not listed"
+            table.add_row(
+                s.email, s.name, s.frequency, str(s.max_papers), "; ".join(s.topics),
+                "; ".join(s.exclude or ()), status,
+            )
+    out.print(table)
+    out.print(report.summary)
+
+
+@cli.command()
+@click.option("--date", "day", help=DATE_HELP)
+@click.option("--dry-run", is_flag=True, help="Write .eml files instead of sending.")
+@click.option("--outbox", type=click.Path(path_type=Path), help="Dry-run folder (default: outbox/).")
+@pass_app
+def run(app: App, day: str | None, dry_run: bool, outbox: Path | None) -> None:
+    """The daily job: ingest, sync, select, rank, render, deliver; prints a summary."""
+    summary = run_day(
+        app.db, app.settings, app.resolve_date(day), today=app.today, dry_run=dry_run,
+        outbox_dir=outbox, console=err,
+    )
+    for warning in summary.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    if summary.outbox is not None and summary.written:
+        out.print(f"wrote {summary.written} .eml file(s) to {summary.outbox}/", highlight=False)
+    out.print(summary.line(), highlight=False)
+
+
+@cli.command()
+@click.option("--date", "day", help=f"Only papers new on this date: {DATE_HELP}.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def papers(app: App, day: str | None, as_json: bool) -> None:
+    """List stored papers (only those new on --date if given)."""
+    with app.db.session() as session:
+        new_on = app.resolve_date(day) if day else None
+        stored = load_papers(session, new_on=new_on)
+    if new_on is not None:
+        stored.sort(key=lambda p: (p.best_position, p.id))
+    rows = [
+        {
+            "title": p.title,
+            "first_seen": p.first_seen.isoformat(),
+            "appearances": p.appearances,
+            "code_url": p.code_url,
+        }
+        for p in stored
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("first seen", "seen", "title", "code")
+    for row in rows:
+        table.add_row(row["first_seen"], str(row["appearances"]), row["title"], row["code_url"] or "")
+    out.print(table)
+    out.print(f"{len(rows)} paper(s)")
+
+
+@cli.command()
+@click.option("--topics", required=True, help='Comma-separated topics, e.g. "quantization, LLM".')
+@click.option("--date", "day", help=f"Only papers new on this date: {DATE_HELP}.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def rank(app: App, topics: str, day: str | None, limit: int, as_json: bool) -> None:
+    """Rank stored papers for the topics (all dates unless --date), best first."""
+    wanted = parse_topics(topics)
+    if not wanted:
+        raise NewsletterError("--topics: give at least one topic")
+    with app.db.session() as session:
+        stored = {p.id: p for p in load_papers(session)}
+        new_on = app.resolve_date(day) if day else None
+    index = TopicIndex([p.text() for p in stored.values()])
+    candidates = [p.id for p in stored.values() if new_on is None or p.first_seen == new_on]
+    ranked = index.rank(wanted, candidates, limit=limit)
+    rows: list[dict[str, Any]] = [
+        {"title": stored[r.paper_id].title, "score": r.score, "matched": list(r.matched)}
+        for r in ranked
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("#", "score", "title", "matched")
+    for number, row in enumerate(rows, start=1):
+        table.add_row(str(number), f"{row['score']:.3f}", row["title"], ", ".join(row["matched"]))
+    out.print(table)
+
+
+@cli.command(name="preview")
+@click.argument("email")
+@click.option("--date", "day", help=DATE_HELP)
+@click.option("--outbox", type=click.Path(path_type=Path), help="Folder (default: outbox/).")
+@pass_app
+def preview_command(app: App, email: str, day: str | None, outbox: Path | None) -> None:
+    """Render a subscriber's digest to an .html file and print its path."""
+    path = preview(
+        app.db, app.settings, email, app.resolve_date(day), today=app.today,
+        directory=outbox or app.settings.outbox_dir,
+    )
+    click.echo(str(path))
+
+
+@cli.command()
+@click.argument("email")
+@pass_app
+def unsubscribe(app: App, email: str) -> None:
+    """Unsubscribe an address; it stays unsubscribed even while a list still names it."""
+    address = email.strip().lower()
+    with app.db.session() as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        if subscriber is None:  # remember the wish before the address is ever listed
+            subscriber = Subscriber(email=address, topics=[], listed=False)
+            session.add(subscriber)
+        already = subscriber.status == UNSUBSCRIBED
+        subscriber.status = UNSUBSCRIBED
+        subscriber.status_changed_at = subscriber.status_changed_at if already else utcnow()
+    click.echo(f"{address} {'was already' if already else 'is now'} unsubscribed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="newsletter", standalone_mode=False)
+    except SubscriberListError as error:
+        for problem in error.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+    except NewsletterError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        hint = " (see --help)" if isinstance(error, click.UsageError) else ""
+        click.echo(f"error: {error.format_message()}{hint}", err=True)
+        sys.exit(error.exit_code)

@@ -1,0 +1,177 @@
+"""Settings for every stage, read once from the environment (or a `.env` file) and passed down.
+
+Nothing else in the package reads `os.environ`: a stage gets the `Settings` it needs as an argument,
+so tests build their own settings and a run never changes behaviour half way through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from email.utils import parseaddr
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+# Signs unsubscribe links in dry-runs and previews when no secret is configured. Never used for a
+# real send: `Settings.require_secret` refuses it.
+DEVELOPMENT_SECRET = "papers-digest-DEVELOPMENT-KEY-not-for-production"
+
+SECURITY_MODES = ("starttls", "tls", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///newsletter.db"
+    seeds_dir: Path = Path("seeds")
+    subscribers_dir: Path = Path("subscribers")
+    outbox_dir: Path = Path("outbox")
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_security: str = "starttls"
+    smtp_verify: bool = True
+    smtp_timeout: float = 30.0
+    smtp_connections: int = 4
+    rate_limit: float = 0.0
+    sender: str = "Trending Papers <papers@localhost>"
+    base_url: str = "http://localhost:8000"
+    secret_key: str | None = None
+    unsubscribe_mailto: str | None = None
+    send_at: str = "07:00"
+    timezone: str = "UTC"
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2] or "localhost"
+
+    @property
+    def unsubscribe_address(self) -> str:
+        return self.unsubscribe_mailto or f"unsubscribe@{self.sender_domain}"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def uses_development_secret(self) -> bool:
+        return not self.secret_key
+
+    @property
+    def signing_key(self) -> str:
+        """The key for unsubscribe tokens: the configured secret, or the marked development key."""
+        return self.secret_key or DEVELOPMENT_SECRET
+
+    def require_secret(self) -> None:
+        if not self.secret_key:
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY is not set: a real send needs it to sign unsubscribe links "
+                "(use --dry-run to preview without it)"
+            )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Settings from `environ` (default: the process environment) over the `.env` file, if any."""
+    values: dict[str, str] = {}
+    dotenv = env_file if env_file is not None else Path(".env")
+    if environ is None and dotenv.is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = values.get(f"NEWSLETTER_{name}")
+        return value.strip() if value is not None and value.strip() != "" else None
+
+    defaults = Settings()
+    settings = Settings(
+        database_url=get("DATABASE_URL") or defaults.database_url,
+        seeds_dir=Path(get("SEEDS_DIR") or defaults.seeds_dir),
+        subscribers_dir=Path(get("SUBSCRIBERS_DIR") or defaults.subscribers_dir),
+        outbox_dir=Path(get("OUTBOX_DIR") or defaults.outbox_dir),
+        smtp_host=get("SMTP_HOST") or defaults.smtp_host,
+        smtp_port=_integer("NEWSLETTER_SMTP_PORT", get("SMTP_PORT"), defaults.smtp_port, 1, 65535),
+        smtp_username=get("SMTP_USERNAME"),
+        smtp_password=values.get("NEWSLETTER_SMTP_PASSWORD") or None,
+        smtp_security=(get("SMTP_SECURITY") or defaults.smtp_security).lower(),
+        smtp_verify=_boolean("NEWSLETTER_SMTP_VERIFY", get("SMTP_VERIFY"), True),
+        smtp_timeout=_number("NEWSLETTER_SMTP_TIMEOUT", get("SMTP_TIMEOUT"), 30.0),
+        smtp_connections=_integer(
+            "NEWSLETTER_SMTP_CONNECTIONS", get("SMTP_CONNECTIONS"), defaults.smtp_connections, 1, 64
+        ),
+        rate_limit=_number("NEWSLETTER_RATE_LIMIT", get("RATE_LIMIT"), 0.0),
+        sender=get("FROM") or defaults.sender,
+        base_url=(get("BASE_URL") or defaults.base_url).rstrip("/"),
+        secret_key=values.get("NEWSLETTER_SECRET_KEY") or None,
+        unsubscribe_mailto=get("UNSUBSCRIBE_MAILTO"),
+        send_at=get("SEND_AT") or defaults.send_at,
+        timezone=get("TIMEZONE") or defaults.timezone,
+    )
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if settings.smtp_security not in SECURITY_MODES:
+        raise ConfigError(
+            f"NEWSLETTER_SMTP_SECURITY={settings.smtp_security!r}: expected one of "
+            + ", ".join(SECURITY_MODES)
+        )
+    if "@" not in settings.sender_address:
+        raise ConfigError(f"NEWSLETTER_FROM={settings.sender!r} has no email address")
+    if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", settings.send_at):
+        raise ConfigError(f"NEWSLETTER_SEND_AT={settings.send_at!r}: expected HH:MM, e.g. 07:00")
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"NEWSLETTER_TIMEZONE={settings.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)"
+        ) from None
+    if not re.match(r"https?://[^/\s]+", settings.base_url):
+        raise ConfigError(f"NEWSLETTER_BASE_URL={settings.base_url!r}: expected an http(s) URL")
+    if settings.rate_limit < 0:
+        raise ConfigError("NEWSLETTER_RATE_LIMIT must not be negative")
+
+
+def _integer(name: str, raw: str | None, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r}: expected a number from {low} to {high}")
+    return value
+
+
+def _number(name: str, raw: str | None, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+
+
+def _boolean(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")

@@ -1,0 +1,189 @@
+"""Storage: the SQLAlchemy 2 engine, sessions and typed models every stage reads and writes.
+
+Papers and their appearances come from the dumps; subscribers come from the lists; a `Digest` is
+one subscriber's email for one date and doubles as the durable outbox row (its state moves from
+pending to sent, deferred or failed). Nothing here knows about parsing, ranking or SMTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+# Digest states. A digest is created pending; only a real SMTP send moves it on.
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+DEFERRED = "deferred"
+FAILED = "failed"
+# Digests in these states hold their papers for the subscriber: they are sent or will be.
+LIVE_STATES = (PENDING, SENDING, SENT, DEFERRED)
+
+# Subscriber statuses.
+ACTIVE = "active"
+UNSUBSCRIBED = "unsubscribed"
+SUSPENDED = "suspended"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Dump(Base):
+    __tablename__ = "dumps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(Text)
+    dump_date: Mapped[date] = mapped_column(Date, index=True)
+    paper_count: Mapped[int] = mapped_column(Integer)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Paper(Base):
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)  # the normalized title: a paper's identity
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    code_url: Mapped[str | None] = mapped_column(Text, default=None)
+    first_seen: Mapped[date] = mapped_column(Date, index=True)
+
+    appearances: Mapped[list[Appearance]] = relationship(
+        back_populates="paper", order_by="Appearance.seen_on", cascade="all, delete-orphan"
+    )
+
+
+class Appearance(Base):
+    """One paper at one position of one dump: the trending signal."""
+
+    __tablename__ = "appearances"
+    __table_args__ = (UniqueConstraint("dump_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    dump_id: Mapped[int] = mapped_column(ForeignKey("dumps.id", ondelete="CASCADE"))
+    seen_on: Mapped[date] = mapped_column(Date)
+    position: Mapped[int] = mapped_column(Integer)  # 1 = top of the page
+
+    paper: Mapped[Paper] = relationship(back_populates="appearances")
+    dump: Mapped[Dump] = relationship()
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased
+    name: Mapped[str] = mapped_column(Text, default="")
+    topics: Mapped[list[str]] = mapped_column(JSON)
+    exclude: Mapped[list[str]] = mapped_column(JSON, default=list)
+    max_papers: Mapped[int] = mapped_column(Integer, default=10)
+    frequency: Mapped[str] = mapped_column(String(16), default="daily")
+    source: Mapped[str] = mapped_column(Text, default="")  # file:line it was last read from
+    listed: Mapped[bool] = mapped_column(default=True)  # present in the lists at the last sync
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    status_changed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Digest(Base):
+    """One subscriber's email for one date, and its place in the outbox."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("subscriber_id", "digest_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    digest_date: Mapped[date] = mapped_column(Date, index=True)
+    # Papers new from window_start to digest_date, inclusive, were considered.
+    window_start: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    smtp_reply: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+    subscriber: Mapped[Subscriber] = relationship()
+    papers: Mapped[list[DigestPaper]] = relationship(
+        order_by="DigestPaper.rank", cascade="all, delete-orphan"
+    )
+
+
+class DigestPaper(Base):
+    __tablename__ = "digest_papers"
+
+    digest_id: Mapped[int] = mapped_column(
+        ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id"), primary_key=True, index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    matched: Mapped[list[str]] = mapped_column(JSON)
+
+    paper: Mapped[Paper] = relationship()
+
+
+class Database:
+    """An engine plus its session factory; `session()` is one transaction."""
+
+    def __init__(self, url: str):
+        self.url = url
+        _make_sqlite_folder(url)
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success and rolled back on any error: all or nothing."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _make_sqlite_folder(url: str) -> None:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url[len(prefix) :] not in ("", ":memory:"):
+        Path(url[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,173 @@
+"""Render one digest to (subject, HTML, plain text) with Jinja2 and premailer (pure: no database,
+no SMTP).
+
+The HTML template keeps its CSS in a `<style>` block for clients that honour media queries and
+dark mode; premailer copies every rule onto the elements as well, so clients that strip `<style>`
+still get the layout. Everything user- or dump-supplied is autoescaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import textwrap
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import quote_plus
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from premailer import Premailer
+
+EXCERPT_CHARS = 300
+SUBJECT_TITLE_CHARS = 90
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class PaperCard:
+    title: str
+    abstract: str
+    matched: tuple[str, ...]
+    code_url: str | None
+    appearances: int
+    best_position: int
+    best_date: date
+
+    @property
+    def arxiv_url(self) -> str:
+        return f"https://arxiv.org/search/?query={quote_plus(self.title)}&searchtype=title"
+
+    @property
+    def hf_url(self) -> str:
+        return f"https://huggingface.co/papers?q={quote_plus(self.title)}"
+
+    @property
+    def excerpt(self) -> str:
+        return excerpt(self.abstract)
+
+    @property
+    def signal(self) -> str:
+        seen = "once" if self.appearances == 1 else f"{self.appearances} times"
+        return f"Trending: #{self.best_position} on the {day_label(self.best_date)} page, listed {seen}"
+
+
+@dataclass(frozen=True)
+class DigestContent:
+    day: date
+    email: str
+    name: str
+    topics: tuple[str, ...]
+    frequency: str
+    papers: tuple[PaperCard, ...]
+    unsubscribe_url: str
+    list_name: str = "Trending Papers"
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+def day_label(day: date) -> str:
+    return f"{day:%b} {day.day}, {day.year}"
+
+
+def excerpt(abstract: str, limit: int = EXCERPT_CHARS) -> str:
+    """Whole sentences up to `limit` characters, else a cut at a word boundary with an ellipsis."""
+    text = " ".join(abstract.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    sentence_end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    if sentence_end >= limit // 2:
+        return cut[: sentence_end + 1]
+    return cut.rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def subject_for(content: DigestContent) -> str:
+    top = " ".join(content.papers[0].title.split())
+    if len(top) > SUBJECT_TITLE_CHARS:
+        top = top[:SUBJECT_TITLE_CHARS].rsplit(" ", 1)[0] + "…"
+    more = len(content.papers) - 1
+    tail = f" (+{more} more)" if more else ""
+    return f"Papers for {day_label(content.day)}: {top}{tail}"
+
+
+def _wrap(text: str, indent: str = "", first: str | None = None, width: int = 76) -> str:
+    return textwrap.fill(
+        " ".join(text.split()),
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path = DEFAULT_TEMPLATES):
+        self.templates_dir = templates_dir
+
+    @cached_property
+    def _html_env(self) -> Environment:
+        return Environment(
+            loader=FileSystemLoader(self.templates_dir),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+        )
+
+    @cached_property
+    def _text_env(self) -> Environment:
+        env = Environment(
+            loader=FileSystemLoader(self.templates_dir),
+            autoescape=False,
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        env.filters["wrap"] = _wrap
+        return env
+
+    def render(self, content: DigestContent) -> RenderedDigest:
+        subject = subject_for(content)
+        count = len(content.papers)
+        preheader = (
+            f"{count} new paper{'' if count == 1 else 's'} on "
+            f"{', '.join(content.topics)}. Top: {content.papers[0].title}"
+        )
+        values = {
+            "subject": subject,
+            "preheader": preheader,
+            "headline": f"Trending papers for {day_label(content.day)}",
+            "list_name": content.list_name,
+            "greeting_name": content.name.split(" ")[0] if content.name else "",
+            "topics": content.topics,
+            "papers": content.papers,
+            "email": content.email,
+            "cadence": "weekly" if content.frequency == "weekly" else "daily",
+            "unsubscribe_url": content.unsubscribe_url,
+        }
+        html = self._html_env.get_template("digest.html").render(values)
+        text = self._text_env.get_template("digest.txt").render(values)
+        return RenderedDigest(subject, preheader, inline_css(html), _tidy_text(text))
+
+
+def inline_css(html: str) -> str:
+    """Copy the `<style>` rules onto the elements; media queries stay in the `<style>` block."""
+    return Premailer(
+        html,
+        keep_style_tags=True,
+        strip_important=False,
+        remove_classes=False,
+        disable_validation=True,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform(pretty_print=False)
+
+
+def _tidy_text(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -1,0 +1,164 @@
+"""One daily run: ingest → sync → select and rank (compose) → render → deliver, and its summary.
+
+A dry-run writes one `.eml` per digest under `outbox/<date>/` and stores no digest, so it changes
+nothing a later real run depends on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .compose import Outgoing, compose_day, compose_for
+from .config import Settings
+from .db import Database
+from .deliver import OutboxWriter, write_atomically
+from .errors import NewsletterError
+from .ingest import IngestReport, ingest_paths
+from .message import build_message, scheduled_time, unsubscribe_url
+from .render import DigestContent, Renderer, day_label
+from .subscribers import SyncReport, load_lists, sync_subscribers
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunSummary:
+    day: date
+    dry_run: bool
+    written: int = 0
+    skipped: int = 0
+    not_due: int = 0
+    already_sent: int = 0
+    failed: int = 0
+    outbox: Path | None = None
+    ingest: IngestReport | None = None
+    sync: SyncReport | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        verb = "written" if self.dry_run else "sent"
+        parts = [
+            f"{self.written} digest(s) {verb}",
+            f"{self.skipped} skipped (nothing relevant)",
+            f"{self.not_due} not due",
+        ]
+        if self.already_sent:
+            parts.append(f"{self.already_sent} already sent")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        mode = "dry-run" if self.dry_run else "run"
+        return f"{mode} {self.day.isoformat()}: " + ", ".join(parts)
+
+
+def prepare(db: Database, settings: Settings, today: date) -> tuple[IngestReport | None, SyncReport | None]:
+    """Ingest the seeds folder and sync the subscriber lists, when they exist."""
+    ingest = sync = None
+    if settings.seeds_dir.is_dir():
+        ingest = ingest_paths(db, [settings.seeds_dir], today)
+    if settings.subscribers_dir.is_dir():
+        sync = sync_subscribers(db, load_lists([settings.subscribers_dir]))
+    return ingest, sync
+
+
+def run_day(
+    db: Database,
+    settings: Settings,
+    day: date,
+    *,
+    today: date,
+    dry_run: bool,
+    outbox_dir: Path | None = None,
+    console: Console | None = None,
+) -> RunSummary:
+    console = console or Console(stderr=True)
+    if not dry_run:
+        settings.require_secret()
+    summary = RunSummary(day, dry_run)
+    summary.ingest, summary.sync = prepare(db, settings, today)
+    if summary.ingest:
+        summary.warnings.extend(summary.ingest.errors)
+    composition = compose_day(db, settings, day, persist=not dry_run)
+    summary.skipped = composition.skipped
+    summary.not_due = composition.not_due
+    summary.already_sent = composition.already_sent
+    summary.failed = composition.failed
+    renderer = Renderer()
+    if dry_run:
+        writer = OutboxWriter(outbox_dir or settings.outbox_dir)
+        summary.outbox = writer.directory / day.isoformat()
+        sent_at = scheduled_time(settings, day)
+        for outgoing in _progress(console, composition.outgoing, "Writing digests"):
+            writer.write(day, outgoing.email, digest_message(renderer, settings, outgoing, sent_at))
+            summary.written += 1
+    else:
+        raise NewsletterError("real delivery is not available yet: use --dry-run")
+    return summary
+
+
+def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
+    return DigestContent(
+        day=outgoing.day,
+        email=outgoing.email,
+        name=outgoing.name,
+        topics=outgoing.topics,
+        frequency=outgoing.frequency,
+        papers=outgoing.cards,
+        unsubscribe_url=unsubscribe_url(settings, outgoing.email),
+        list_name=parseaddr(settings.sender)[0] or "Trending Papers",
+    )
+
+
+def digest_message(
+    renderer: Renderer, settings: Settings, outgoing: Outgoing, sent_at: datetime
+) -> bytes:
+    rendered = renderer.render(digest_content(settings, outgoing))
+    message = build_message(settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at)
+    return message.as_bytes()
+
+
+def preview(
+    db: Database, settings: Settings, email: str, day: date, *, today: date, directory: Path
+) -> Path:
+    """Render one subscriber's digest for `day` to an `.html` file; stores no digest."""
+    prepare(db, settings, today)
+    outgoing = compose_for(db, settings, email, day)
+    if outgoing is None:
+        raise NewsletterError(
+            f"{email} would get no digest on {day_label(day)}: no new paper matches their topics"
+        )
+    rendered = Renderer().render(digest_content(settings, outgoing))
+    path = OutboxWriter(directory).path_for(day, outgoing.email, ".html")
+    write_atomically(path, rendered.html.encode("utf-8"))
+    return path
+
+
+def _progress(console: Console, items: list[T], label: str) -> Iterator[T]:
+    with _bar(console) as progress:
+        task = progress.add_task(label, total=len(items))
+        for item in items:
+            yield item
+            progress.advance(task)
+
+
+@contextmanager
+def _bar(console: Console) -> Iterator[Progress]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with progress:
+        yield progress

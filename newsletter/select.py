@@ -1,0 +1,191 @@
+"""Which papers each subscriber is due on a date: the window of new papers, minus what they have.
+
+A daily subscriber gets the papers first seen since the day of their last digest (on the date
+itself for a first digest), never more than 7 days back, so a missed day is caught up by the next
+run. A weekly subscriber is due on Mondays and gets the 7 days ending that date. Papers already in
+one of their digests are dropped, and so are papers matching their exclusions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .db import ACTIVE, LIVE_STATES, Appearance, Digest, DigestPaper, Paper, Subscriber
+from .rank import PaperText, TopicIndex
+
+WINDOW_DAYS = 7
+WEEKLY_DAY = 0  # Monday
+
+
+@dataclass(frozen=True)
+class PaperInfo:
+    """A stored paper with its trending signal as of some date."""
+
+    id: int
+    title: str
+    abstract: str
+    code_url: str | None
+    first_seen: date
+    appearances: int
+    best_position: int
+    best_date: date
+
+    def text(self) -> PaperText:
+        return PaperText(self.id, self.title, self.abstract, self.appearances, self.best_position)
+
+
+@dataclass(frozen=True)
+class Due:
+    """One subscriber due a digest on the plan's date."""
+
+    day: date
+    subscriber_id: int
+    email: str
+    name: str
+    topics: tuple[str, ...]
+    exclude: tuple[str, ...]
+    max_papers: int
+    frequency: str
+    window_start: date
+    candidates: tuple[int, ...]  # paper ids new in the window that they do not have yet
+    digest_id: int | None = None  # their digest for this date, if it was created already
+    digest_state: str | None = None
+
+
+@dataclass
+class Plan:
+    day: date
+    due: list[Due] = field(default_factory=list)
+    not_due: int = 0
+
+
+def is_due(frequency: str, day: date) -> bool:
+    return frequency != "weekly" or day.weekday() == WEEKLY_DAY
+
+
+def window_start(frequency: str, day: date, last_digest: date | None) -> date:
+    earliest = day - timedelta(days=WINDOW_DAYS - 1)
+    if frequency == "weekly":
+        return earliest
+    if last_digest is None:
+        return day
+    return max(last_digest + timedelta(days=1), earliest)
+
+
+def load_papers(
+    session: Session, until: date | None = None, new_on: date | None = None
+) -> list[PaperInfo]:
+    """Stored papers (first seen by `until`, or on `new_on`), with appearances up to `until`."""
+    query = select(Paper).order_by(Paper.first_seen, Paper.id)
+    if until is not None:
+        query = query.where(Paper.first_seen <= until)
+    if new_on is not None:
+        query = query.where(Paper.first_seen == new_on)
+    papers = list(session.scalars(query))
+    appearances = select(Appearance.paper_id, Appearance.seen_on, Appearance.position)
+    if until is not None:
+        appearances = appearances.where(Appearance.seen_on <= until)
+    counts: dict[int, int] = defaultdict(int)
+    best: dict[int, tuple[int, date]] = {}
+    for paper_id, seen_on, position in session.execute(appearances):
+        counts[paper_id] += 1
+        if paper_id not in best or (position, seen_on) < best[paper_id]:
+            best[paper_id] = (position, seen_on)
+    return [
+        PaperInfo(
+            id=p.id,
+            title=p.title,
+            abstract=p.abstract,
+            code_url=p.code_url,
+            first_seen=p.first_seen,
+            appearances=counts.get(p.id, 1),
+            best_position=best.get(p.id, (1, p.first_seen))[0],
+            best_date=best.get(p.id, (1, p.first_seen))[1],
+        )
+        for p in papers
+    ]
+
+
+def plan_day(session: Session, day: date, only: int | None = None) -> Plan:
+    """Every listed, active subscriber's due digest for `day` (or why none is due); `only` limits
+    the plan to one subscriber id."""
+    plan = Plan(day)
+    query = select(Subscriber).where(Subscriber.listed.is_(True), Subscriber.status == ACTIVE)
+    if only is not None:
+        query = query.where(Subscriber.id == only)
+    subscribers = list(session.scalars(query.order_by(Subscriber.id)))
+    last_digest = dict(
+        session.execute(
+            select(Digest.subscriber_id, func.max(Digest.digest_date))
+            .where(Digest.state.in_(LIVE_STATES), Digest.digest_date < day)
+            .group_by(Digest.subscriber_id)
+        ).all()
+    )
+    todays = {
+        d.subscriber_id: d for d in session.scalars(select(Digest).where(Digest.digest_date == day))
+    }
+    earliest = day - timedelta(days=WINDOW_DAYS - 1)
+    window = dict(
+        session.execute(
+            select(Paper.id, Paper.first_seen).where(Paper.first_seen.between(earliest, day))
+        ).all()
+    )
+    already: dict[int, set[int]] = defaultdict(set)
+    for subscriber_id, paper_id in session.execute(
+        select(Digest.subscriber_id, DigestPaper.paper_id)
+        .join(DigestPaper, DigestPaper.digest_id == Digest.id)
+        .where(
+            Digest.state.in_(LIVE_STATES),
+            Digest.digest_date != day,
+            DigestPaper.paper_id.in_(list(window)),
+        )
+    ):
+        already[subscriber_id].add(paper_id)
+
+    for subscriber in subscribers:
+        existing = todays.get(subscriber.id)
+        if existing is None and not is_due(subscriber.frequency, day):
+            plan.not_due += 1
+            continue
+        start = (
+            existing.window_start
+            if existing is not None
+            else window_start(subscriber.frequency, day, last_digest.get(subscriber.id))
+        )
+        candidates = tuple(
+            paper_id
+            for paper_id, first_seen in window.items()
+            if start <= first_seen <= day and paper_id not in already[subscriber.id]
+        )
+        plan.due.append(
+            Due(
+                day=day,
+                subscriber_id=subscriber.id,
+                email=subscriber.email,
+                name=subscriber.name,
+                topics=tuple(subscriber.topics),
+                exclude=tuple(subscriber.exclude or ()),
+                max_papers=subscriber.max_papers,
+                frequency=subscriber.frequency,
+                window_start=start,
+                candidates=candidates,
+                digest_id=existing.id if existing is not None else None,
+                digest_state=existing.state if existing is not None else None,
+            )
+        )
+    return plan
+
+
+def drop_excluded(index: TopicIndex, candidates: Sequence[int], exclude: Sequence[str]) -> list[int]:
+    """The candidates whose title and abstract match none of the exclusion phrases."""
+    return [
+        paper_id
+        for paper_id in candidates
+        if not any(index.matches_phrase(paper_id, phrase) for phrase in exclude)
+    ]

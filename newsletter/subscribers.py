@@ -1,0 +1,303 @@
+"""Load and validate the subscriber lists (YAML and CSV), then sync them to the database.
+
+The files are the source of truth for who is listed and with which preferences; the database keeps
+what the files cannot know (unsubscribes, suspensions, what was sent). Every bad row is reported
+with its file and line, and a call with any bad row changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+
+from .db import Database, Subscriber
+from .errors import NewsletterError, SubscriberListError
+
+FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
+FREQUENCIES = ("daily", "weekly")
+DEFAULT_MAX_PAPERS = 10
+MAX_PAPERS_LIMIT = 100
+LIST_SUFFIXES = (".yaml", ".yml", ".csv")
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    email: str
+    name: str
+    topics: tuple[str, ...]
+    exclude: tuple[str, ...]
+    max_papers: int
+    frequency: str
+    source: str  # "file:line"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    added: int
+    updated: int
+    unchanged: int
+    delisted: int
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"subscribers: {self.added} added, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.delisted} no longer listed"
+        )
+
+
+@dataclass
+class _Problems:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, where: str, message: str) -> None:
+        self.lines.append(f"{where}: {message}")
+
+
+def list_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_file() and p.suffix.lower() in LIST_SUFFIXES and not p.name.startswith(".")
+                )
+            )
+        elif path.is_file():
+            if path.suffix.lower() not in LIST_SUFFIXES:
+                raise NewsletterError(f"{path}: not a subscriber list (expected .yaml, .yml or .csv)")
+            files.append(path)
+        else:
+            raise NewsletterError(f"{path}: no such file or folder")
+    return files
+
+
+def load_lists(paths: Sequence[Path]) -> list[SubscriberRow]:
+    """Every valid row of the lists, or `SubscriberListError` naming every bad one."""
+    problems = _Problems()
+    rows: list[SubscriberRow] = []
+    first_seen: dict[str, str] = {}
+    for path in list_files(paths):
+        for where, raw in _read_list(path, problems):
+            row = _validate(raw, where, problems)
+            if row is None:
+                continue
+            if row.email in first_seen:
+                problems.add(where, f"duplicate address {row.email} (first at {first_seen[row.email]})")
+                continue
+            first_seen[row.email] = where
+            rows.append(row)
+    if problems.lines:
+        raise SubscriberListError(problems.lines)
+    return rows
+
+
+def sync_subscribers(db: Database, rows: Sequence[SubscriberRow]) -> SyncReport:
+    """Make the database's listed subscribers exactly `rows`, in one transaction."""
+    added = updated = unchanged = delisted = 0
+    by_email = {row.email: row for row in rows}
+    with db.session() as session:
+        existing = {s.email: s for s in session.scalars(select(Subscriber))}
+        for email, row in by_email.items():
+            subscriber = existing.get(email)
+            if subscriber is None:
+                session.add(Subscriber(email=email, listed=True, **_preferences(row)))
+                added += 1
+                continue
+            changed = not subscriber.listed
+            for name, value in _preferences(row).items():
+                if getattr(subscriber, name) != value:
+                    setattr(subscriber, name, value)
+                    changed = changed or name != "source"
+            subscriber.listed = True
+            updated += changed
+            unchanged += not changed
+        for email, subscriber in existing.items():
+            if email not in by_email and subscriber.listed:
+                subscriber.listed = False
+                delisted += 1
+    return SyncReport(added, updated, unchanged, delisted)
+
+
+def _preferences(row: SubscriberRow) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "topics": list(row.topics),
+        "exclude": list(row.exclude),
+        "max_papers": row.max_papers,
+        "frequency": row.frequency,
+        "source": row.source,
+    }
+
+
+def _read_list(path: Path, problems: _Problems) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        problems.add(str(path), "not UTF-8 text")
+        return []
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path, text, problems)
+    return _read_yaml(path, text, problems)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe YAML loader that records each mapping's line under the key `__line__`."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path, text: str, problems: _Problems) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+        problems.add(where, f"invalid YAML: {reason}")
+        return []
+    if document is None:
+        return []
+    if isinstance(document, dict):
+        extra = sorted(str(k) for k in document if k not in ("subscribers", "__line__"))
+        if extra:
+            problems.add(f"{path}, line 1", f"unknown key {extra[0]!r} (expected 'subscribers:')")
+            return []
+        entries = document.get("subscribers") or []
+    else:
+        entries = document
+    if not isinstance(entries, list):
+        problems.add(f"{path}, line 1", "'subscribers' must be a list of entries")
+        return []
+    rows = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            problems.add(f"{path}, entry {number}", "each subscriber must be a mapping with an email")
+            continue
+        line = entry.pop("__line__")
+        rows.append((f"{path}, line {line}", entry))
+    return rows
+
+
+def _read_csv(path: Path, text: str, problems: _Problems) -> list[tuple[str, dict[str, Any]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return []
+    columns = [column.strip().lower() for column in header]
+    unknown = [c for c in columns if c not in FIELDS]
+    if unknown:
+        problems.add(
+            f"{path}, line 1", f"unknown column {unknown[0]!r} (expected {', '.join(FIELDS)})"
+        )
+        return []
+    missing = [c for c in ("email", "topics") if c not in columns]
+    if missing:
+        problems.add(f"{path}, line 1", f"missing column {missing[0]!r}")
+        return []
+    rows = []
+    try:
+        for cells in reader:
+            where = f"{path}, line {reader.line_num}"
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(columns):
+                problems.add(where, f"{len(cells)} cells but {len(columns)} columns")
+                continue
+            rows.append((where, dict(zip(columns, cells, strict=False))))
+    except csv.Error as error:
+        problems.add(f"{path}, line {reader.line_num}", f"invalid CSV: {error}")
+    return rows
+
+
+def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> SubscriberRow | None:
+    before = len(problems.lines)
+    unknown = sorted(str(key) for key in raw if key not in FIELDS)
+    if unknown:
+        problems.add(where, f"unknown field {unknown[0]!r} (expected {', '.join(FIELDS)})")
+    email = _email(raw.get("email"), where, problems)
+    topics = _terms(raw.get("topics"))
+    if not topics:
+        problems.add(where, "topics: at least one topic is required")
+    max_papers = _max_papers(raw.get("max_papers"), where, problems)
+    frequency = str(raw.get("frequency") or "daily").strip().lower()
+    if frequency not in FREQUENCIES:
+        problems.add(where, f"frequency {frequency!r} is not one of {', '.join(FREQUENCIES)}")
+    if len(problems.lines) > before or email is None:
+        return None
+    return SubscriberRow(
+        email=email,
+        name=clean_name(raw.get("name")),
+        topics=topics,
+        exclude=_terms(raw.get("exclude")),
+        max_papers=max_papers,
+        frequency=frequency,
+        source=where,
+    )
+
+
+def _email(value: Any, where: str, problems: _Problems) -> str | None:
+    if value is None or not str(value).strip():
+        problems.add(where, "email is required")
+        return None
+    try:
+        checked = validate_email(str(value).strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        problems.add(where, f"invalid address {str(value).strip()!r}: {error}")
+        return None
+    return checked.normalized.lower()
+
+
+def _max_papers(value: Any, where: str, problems: _Problems) -> int:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_MAX_PAPERS
+    try:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        number = int(str(value).strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        problems.add(where, f"max_papers {value!r} is not a whole number")
+        return DEFAULT_MAX_PAPERS
+    if not 1 <= number <= MAX_PAPERS_LIMIT:
+        problems.add(where, f"max_papers {number} must be from 1 to {MAX_PAPERS_LIMIT}")
+    return number
+
+
+def _terms(value: Any) -> tuple[str, ...]:
+    """Topics or exclusions: a YAML list, or a string separated by ';' (or ',' in YAML)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else re.split(r"[;,]", str(value))
+    terms: dict[str, str] = {}
+    for item in items:
+        term = " ".join(CONTROL.sub(" ", str(item)).split())
+        if term:
+            terms.setdefault(term.casefold(), term)
+    return tuple(terms.values())
+
+
+def clean_name(value: Any) -> str:
+    """A display name with no control characters: a newline in a name can never add a header."""
+    if value is None:
+        return ""
+    return " ".join(CONTROL.sub(" ", str(value)).split())[:200]
