@@ -74,7 +74,7 @@ class ParsedDump:
     day: int
     year: int | None  # only when the date line carries one
     date_line: int  # 1-based line number of the date line
-    sha256: str  # of the normalized text: the same dump with other line ends is the same dump
+    sha256: str  # of its paragraphs: the same dump saved with other line ends or spacing is the same
     papers: tuple[DumpPaper, ...]
 
     def date(self, today: date, year: int | None = None) -> date:
@@ -140,7 +140,7 @@ def decode_dump(data: bytes, name: str) -> str:
 def parse_dump(data: bytes, name: str) -> ParsedDump:
     text = decode_dump(data, name)
     lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    normalized = "\n".join(lines).strip()
+    normalized = "\n\n".join(_paragraphs(lines))
 
     date_index, month, day, year = _find_date_line(lines, name)
     paragraphs = _paragraphs(lines[date_index + 1 :])
@@ -200,7 +200,8 @@ def _looks_like_title(paragraph: str) -> bool:
     return (
         len(paragraph) <= TITLE_MAX_CHARS
         and ANY_URL.search(paragraph) is None
-        and len(SENTENCE_BREAK.findall(paragraph)) < 2
+        # "Survey. III. BTSbot: ..." is a title; a run of sentences is not.
+        and len(SENTENCE_BREAK.findall(paragraph)) < 3
     )
 
 

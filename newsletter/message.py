@@ -23,6 +23,9 @@ from .render import RenderedDigest
 from .subscribers import clean_name
 
 TOKEN_SIGNATURE_CHARS = 32
+# Headers stay on one line (RFC 5322 allows 998 characters): folding would otherwise RFC 2047-encode
+# the long URLs of List-Unsubscribe, which clients then cannot use.
+MESSAGE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 def _b64(data: bytes) -> str:
@@ -82,7 +85,7 @@ def build_message(
     message_id: str,
     sent_at: datetime,
 ) -> EmailMessage:
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = settings.sender
     message["To"] = Address(display_name=clean_name(to_name), addr_spec=to_email)
     message["Subject"] = " ".join(rendered.subject.split())

@@ -1,0 +1,97 @@
+"""Storing dumps: one paper per title, every appearance, first-seen dates, idempotence, refusals."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import date
+
+from sqlalchemy import func, select
+
+from newsletter.db import Appearance, Dump, Paper
+from newsletter.ingest import ingest_paths
+
+from .conftest import SEEDS, TODAY, abstract_about, make_dump
+
+
+def table_counts(db):
+    with db.session() as session:
+        return tuple(
+            session.scalar(select(func.count()).select_from(model)) for model in (Dump, Paper, Appearance)
+        )
+
+
+def test_seed_papers_new_per_date(seeded_db):
+    with seeded_db.session() as session:
+        firsts = Counter(session.scalars(select(Paper.first_seen)))
+    # The three Mar 11 dumps overlap; Mar 17 and Aug 8 bring papers of their own.
+    assert firsts == {date(2026, 3, 11): 155, date(2026, 3, 17): 16, date(2026, 8, 8): 11}
+    assert table_counts(seeded_db) == (5, 182, 229)
+
+
+def test_every_appearance_is_kept(seeded_db):
+    with seeded_db.session() as session:
+        paper = session.scalar(
+            select(Paper).where(Paper.title.startswith("SSDTrain: An Activation Offloading"))
+        )
+        seen = sorted((a.seen_on, a.position) for a in paper.appearances)
+    assert seen[-1] == (date(2026, 8, 8), 1)
+    assert paper.first_seen == seen[0][0]
+
+
+def test_ingesting_twice_changes_nothing(seeded_db, tmp_path):
+    before = table_counts(seeded_db)
+    again = ingest_paths(seeded_db, [SEEDS], TODAY)
+    assert again.stored == [] and len(again.unchanged) == 5
+    crlf = tmp_path / "same-dump-crlf.txt"
+    crlf.write_bytes(next(SEEDS.glob("001_*")).read_bytes().replace(b"\n", b"\r\n"))
+    assert ingest_paths(seeded_db, [crlf], TODAY).unchanged == [str(crlf)]
+    assert table_counts(seeded_db) == before
+
+
+def test_bad_files_store_nothing_and_do_not_stop_the_others(db, tmp_path):
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    (folder / "a_empty.txt").write_bytes(b"")
+    (folder / "b_binary.txt").write_bytes(b"\x00\x01\x02 PK zip")
+    (folder / "c_notes.txt").write_text("shopping list\n\nmilk\n\neggs\n")
+    (folder / "d_good.txt").write_text(
+        make_dump("Mar 12", [("Good Paper", abstract_about("graph neural networks"))])
+    )
+    (folder / "README.md").write_text("not a .txt file: folders only take *.txt")
+    report = ingest_paths(db, [folder], TODAY)
+    assert [re.split(r"[:,]", e)[0] for e in report.errors] == [
+        f"{folder}/a_empty.txt", f"{folder}/b_binary.txt", f"{folder}/c_notes.txt"]
+    assert all("\n" not in e for e in report.errors)
+    assert [s.name for s in report.stored] == ["d_good.txt"]
+    assert table_counts(db) == (1, 1, 1)
+
+
+def test_first_seen_is_the_earliest_date_whatever_the_ingest_order(db, tmp_path):
+    later = tmp_path / "later.txt"
+    earlier = tmp_path / "earlier.txt"
+    later.write_text(make_dump("Mar 20", [("Shared Paper", abstract_about("x")), ("Only Later", "")]))
+    earlier.write_text(make_dump("Mar 10", [("Shared  paper", abstract_about("x"))]))
+    ingest_paths(db, [later], TODAY)
+    ingest_paths(db, [earlier], TODAY)
+    with db.session() as session:
+        firsts = dict(session.execute(select(Paper.title, Paper.first_seen)).all())
+    assert firsts == {"Shared Paper": date(2026, 3, 10), "Only Later": date(2026, 3, 20)}
+
+
+def test_a_cut_abstract_is_completed_by_a_later_dump(db, tmp_path):
+    full = abstract_about("diffusion models")
+    (tmp_path / "a.txt").write_text(make_dump("Mar 10", [("P", full[:40])]))
+    (tmp_path / "b.txt").write_text(make_dump("Mar 11", [("P", full)]))
+    ingest_paths(db, [tmp_path], TODAY)
+    with db.session() as session:
+        assert session.scalar(select(Paper.abstract)) == full
+
+
+def test_year_option_and_inference(db, tmp_path):
+    (tmp_path / "dec.txt").write_text(make_dump("Dec 31", [("Old Paper", abstract_about("x"))]))
+    ingest_paths(db, [tmp_path / "dec.txt"], date(2027, 1, 2))
+    (tmp_path / "may.txt").write_text(make_dump("May 5", [("Forced Year", abstract_about("y"))]))
+    ingest_paths(db, [tmp_path / "may.txt"], TODAY, year=2021)
+    with db.session() as session:
+        assert sorted(session.scalars(select(Dump.dump_date))) == [date(2021, 5, 5), date(2026, 12, 31)]
