@@ -26,7 +26,8 @@ from .run import preview, run_day
 from .select import load_papers
 from .subscribers import load_lists, sync_subscribers
 
-out = Console(soft_wrap=True)
+# Piped output (cron mail, files, tests) gets wide tables instead of 80 folded columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -55,12 +56,16 @@ class App:
             with self.db.session() as session:
                 latest = session.scalar(select(func.max(Dump.dump_date)))
             if latest is None:
-                raise NewsletterError("--date latest: no dump is stored yet (run `newsletter ingest`)")
+                raise NewsletterError(
+                    "--date latest: no dump is stored yet (run `newsletter ingest`)"
+                )
             return latest
         try:
             return date.fromisoformat(value)
         except ValueError:
-            raise NewsletterError(f"--date {value!r}: expected YYYY-MM-DD, 'today' or 'latest'") from None
+            raise NewsletterError(
+                f"--date {value!r}: expected YYYY-MM-DD, 'today' or 'latest'"
+            ) from None
 
 
 pass_app = click.make_pass_decorator(App)
@@ -76,13 +81,18 @@ def cli(ctx: click.Context) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--year", type=click.IntRange(1990, 2200), help="The dumps' year (default: inferred).")
+@click.option(
+    "--year", type=click.IntRange(1990, 2200), help="The dumps' year (default: inferred)."
+)
 @pass_app
 def ingest(app: App, paths: tuple[Path, ...], year: int | None) -> None:
     """Ingest dump files or folders (default: the seeds folder)."""
     report = ingest_paths(app.db, list(paths) or [app.settings.seeds_dir], app.today, year)
     for dump in report.stored:
-        out.print(f"{dump.name}: {dump.dump_date.isoformat()}, {dump.papers} papers, {dump.new_papers} new")
+        out.print(
+            f"{dump.name}: {dump.dump_date.isoformat()}, {dump.papers} papers, "
+            f"{dump.new_papers} new"
+        )
     for error in report.errors:
         err.print(error, markup=False, highlight=False)
     out.print(report.summary)
@@ -101,8 +111,13 @@ def subscribers(app: App, paths: tuple[Path, ...]) -> None:
         for s in session.scalars(select(Subscriber).order_by(Subscriber.email)):
             status = s.status if s.listed or s.status != ACTIVE else "not listed"
             table.add_row(
-                s.email, s.name, s.frequency, str(s.max_papers), "; ".join(s.topics),
-                "; ".join(s.exclude or ()), status,
+                s.email,
+                s.name,
+                s.frequency,
+                str(s.max_papers),
+                "; ".join(s.topics),
+                "; ".join(s.exclude or ()),
+                status,
             )
     out.print(table)
     out.print(report.summary)
@@ -111,13 +126,20 @@ def subscribers(app: App, paths: tuple[Path, ...]) -> None:
 @cli.command()
 @click.option("--date", "day", help=DATE_HELP)
 @click.option("--dry-run", is_flag=True, help="Write .eml files instead of sending.")
-@click.option("--outbox", type=click.Path(path_type=Path), help="Dry-run folder (default: outbox/).")
+@click.option(
+    "--outbox", type=click.Path(path_type=Path), help="Dry-run folder (default: outbox/)."
+)
 @pass_app
 def run(app: App, day: str | None, dry_run: bool, outbox: Path | None) -> None:
     """The daily job: ingest, sync, select, rank, render, deliver; prints a summary."""
     summary = run_day(
-        app.db, app.settings, app.resolve_date(day), today=app.today, dry_run=dry_run,
-        outbox_dir=outbox, console=err,
+        app.db,
+        app.settings,
+        app.resolve_date(day),
+        today=app.today,
+        dry_run=dry_run,
+        outbox_dir=outbox,
+        console=err,
     )
     for warning in summary.warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False)
@@ -151,7 +173,9 @@ def papers(app: App, day: str | None, as_json: bool) -> None:
         return
     table = Table("first seen", "seen", "title", "code")
     for row in rows:
-        table.add_row(row["first_seen"], str(row["appearances"]), row["title"], row["code_url"] or "")
+        table.add_row(
+            row["first_seen"], str(row["appearances"]), row["title"], row["code_url"] or ""
+        )
     out.print(table)
     out.print(f"{len(rows)} paper(s)")
 
@@ -194,7 +218,11 @@ def rank(app: App, topics: str, day: str | None, limit: int, as_json: bool) -> N
 def preview_command(app: App, email: str, day: str | None, outbox: Path | None) -> None:
     """Render a subscriber's digest to an .html file and print its path."""
     path = preview(
-        app.db, app.settings, email, app.resolve_date(day), today=app.today,
+        app.db,
+        app.settings,
+        email,
+        app.resolve_date(day),
+        today=app.today,
         directory=outbox or app.settings.outbox_dir,
     )
     click.echo(str(path))

@@ -80,7 +80,9 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
     with db.session() as session:
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email.lower()))
         if subscriber is None:
-            raise UnknownSubscriberError(f"{email}: no such subscriber (see `newsletter subscribers`)")
+            raise UnknownSubscriberError(
+                f"{email}: no such subscriber (see `newsletter subscribers`)"
+            )
         plan = plan_day(session, day, only=subscriber.id)
         due = plan.due[0] if plan.due else None
         if due is None:  # not due today (weekly) or not active: preview the window anyway

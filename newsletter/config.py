@@ -83,7 +83,9 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = None
+) -> Settings:
     """Settings from `environ` (default: the process environment) over the `.env` file, if any."""
     values: dict[str, str] = {}
     dotenv = env_file if env_file is not None else Path(".env")
@@ -137,7 +139,8 @@ def validate(settings: Settings) -> None:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
-            f"NEWSLETTER_TIMEZONE={settings.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)"
+            f"NEWSLETTER_TIMEZONE={settings.timezone!r} is not an IANA time zone "
+            "(e.g. Europe/Berlin)"
         ) from None
     if not re.match(r"https?://[^/\s]+", settings.base_url):
         raise ConfigError(f"NEWSLETTER_BASE_URL={settings.base_url!r}: expected an http(s) URL")

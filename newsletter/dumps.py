@@ -74,7 +74,9 @@ class ParsedDump:
     day: int
     year: int | None  # only when the date line carries one
     date_line: int  # 1-based line number of the date line
-    sha256: str  # of its paragraphs: the same dump saved with other line ends or spacing is the same
+    sha256: (
+        str  # of its paragraphs: the same dump saved with other line ends or spacing is the same
+    )
     papers: tuple[DumpPaper, ...]
 
     def date(self, today: date, year: int | None = None) -> date:

@@ -76,7 +76,9 @@ def ingest_paths(
     return report
 
 
-def store_dump(db: Database, parsed: ParsedDump, dump_date: date, filename: str) -> StoredDump | None:
+def store_dump(
+    db: Database, parsed: ParsedDump, dump_date: date, filename: str
+) -> StoredDump | None:
     """Store one dump in one transaction; None when it was stored before."""
     with db.session() as session:
         if session.scalar(select(Dump.id).where(Dump.sha256 == parsed.sha256)) is not None:
@@ -108,7 +110,9 @@ def store_dump(db: Database, parsed: ParsedDump, dump_date: date, filename: str)
                 new_papers += 1
             else:
                 _merge(paper, item.abstract, item.code_url, dump_date)
-            session.add(Appearance(paper=paper, dump=dump, seen_on=dump_date, position=item.position))
+            session.add(
+                Appearance(paper=paper, dump=dump, seen_on=dump_date, position=item.position)
+            )
         return StoredDump(filename, dump_date, len(parsed.papers), new_papers)
 
 

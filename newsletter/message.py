@@ -104,4 +104,7 @@ def build_message(
         message["X-Newsletter-Warning"] = "signed with the development key: preview only"
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # A boundary fixed by the Message-ID makes a message reproducible byte for byte; starting with
+    # "=_" it can never occur inside quoted-printable parts.
+    message.set_boundary("=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32])
     return message

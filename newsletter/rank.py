@@ -55,12 +55,17 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased, stop-worded, stemmed words; plural acronyms fold too (LLMs -> llm)."""
-    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _STOPWORDS]
+def tokenize(text: str, keep_all: bool = False) -> list[str]:
+    """Lower-cased, stemmed words; plural acronyms fold too (LLMs -> llm). Stop words and
+    one-letter words are dropped unless `keep_all` (phrases such as "part 5" need them)."""
+    words = _WORD.findall(text.lower())
+    if not keep_all:
+        words = [w for w in words if len(w) > 1 and w not in _STOPWORDS]
     stems = _stemmer().stemWords(words)
     return [
-        stem[:-1] if stem == word and len(word) > 3 and word.endswith("s") and word[-2] != "s" else stem
+        stem[:-1]
+        if stem == word and len(word) > 3 and word.endswith("s") and word[-2] != "s"
+        else stem
         for word, stem in zip(words, stems, strict=True)
     ]
 
@@ -83,12 +88,12 @@ class TopicIndex:
     def __init__(self, papers: Sequence[PaperText]):
         self.papers = list(papers)
         self.position = {paper.id: i for i, paper in enumerate(self.papers)}
-        self._title_tokens = [tokenize(p.title) for p in self.papers]
-        self._abstract_tokens = [tokenize(p.abstract) for p in self.papers]
+        titles = [tokenize(p.title) for p in self.papers]
         documents = [
-            title * TITLE_WEIGHT + abstract
-            for title, abstract in zip(self._title_tokens, self._abstract_tokens, strict=True)
+            title * TITLE_WEIGHT + tokenize(paper.abstract)
+            for title, paper in zip(titles, self.papers, strict=True)
         ]
+        self._phrases: dict[int, tuple[list[str], list[str]]] = {}  # filled when exclusions ask
         self._terms = [set(doc) for doc in documents]
         self._df: dict[str, int] = {}
         for terms in self._terms:
@@ -149,7 +154,8 @@ class TopicIndex:
             indices = indices[relevance[indices] > 0]
         # Best score first; ties go to the higher paper on the page, then the lower id.
         order = sorted(
-            indices.tolist(), key=lambda i: (-score[i], self.papers[i].best_position, self.papers[i].id)
+            indices.tolist(),
+            key=lambda i: (-score[i], self.papers[i].best_position, self.papers[i].id),
         )
         if limit is not None:
             order = order[:limit]
@@ -165,11 +171,15 @@ class TopicIndex:
 
     def matches_phrase(self, paper_id: int, phrase: str) -> bool:
         """Whether the paper's title or abstract holds the phrase (stemmed, in order)."""
-        wanted = tokenize(phrase)
+        wanted = tokenize(phrase, keep_all=True)
         i = self.position.get(paper_id)
         if not wanted or i is None:
             return False
-        return _contains(self._title_tokens[i], wanted) or _contains(self._abstract_tokens[i], wanted)
+        if i not in self._phrases:
+            paper = self.papers[i]
+            self._phrases[i] = (tokenize(paper.title, True), tokenize(paper.abstract, True))
+        title, abstract = self._phrases[i]
+        return _contains(title, wanted) or _contains(abstract, wanted)
 
 
 def _contains(tokens: list[str], wanted: list[str]) -> bool:

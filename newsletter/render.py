@@ -50,7 +50,8 @@ class PaperCard:
     @property
     def signal(self) -> str:
         seen = "once" if self.appearances == 1 else f"{self.appearances} times"
-        return f"Trending: #{self.best_position} on the {day_label(self.best_date)} page, listed {seen}"
+        page = day_label(self.best_date)
+        return f"Trending: #{self.best_position} on the {page} page, listed {seen}"
 
 
 @dataclass(frozen=True)

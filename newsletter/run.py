@@ -59,7 +59,9 @@ class RunSummary:
         return f"{mode} {self.day.isoformat()}: " + ", ".join(parts)
 
 
-def prepare(db: Database, settings: Settings, today: date) -> tuple[IngestReport | None, SyncReport | None]:
+def prepare(
+    db: Database, settings: Settings, today: date
+) -> tuple[IngestReport | None, SyncReport | None]:
     """Ingest the seeds folder and sync the subscriber lists, when they exist."""
     ingest = sync = None
     if settings.seeds_dir.is_dir():
@@ -121,7 +123,9 @@ def digest_message(
     renderer: Renderer, settings: Settings, outgoing: Outgoing, sent_at: datetime
 ) -> bytes:
     rendered = renderer.render(digest_content(settings, outgoing))
-    message = build_message(settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at)
+    message = build_message(
+        settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at
+    )
     return message.as_bytes()
 
 

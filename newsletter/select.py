@@ -182,7 +182,9 @@ def plan_day(session: Session, day: date, only: int | None = None) -> Plan:
     return plan
 
 
-def drop_excluded(index: TopicIndex, candidates: Sequence[int], exclude: Sequence[str]) -> list[int]:
+def drop_excluded(
+    index: TopicIndex, candidates: Sequence[int], exclude: Sequence[str]
+) -> list[int]:
     """The candidates whose title and abstract match none of the exclusion phrases."""
     return [
         paper_id

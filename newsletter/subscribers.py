@@ -72,12 +72,16 @@ def list_files(paths: Iterable[Path]) -> list[Path]:
                 sorted(
                     p
                     for p in path.iterdir()
-                    if p.is_file() and p.suffix.lower() in LIST_SUFFIXES and not p.name.startswith(".")
+                    if p.is_file()
+                    and p.suffix.lower() in LIST_SUFFIXES
+                    and not p.name.startswith(".")
                 )
             )
         elif path.is_file():
             if path.suffix.lower() not in LIST_SUFFIXES:
-                raise NewsletterError(f"{path}: not a subscriber list (expected .yaml, .yml or .csv)")
+                raise NewsletterError(
+                    f"{path}: not a subscriber list (expected .yaml, .yml or .csv)"
+                )
             files.append(path)
         else:
             raise NewsletterError(f"{path}: no such file or folder")
@@ -95,7 +99,9 @@ def load_lists(paths: Sequence[Path]) -> list[SubscriberRow]:
             if row is None:
                 continue
             if row.email in first_seen:
-                problems.add(where, f"duplicate address {row.email} (first at {first_seen[row.email]})")
+                problems.add(
+                    where, f"duplicate address {row.email} (first at {first_seen[row.email]})"
+                )
                 continue
             first_seen[row.email] = where
             rows.append(row)
@@ -191,7 +197,9 @@ def _read_yaml(path: Path, text: str, problems: _Problems) -> list[tuple[str, di
     rows = []
     for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
-            problems.add(f"{path}, entry {number}", "each subscriber must be a mapping with an email")
+            problems.add(
+                f"{path}, entry {number}", "each subscriber must be a mapping with an email"
+            )
             continue
         line = entry.pop("__line__")
         rows.append((f"{path}, line {line}", entry))

@@ -71,8 +71,13 @@ def seed_bytes(name_prefix: str) -> bytes:
 def make_dump(date_line: str, papers: list[tuple[str, str]], header: bool = True) -> str:
     """A dump in the page's format with the given (title, abstract) pairs."""
     head = (
-        ["new", "Get trending papers in your email inbox!", "Subscribe", "Daily Papers",
-         "byAK and the research community"]
+        [
+            "new",
+            "Get trending papers in your email inbox!",
+            "Subscribe",
+            "Daily Papers",
+            "byAK and the research community",
+        ]
         if header
         else []
     )

@@ -34,7 +34,9 @@ def test_seed_header_date_and_first_paper():
 def test_title_with_roman_numerals_and_full_stops_stays_a_title():
     dump = parse_dump(seed_bytes("004"), "004")
     titles = [p.title for p in dump.papers]
-    assert any(t.startswith("The Zwicky Transient Facility Bright Transient Survey. III.") for t in titles)
+    assert any(
+        t.startswith("The Zwicky Transient Facility Bright Transient Survey. III.") for t in titles
+    )
 
 
 def variants_of(raw: bytes) -> dict[str, bytes]:
@@ -44,8 +46,10 @@ def variants_of(raw: bytes) -> dict[str, bytes]:
         "bom": b"\xef\xbb\xbf" + raw,
         "trailing spaces": "\n".join(line + "  \t" for line in text.split("\n")).encode(),
         "stray blank lines": text.replace("\n\n", "\n\n \n\n", 7).encode(),
-        "all of them": (b"\xef\xbb\xbf" + "\n".join(line + " " for line in text.split("\n"))
-                        .replace("\n", "\r\n").encode()),
+        "all of them": (
+            b"\xef\xbb\xbf"
+            + "\n".join(line + " " for line in text.split("\n")).replace("\n", "\r\n").encode()
+        ),
     }
 
 
@@ -84,17 +88,24 @@ def test_title_at_the_end_without_abstract_is_a_paper():
 
 
 def test_a_missing_abstract_in_the_middle_does_not_shift_the_rest():
-    papers = [("First Paper", "First abstract sentence. " * 20),
-              ("Second Paper Without Abstract", ""),
-              ("Third Paper", "Third abstract sentence. " * 20)]
+    papers = [
+        ("First Paper", "First abstract sentence. " * 20),
+        ("Second Paper Without Abstract", ""),
+        ("Third Paper", "Third abstract sentence. " * 20),
+    ]
     dump = parse_dump(make_dump("Mar 11", papers).encode(), "gap")
     assert [(p.title, bool(p.abstract)) for p in dump.papers] == [
-        ("First Paper", True), ("Second Paper Without Abstract", False), ("Third Paper", True)]
+        ("First Paper", True),
+        ("Second Paper Without Abstract", False),
+        ("Third Paper", True),
+    ]
 
 
 def test_unicode_and_html_special_characters_in_titles():
-    titles = ["I&S-ViT: <Inclusive> & \"Stable\" ViTs", "Über-Réseaux: 深度学习 ∑ attention"]
-    dump = parse_dump(make_dump("Mar 11", [(t, "Abstract text here. " * 20) for t in titles]).encode(), "u")
+    titles = ['I&S-ViT: <Inclusive> & "Stable" ViTs', "Über-Réseaux: 深度学习 ∑ attention"]
+    dump = parse_dump(
+        make_dump("Mar 11", [(t, "Abstract text here. " * 20) for t in titles]).encode(), "u"
+    )
     assert [p.title for p in dump.papers] == titles
 
 
@@ -152,7 +163,9 @@ def test_code_links_from_abstracts():
         "https://github.com/hustvl/ViG"
     )
     assert find_code_url("See (https://gitlab.com/a/b), thanks") == "https://gitlab.com/a/b"
-    assert find_code_url("Our code: https://example.org/project/x") == "https://example.org/project/x"
+    assert (
+        find_code_url("Our code: https://example.org/project/x") == "https://example.org/project/x"
+    )
     assert find_code_url("Data at https://example.org/data only") is None
     dump = parse_dump(seed_bytes("004"), "004")
     assert dump.papers[0].code_url == "https://github.com/dyballa/dynamic-connectomes"

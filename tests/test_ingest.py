@@ -17,7 +17,8 @@ from .conftest import SEEDS, TODAY, abstract_about, make_dump
 def table_counts(db):
     with db.session() as session:
         return tuple(
-            session.scalar(select(func.count()).select_from(model)) for model in (Dump, Paper, Appearance)
+            session.scalar(select(func.count()).select_from(model))
+            for model in (Dump, Paper, Appearance)
         )
 
 
@@ -61,7 +62,10 @@ def test_bad_files_store_nothing_and_do_not_stop_the_others(db, tmp_path):
     (folder / "README.md").write_text("not a .txt file: folders only take *.txt")
     report = ingest_paths(db, [folder], TODAY)
     assert [re.split(r"[:,]", e)[0] for e in report.errors] == [
-        f"{folder}/a_empty.txt", f"{folder}/b_binary.txt", f"{folder}/c_notes.txt"]
+        f"{folder}/a_empty.txt",
+        f"{folder}/b_binary.txt",
+        f"{folder}/c_notes.txt",
+    ]
     assert all("\n" not in e for e in report.errors)
     assert [s.name for s in report.stored] == ["d_good.txt"]
     assert table_counts(db) == (1, 1, 1)
@@ -70,7 +74,9 @@ def test_bad_files_store_nothing_and_do_not_stop_the_others(db, tmp_path):
 def test_first_seen_is_the_earliest_date_whatever_the_ingest_order(db, tmp_path):
     later = tmp_path / "later.txt"
     earlier = tmp_path / "earlier.txt"
-    later.write_text(make_dump("Mar 20", [("Shared Paper", abstract_about("x")), ("Only Later", "")]))
+    later.write_text(
+        make_dump("Mar 20", [("Shared Paper", abstract_about("x")), ("Only Later", "")])
+    )
     earlier.write_text(make_dump("Mar 10", [("Shared  paper", abstract_about("x"))]))
     ingest_paths(db, [later], TODAY)
     ingest_paths(db, [earlier], TODAY)
@@ -94,4 +100,7 @@ def test_year_option_and_inference(db, tmp_path):
     (tmp_path / "may.txt").write_text(make_dump("May 5", [("Forced Year", abstract_about("y"))]))
     ingest_paths(db, [tmp_path / "may.txt"], TODAY, year=2021)
     with db.session() as session:
-        assert sorted(session.scalars(select(Dump.dump_date))) == [date(2021, 5, 5), date(2026, 12, 31)]
+        assert sorted(session.scalars(select(Dump.dump_date))) == [
+            date(2021, 5, 5),
+            date(2026, 12, 31),
+        ]

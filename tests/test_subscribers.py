@@ -33,10 +33,17 @@ def test_yaml_and_csv_lists_load_with_defaults(tmp_path):
     write_list(tmp_path, "a.yaml", GOOD_YAML)
     write_list(tmp_path, "b.csv", GOOD_CSV)
     rows = {row.email: row for row in load_lists([tmp_path])}
-    assert set(rows) == {"ada@example.org", "bob@example.org", "carol@example.net", "dan@example.net"}
+    assert set(rows) == {
+        "ada@example.org",
+        "bob@example.org",
+        "carol@example.net",
+        "dan@example.net",
+    }
     ada, bob, carol, dan = (rows[e] for e in sorted(rows))
     assert ada.topics == ("quantization", "efficient LLM inference") and ada.exclude == ("survey",)
-    assert ada.max_papers == 3 and ada.frequency == "daily" and ada.source.endswith("a.yaml, line 2")
+    assert (
+        ada.max_papers == 3 and ada.frequency == "daily" and ada.source.endswith("a.yaml, line 2")
+    )
     assert bob.topics == ("diffusion models", "3D rendering") and bob.frequency == "weekly"
     assert carol.name == "Carol, PhD" and carol.topics == ("vision transformers", "pruning")
     assert dan.max_papers == 10 and dan.exclude == ("survey", "benchmark")
@@ -52,22 +59,53 @@ def test_shipped_example_lists_are_valid():
 @pytest.mark.parametrize(
     "name, text, expected",
     [
-        ("l.yaml", "subscribers:\n  - email: not-an-address\n    topics: [x]\n",
-         "l.yaml, line 2: invalid address 'not-an-address'"),
-        ("l.yaml", "subscribers:\n  - email: a@example.org\n    topics: [x]\n    frequency: hourly\n",
-         "l.yaml, line 2: frequency 'hourly' is not one of daily, weekly"),
-        ("l.yaml", "subscribers:\n  - email: a@example.org\n    topics: [x]\n    max_papers: -3\n",
-         "l.yaml, line 2: max_papers -3 must be from 1 to 100"),
-        ("l.yaml", "subscribers:\n  - email: a@example.org\n    topics: [x]\n    colour: blue\n",
-         "l.yaml, line 2: unknown field 'colour'"),
-        ("l.yaml", "subscribers:\n  - email: a@example.org\n", "l.yaml, line 2: topics: at least one"),
-        ("l.yaml", "subscribers:\n  - email: a@example.org\n    topics: [x]\n"
-                   "  - email: A@example.org\n    topics: [y]\n",
-         "l.yaml, line 4: duplicate address a@example.org (first at"),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: not-an-address\n    topics: [x]\n",
+            "l.yaml, line 2: invalid address 'not-an-address'",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    topics: [x]\n    frequency: hourly\n",
+            "l.yaml, line 2: frequency 'hourly' is not one of daily, weekly",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    topics: [x]\n    max_papers: -3\n",
+            "l.yaml, line 2: max_papers -3 must be from 1 to 100",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    topics: [x]\n    colour: blue\n",
+            "l.yaml, line 2: unknown field 'colour'",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n",
+            "l.yaml, line 2: topics: at least one",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    topics: [x]\n"
+            "  - email: A@example.org\n    topics: [y]\n",
+            "l.yaml, line 4: duplicate address a@example.org (first at",
+        ),
         ("l.yaml", "subscribers:\n  - email: [unclosed\n", "l.yaml, line 3: invalid YAML"),
-        ("l.csv", "email,topics,shoe_size\na@example.org,x,42\n", "l.csv, line 1: unknown column 'shoe_size'"),
-        ("l.csv", "email,topics\na@example.org,x\nb@example,y\n", "l.csv, line 3: invalid address 'b@example'"),
-        ("l.csv", "email,topics,max_papers\na@example.org,x,lots\n", "l.csv, line 2: max_papers 'lots'"),
+        (
+            "l.csv",
+            "email,topics,shoe_size\na@example.org,x,42\n",
+            "l.csv, line 1: unknown column 'shoe_size'",
+        ),
+        (
+            "l.csv",
+            "email,topics\na@example.org,x\nb@example,y\n",
+            "l.csv, line 3: invalid address 'b@example'",
+        ),
+        (
+            "l.csv",
+            "email,topics,max_papers\na@example.org,x,lots\n",
+            "l.csv, line 2: max_papers 'lots'",
+        ),
         ("l.csv", "name,topics\nAda,x\n", "l.csv, line 1: missing column 'email'"),
     ],
 )
@@ -98,17 +136,29 @@ def test_sync_updates_delists_and_keeps_unsubscribes(db, tmp_path):
     with db.session() as session:
         ada = session.scalar(select(Subscriber).where(Subscriber.email == "ada@example.org"))
         ada.status = UNSUBSCRIBED
-    write_list(tmp_path, "a.yaml", GOOD_YAML.replace("max_papers: 3", "max_papers: 7").split("  - email: bob")[0])
+    write_list(
+        tmp_path,
+        "a.yaml",
+        GOOD_YAML.replace("max_papers: 3", "max_papers: 7").split("  - email: bob")[0],
+    )
     second = sync_subscribers(db, load_lists([tmp_path]))
     assert (second.added, second.updated, second.delisted) == (0, 1, 1)
     with db.session() as session:
-        rows = {s.email: (s.status, s.listed, s.max_papers) for s in session.scalars(select(Subscriber))}
-    assert rows == {"ada@example.org": ("unsubscribed", True, 7), "bob@example.org": ("active", False, 10)}
+        rows = {
+            s.email: (s.status, s.listed, s.max_papers) for s in session.scalars(select(Subscriber))
+        }
+    assert rows == {
+        "ada@example.org": ("unsubscribed", True, 7),
+        "bob@example.org": ("active", False, 10),
+    }
 
 
 def test_names_cannot_carry_line_breaks(tmp_path):
-    write_list(tmp_path, "a.yaml",
-               'subscribers:\n  - email: eve@example.org\n    name: "Eve\\r\\nBcc: victim@example.org"\n'
-               "    topics: [x]\n")
+    write_list(
+        tmp_path,
+        "a.yaml",
+        'subscribers:\n  - email: eve@example.org\n    name: "Eve\\r\\nBcc: victim@example.org"\n'
+        "    topics: [x]\n",
+    )
     (row,) = load_lists([tmp_path])
     assert row.name == "Eve Bcc: victim@example.org"

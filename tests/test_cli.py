@@ -1,0 +1,125 @@
+"""The command line as a user meets it: output, JSON, one-line errors, exit status."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from .conftest import ROOT, SEEDS, write_list
+
+
+@pytest.fixture
+def seeded(cli, workdir):
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    for listed in (ROOT / "subscribers").iterdir():
+        shutil.copy(listed, workdir / "subscribers")
+    assert cli("ingest").code == 0
+    return cli
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.code != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_every_command(cli):
+    result = cli("--help")
+    assert result.code == 0
+    for command in ("ingest", "subscribers", "run", "papers", "rank", "preview", "unsubscribe"):
+        assert command in result.stdout
+
+
+def test_ingest_reports_each_refused_file_and_exits_non_zero(cli, workdir):
+    (workdir / "seeds" / "broken.txt").write_bytes(b"\x00\x00binary")
+    shutil.copy(next(SEEDS.glob("000_*")), workdir / "seeds")
+    result = cli("ingest")
+    assert result.code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"{workdir}/seeds/broken.txt, line 1: binary data (NUL byte), not a text dump"
+    ]
+    assert "ingested 1 dump(s) with 24 new paper(s)" in result.stdout
+    again = cli("ingest", str(workdir / "seeds" / next(SEEDS.glob("000_*")).name))
+    assert again.code == 0 and "1 already stored" in again.stdout
+
+
+def test_papers_json_for_a_date(seeded):
+    result = seeded("papers", "--date", "2026-03-17", "--json")
+    papers = json.loads(result.stdout)
+    assert len(papers) == 16
+    assert set(papers[0]) == {"title", "first_seen", "appearances", "code_url"}
+    assert {p["first_seen"] for p in papers} == {"2026-03-17"}
+    everything = json.loads(seeded("papers", "--json").stdout)
+    assert len(everything) == 182 and max(p["appearances"] for p in everything) >= 2
+
+
+def test_rank_json_is_best_first_with_matched_topics(seeded):
+    result = seeded(
+        "rank", "--topics", "vision transformers, quantization", "--limit", "5", "--json"
+    )
+    ranked = json.loads(result.stdout)
+    assert 1 <= len(ranked) <= 5
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+    assert all(
+        set(r["matched"]) <= {"vision transformers", "quantization"} and r["matched"]
+        for r in ranked
+    )
+    assert json.loads(seeded("rank", "--topics", "volcano seismology", "--json").stdout) == []
+
+
+def test_subscribers_table_and_a_bad_list(cli, workdir):
+    write_list(workdir / "subscribers", "l.csv", "email,topics\nada@example.org,x\n")
+    good = cli("subscribers")
+    assert good.code == 0 and "ada@example.org" in good.stdout and "1 added" in good.stdout
+    write_list(
+        workdir / "subscribers", "l.csv", "email,topics,frequency\nada@example.org,x,hourly\n"
+    )
+    assert_one_line_error(cli("subscribers"), "l.csv, line 2", "frequency 'hourly'")
+
+
+def test_run_dry_run_prints_where_and_a_summary(seeded, workdir):
+    result = seeded("run", "--dry-run", "--date", "latest")
+    assert result.code == 0, result.stderr
+    assert "outbox/2026-08-08/" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("dry-run 2026-08-08: ")
+    assert len(list((workdir / "outbox" / "2026-08-08").glob("*.eml"))) >= 4
+
+
+def test_preview_writes_an_html_file(seeded, workdir):
+    result = seeded("preview", "katherine@example.org", "--date", "2026-03-11")
+    assert result.code == 0, result.stderr
+    path = workdir / result.stdout.strip()
+    assert path.suffix == ".html" and "<html" in path.read_text()
+    assert_one_line_error(seeded("preview", "nobody@example.org"), "nobody@example.org")
+
+
+def test_unsubscribed_addresses_get_nothing_even_while_listed(seeded, workdir):
+    assert (
+        seeded("unsubscribe", "Ada@Example.org").stdout.strip()
+        == "ada@example.org is now unsubscribed"
+    )
+    seeded("run", "--dry-run", "--date", "latest")
+    assert not (workdir / "outbox" / "2026-08-08" / "ada@example.org.eml").exists()
+    assert "unsubscribed" in seeded("subscribers").stdout
+
+
+@pytest.mark.parametrize(
+    "args, extra_env, fragment",
+    [
+        (["run", "--date", "2026-13-45"], {}, "--date '2026-13-45'"),
+        (["run", "--dry-run", "--bogus"], {}, "--bogus"),
+        (["papers"], {"NEWSLETTER_SMTP_SECURITY": "ssl3"}, "NEWSLETTER_SMTP_SECURITY"),
+        (["papers"], {"NEWSLETTER_TIMEZONE": "Mars/Olympus"}, "NEWSLETTER_TIMEZONE"),
+        (["run", "--date", "2026-08-08"], {}, "NEWSLETTER_SECRET_KEY"),
+        (["ingest", "no/such/folder"], {}, "no/such/folder"),
+        (["rank", "--topics", " , "], {}, "--topics"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(cli, args, extra_env, fragment):
+    assert_one_line_error(cli(*args, extra_env=extra_env), fragment)

@@ -1,0 +1,134 @@
+"""A dry-run of the seeds: the `.eml` files, read back with the standard `email` package."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.db import Digest
+from newsletter.message import verify_token
+from newsletter.run import run_day
+
+from .conftest import ROOT, SEEDS, TODAY, abstract_about, make_dump, parse_eml, write_list
+
+AUG_8 = date(2026, 8, 8)
+
+
+@pytest.fixture
+def demo(settings, db, workdir):
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    for listed in (ROOT / "subscribers").iterdir():
+        shutil.copy(listed, workdir / "subscribers")
+    return settings
+
+
+def dry_run(db, settings, day=AUG_8):
+    return run_day(db, settings, day, today=TODAY, dry_run=True)
+
+
+def test_dry_run_writes_one_eml_per_digest(db, demo, workdir):
+    summary = dry_run(db, demo)
+    files = sorted((workdir / "outbox" / "2026-08-08").glob("*.eml"))
+    assert summary.written == len(files) >= 4
+    assert summary.not_due == 2  # the weekly subscribers: Aug 8, 2026 is a Saturday
+    assert summary.written + summary.skipped + summary.not_due == 8
+    assert summary.line().startswith(f"dry-run 2026-08-08: {len(files)} digest(s) written")
+    for path in files:
+        message = parse_eml(path)
+        assert message.get_content_type() == "multipart/alternative"
+        text, html = (part for part in message.iter_parts())
+        assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+        assert text.get_content_charset() == html.get_content_charset() == "utf-8"
+        assert message["To"].addresses[0].addr_spec == path.stem
+        assert message["Subject"].startswith("Papers for Aug 8, 2026: ")
+        for header in ("From", "Date", "Message-ID", "MIME-Version", "List-Id"):
+            assert message[header], header
+        assert message["Message-ID"].endswith("@digest.example>")
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_each_paper_card_carries_title_reason_excerpt_signal_and_links(db, demo, workdir):
+    dry_run(db, demo)
+    message = parse_eml(workdir / "outbox" / "2026-08-08" / "grace.hopper@example.org.eml")
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    top = message["Subject"].removeprefix("Papers for Aug 8, 2026: ").split(" (+")[0]
+    assert top.rstrip("…")[:40] in html and top.rstrip("…")[:30] in text
+    for fragment in (
+        "Why: matches",
+        "Trending: #",
+        "arxiv.org/search/?query=",
+        "huggingface.co/papers?q=",
+        "Unsubscribe",
+    ):
+        assert fragment in html and fragment in text.replace("Unsubscribe:", "Unsubscribe")
+    assert 'style="' in html  # CSS inlined for clients that strip <style>
+    assert "@media" in html  # media queries kept for those that do not
+    assert "display:none" in html.replace(" ", "")  # the preheader
+
+
+def test_unsubscribe_links_carry_a_token_for_that_address_only(db, demo, workdir):
+    dry_run(db, demo)
+    message = parse_eml(workdir / "outbox" / "2026-08-08" / "ada@example.org.eml")
+    https, mailto = (part.strip(" <>") for part in str(message["List-Unsubscribe"]).split(","))
+    assert https.startswith("https://digest.example/unsubscribe/")
+    assert mailto.startswith("mailto:unsubscribe@digest.example?subject=unsubscribe")
+    token = https.rsplit("/", 1)[1]
+    assert verify_token(demo.signing_key, token) == "ada@example.org"
+    assert verify_token(demo.signing_key, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert verify_token("another key", token) is None
+    assert https in message.get_body(("html",)).get_content()
+
+
+def test_dry_run_twice_gives_the_same_files_and_stores_no_digest(db, demo, workdir):
+    dry_run(db, demo)
+    first = {p.name: p.read_bytes() for p in (workdir / "outbox" / "2026-08-08").iterdir()}
+    dry_run(db, demo)
+    second = {p.name: p.read_bytes() for p in (workdir / "outbox" / "2026-08-08").iterdir()}
+    assert first == second
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Digest)) == 0
+
+
+def test_titles_are_escaped_and_names_cannot_inject_headers(db, settings, workdir):
+    title = '<script>alert("x")</script> Graph Neural Networks & <b>Friends</b>'
+    (workdir / "seeds" / "d.txt").write_text(
+        make_dump("Mar 11", [(title, abstract_about("graph neural networks"))])
+    )
+    write_list(
+        workdir / "subscribers",
+        "l.yaml",
+        "subscribers:\n  - email: eve@example.org\n"
+        '    name: "Eve <evil@example.org>\\r\\nBcc: victim@example.org\\nX-Injected: yes"\n'
+        "    topics: [graph neural networks]\n",
+    )
+    summary = run_day(db, settings, date(2026, 3, 11), today=TODAY, dry_run=True)
+    assert summary.written == 1
+    raw = (workdir / "outbox" / "2026-03-11" / "eve@example.org.eml").read_bytes()
+    message = parse_eml(workdir / "outbox" / "2026-03-11" / "eve@example.org.eml")
+    assert message["Bcc"] is None and message["X-Injected"] is None
+    assert b"\nBcc:" not in raw and b"\nX-Injected" not in raw
+    assert [a.addr_spec for a in message["To"].addresses] == ["eve@example.org"]
+    html = message.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "&lt;b&gt;Friends&lt;/b&gt;" in html and "&amp; " in html
+    assert title in message.get_body(("plain",)).get_content()
+
+
+def test_addresses_with_a_slash_stay_inside_the_outbox(db, settings, workdir):
+    (workdir / "seeds" / "d.txt").write_text(
+        make_dump("Mar 11", [("Graph Neural Networks", abstract_about("graph neural networks"))])
+    )
+    write_list(
+        workdir / "subscribers",
+        "l.csv",
+        "email,topics\nodd/name@example.org,graph neural networks\n",
+    )
+    run_day(db, settings, date(2026, 3, 11), today=TODAY, dry_run=True)
+    files = list(Path(workdir / "outbox").rglob("*.eml"))
+    assert [f.name for f in files] == ["odd%2Fname@example.org.eml"]
