@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .config import Settings
-from .db import FAILED, LIVE_STATES, SENT, Database, Digest, DigestPaper, Paper, Subscriber
+from .db import FAILED, SENT, Database, Digest, DigestPaper, Subscriber
 from .errors import UnknownSubscriberError
 from .message import message_id_for
 from .rank import TopicIndex
 from .render import PaperCard
-from .select import Due, PaperInfo, drop_excluded, is_due, load_papers, plan_day, window_start
+from .select import Due, PaperInfo, drop_excluded, load_papers, plan_day
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,7 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
             raise UnknownSubscriberError(
                 f"{email}: no such subscriber (see `newsletter subscribers`)"
             )
-        plan = plan_day(session, day, only=subscriber.id)
-        due = plan.due[0] if plan.due else None
-        if due is None:  # not due today (weekly) or not active: preview the window anyway
-            due = _due_anyway(session, subscriber, day)
+        (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
         papers = {p.id: p for p in load_papers(session, until=day)}
         if due.digest_id is not None:
             stored = _stored_papers(session, [due.digest_id])[due.digest_id]
@@ -103,45 +100,6 @@ def pick_papers(index: TopicIndex, due: Due) -> list[tuple[int, tuple[str, ...],
     candidates = drop_excluded(index, due.candidates, due.exclude)
     ranked = index.rank(due.topics, candidates, limit=due.max_papers)
     return [(r.paper_id, r.matched, r.score) for r in ranked]
-
-
-def _due_anyway(session: Session, subscriber: Subscriber, day: date) -> Due:
-    last = session.scalar(
-        select(Digest.digest_date)
-        .where(
-            Digest.subscriber_id == subscriber.id,
-            Digest.state.in_(LIVE_STATES),
-            Digest.digest_date < day,
-        )
-        .order_by(Digest.digest_date.desc())
-        .limit(1)
-    )
-    frequency = subscriber.frequency if is_due(subscriber.frequency, day) else "weekly"
-    start = window_start(frequency, day, last)
-    sent = set(
-        session.scalars(
-            select(DigestPaper.paper_id)
-            .join(Digest, Digest.id == DigestPaper.digest_id)
-            .where(Digest.subscriber_id == subscriber.id, Digest.state.in_(LIVE_STATES))
-        )
-    )
-    candidates = tuple(
-        session.scalars(
-            select(Paper.id).where(Paper.first_seen.between(start, day), Paper.id.not_in(sent))
-        )
-    )
-    return Due(
-        day=day,
-        subscriber_id=subscriber.id,
-        email=subscriber.email,
-        name=subscriber.name,
-        topics=tuple(subscriber.topics),
-        exclude=tuple(subscriber.exclude or ()),
-        max_papers=subscriber.max_papers,
-        frequency=subscriber.frequency,
-        window_start=start,
-        candidates=candidates,
-    )
 
 
 def _stored_papers(

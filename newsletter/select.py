@@ -112,11 +112,14 @@ def load_papers(
     ]
 
 
-def plan_day(session: Session, day: date, only: int | None = None) -> Plan:
+def plan_day(session: Session, day: date, only: int | None = None, preview: bool = False) -> Plan:
     """Every listed, active subscriber's due digest for `day` (or why none is due); `only` limits
-    the plan to one subscriber id."""
+    the plan to one subscriber id. A `preview` plans `only` whatever their status, and a weekly
+    subscriber on another day than Monday as if it were one."""
     plan = Plan(day)
-    query = select(Subscriber).where(Subscriber.listed.is_(True), Subscriber.status == ACTIVE)
+    query = select(Subscriber)
+    if not preview:
+        query = query.where(Subscriber.listed.is_(True), Subscriber.status == ACTIVE)
     if only is not None:
         query = query.where(Subscriber.id == only)
     subscribers = list(session.scalars(query.order_by(Subscriber.id)))
@@ -150,7 +153,7 @@ def plan_day(session: Session, day: date, only: int | None = None) -> Plan:
 
     for subscriber in subscribers:
         existing = todays.get(subscriber.id)
-        if existing is None and not is_due(subscriber.frequency, day):
+        if existing is None and not is_due(subscriber.frequency, day) and not preview:
             plan.not_due += 1
             continue
         start = (
