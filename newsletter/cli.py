@@ -146,6 +146,8 @@ def run(app: App, day: str | None, dry_run: bool, outbox: Path | None) -> None:
     if summary.outbox is not None and summary.written:
         out.print(f"wrote {summary.written} .eml file(s) to {summary.outbox}/", highlight=False)
     out.print(summary.line(), highlight=False)
+    if summary.unreachable:
+        raise NewsletterError(f"{summary.unreachable}; {summary.pending} digest(s) left pending")
 
 
 @cli.command()

@@ -18,6 +18,7 @@ from .config import Settings
 from .db import FAILED, SENT, Database, Digest, DigestPaper, Subscriber
 from .errors import UnknownSubscriberError
 from .message import message_id_for
+from .outbox import backlog
 from .rank import TopicIndex
 from .render import PaperCard
 from .select import Due, PaperInfo, drop_excluded, load_papers, plan_day
@@ -93,6 +94,29 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
             picked = pick_papers(index, due)
             cards = tuple(_card(papers[pid], matched) for pid, matched, _ in picked)
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
+
+
+def compose_backlog(db: Database, settings: Settings, day: date) -> list[Outgoing]:
+    """Digests of earlier days that are still unsent (deferred, or cut off by a crash)."""
+    with db.session() as session:
+        digests = backlog(session, day)
+        if not digests:
+            return []
+        papers = {p.id: p for p in load_papers(session, until=day)}
+        stored = _stored_papers(session, [d.id for d in digests])
+        return [
+            Outgoing(
+                digest_id=d.id,
+                day=d.digest_date,
+                email=d.subscriber.email,
+                name=d.subscriber.name,
+                topics=tuple(d.subscriber.topics),
+                frequency=d.subscriber.frequency,
+                message_id=d.message_id,
+                cards=tuple(_card(papers[pid], matched) for pid, matched in stored[d.id]),
+            )
+            for d in digests
+        ]
 
 
 def pick_papers(index: TopicIndex, due: Due) -> list[tuple[int, tuple[str, ...], float]]:

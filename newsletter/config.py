@@ -40,6 +40,8 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_connections: int = 4
     rate_limit: float = 0.0
+    smtp_attempts: int = 3
+    smtp_retry_delay: float = 2.0
     sender: str = "Trending Papers <papers@localhost>"
     base_url: str = "http://localhost:8000"
     secret_key: str | None = None
@@ -114,6 +116,8 @@ def load_settings(
             "NEWSLETTER_SMTP_CONNECTIONS", get("SMTP_CONNECTIONS"), defaults.smtp_connections, 1, 64
         ),
         rate_limit=_number("NEWSLETTER_RATE_LIMIT", get("RATE_LIMIT"), 0.0),
+        smtp_attempts=_integer("NEWSLETTER_SMTP_ATTEMPTS", get("SMTP_ATTEMPTS"), 3, 1, 20),
+        smtp_retry_delay=_number("NEWSLETTER_SMTP_RETRY_DELAY", get("SMTP_RETRY_DELAY"), 2.0),
         sender=get("FROM") or defaults.sender,
         base_url=(get("BASE_URL") or defaults.base_url).rstrip("/"),
         secret_key=values.get("NEWSLETTER_SECRET_KEY") or None,
@@ -146,6 +150,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"NEWSLETTER_BASE_URL={settings.base_url!r}: expected an http(s) URL")
     if settings.rate_limit < 0:
         raise ConfigError("NEWSLETTER_RATE_LIMIT must not be negative")
+    if settings.smtp_retry_delay < 0 or settings.smtp_timeout <= 0:
+        raise ConfigError("NEWSLETTER_SMTP_RETRY_DELAY and _TIMEOUT must be positive numbers")
 
 
 def _integer(name: str, raw: str | None, default: int, low: int, high: int) -> int:

@@ -1,12 +1,15 @@
 """One daily run: ingest → sync → select and rank (compose) → render → deliver, and its summary.
 
-A dry-run writes one `.eml` per digest under `outbox/<date>/` and stores no digest, so it changes
-nothing a later real run depends on.
+A real run stores every digest as a pending outbox row first, then sends them (and any unsent
+digest of the days before) over SMTP, recording each outcome as it happens. A dry-run writes one
+`.eml` per digest under `outbox/<date>/` and stores no digest, so it changes nothing a later real
+run depends on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -17,13 +20,25 @@ from typing import TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .compose import Outgoing, compose_day, compose_for
+from .compose import Outgoing, compose_backlog, compose_day, compose_for
 from .config import Settings
 from .db import Database
-from .deliver import OutboxWriter, write_atomically
+from .deliver import (
+    DEFERRED_OUTCOME,
+    FAILED_OUTCOME,
+    SENT_OUTCOME,
+    DeliveryReport,
+    Envelope,
+    OutboxWriter,
+    Outcome,
+    SmtpOptions,
+    SmtpSender,
+    write_atomically,
+)
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
 from .message import build_message, scheduled_time, unsubscribe_url
+from .outbox import record_outcome
 from .render import DigestContent, Renderer, day_label
 from .subscribers import SyncReport, load_lists, sync_subscribers
 
@@ -35,6 +50,10 @@ class RunSummary:
     day: date
     dry_run: bool
     written: int = 0
+    sent: int = 0
+    deferred: int = 0
+    pending: int = 0  # left unsent because the server could not be reached
+    unreachable: str | None = None
     skipped: int = 0
     not_due: int = 0
     already_sent: int = 0
@@ -45,16 +64,17 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        verb = "written" if self.dry_run else "sent"
-        parts = [
-            f"{self.written} digest(s) {verb}",
-            f"{self.skipped} skipped (nothing relevant)",
-            f"{self.not_due} not due",
-        ]
+        if self.dry_run:
+            parts = [f"{self.written} digest(s) written"]
+        else:
+            parts = [f"{self.sent} sent", f"{self.deferred} deferred", f"{self.failed} failed"]
+        parts += [f"{self.skipped} skipped (nothing relevant)", f"{self.not_due} not due"]
         if self.already_sent:
             parts.append(f"{self.already_sent} already sent")
-        if self.failed:
-            parts.append(f"{self.failed} failed")
+        if self.dry_run and self.failed:
+            parts.append(f"{self.failed} failed earlier")
+        if self.pending:
+            parts.append(f"{self.pending} left pending")
         mode = "dry-run" if self.dry_run else "run"
         return f"{mode} {self.day.isoformat()}: " + ", ".join(parts)
 
@@ -99,11 +119,62 @@ def run_day(
         summary.outbox = writer.directory / day.isoformat()
         sent_at = scheduled_time(settings, day)
         for outgoing in _progress(console, composition.outgoing, "Writing digests"):
-            writer.write(day, outgoing.email, digest_message(renderer, settings, outgoing, sent_at))
+            _, message = digest_message(renderer, settings, outgoing, sent_at)
+            writer.write(day, outgoing.email, message)
             summary.written += 1
     else:
-        raise NewsletterError("real delivery is not available yet: use --dry-run")
+        outgoing = composition.outgoing + compose_backlog(db, settings, day)
+        report = send_digests(db, settings, outgoing, renderer, console)
+        summary.sent = report.outcomes.get(SENT_OUTCOME, 0)
+        summary.deferred = report.outcomes.get(DEFERRED_OUTCOME, 0)
+        summary.failed += report.outcomes.get(FAILED_OUTCOME, 0)
+        summary.pending = len(outgoing) - sum(report.outcomes.values())
+        summary.unreachable = report.unreachable
     return summary
+
+
+def smtp_options(settings: Settings) -> SmtpOptions:
+    return SmtpOptions(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        verify=settings.smtp_verify,
+        timeout=settings.smtp_timeout,
+        connections=settings.smtp_connections,
+        rate_limit=settings.rate_limit,
+        attempts=settings.smtp_attempts,
+        retry_delay=settings.smtp_retry_delay,
+    )
+
+
+def send_digests(
+    db: Database,
+    settings: Settings,
+    outgoing: list[Outgoing],
+    renderer: Renderer,
+    console: Console,
+) -> DeliveryReport:
+    """Render and send each stored digest, recording each outcome the moment it is known."""
+    subjects: dict[int, str] = {}
+
+    async def envelopes() -> AsyncIterator[Envelope]:
+        for item in outgoing:
+            assert item.digest_id is not None
+            subject, message = digest_message(renderer, settings, item, datetime.now(settings.tz))
+            subjects[item.digest_id] = subject
+            yield Envelope(item.digest_id, settings.sender_address, item.email, message)
+            await asyncio.sleep(0)  # let the connections work while the next one renders
+
+    with _bar(console) as progress:
+        task = progress.add_task("Sending digests", total=len(outgoing))
+
+        def record(envelope: Envelope, outcome: Outcome) -> None:
+            record_outcome(db, envelope.key, outcome, subjects.pop(envelope.key, ""))
+            progress.advance(task)
+
+        return asyncio.run(SmtpSender(smtp_options(settings)).send_all(envelopes(), record))
 
 
 def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
@@ -121,12 +192,13 @@ def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
 
 def digest_message(
     renderer: Renderer, settings: Settings, outgoing: Outgoing, sent_at: datetime
-) -> bytes:
+) -> tuple[str, bytes]:
+    """(subject, message bytes) of one digest."""
     rendered = renderer.render(digest_content(settings, outgoing))
     message = build_message(
         settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at
     )
-    return message.as_bytes()
+    return rendered.subject, message.as_bytes()
 
 
 def preview(
