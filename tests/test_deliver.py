@@ -1,0 +1,210 @@
+"""Real delivery against a real aiosmtpd server on loopback: every digest once, faults, resume."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.config import load_settings
+from newsletter.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
+from newsletter.run import run_day
+
+from .conftest import ROOT, SEEDS, TODAY, write_list
+from .smtp_server import FaultyHandler, SmtpServer, free_port, self_signed_context
+
+AUG_8 = date(2026, 8, 8)
+
+
+@pytest.fixture
+def demo(workdir):
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    for listed in (ROOT / "subscribers").iterdir():
+        shutil.copy(listed, workdir / "subscribers")
+    return workdir
+
+
+def smtp_env(env, port, **extra):
+    return {
+        **env,
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": str(port),
+        "NEWSLETTER_SMTP_SECURITY": "none",
+        "NEWSLETTER_SECRET_KEY": "test-secret",
+        "NEWSLETTER_SMTP_RETRY_DELAY": "0.05",
+        "NEWSLETTER_SMTP_CONNECTIONS": "2",
+        **extra,
+    }
+
+
+def real_run(db, env, port, day=AUG_8, **extra):
+    settings = load_settings(smtp_env(env, port, **extra))
+    return run_day(db, settings, day, today=TODAY, dry_run=False)
+
+
+def states(db, day=AUG_8):
+    with db.session() as session:
+        rows = session.execute(
+            select(Subscriber.email, Digest.state, Digest.attempts)
+            .join(Digest, Digest.subscriber_id == Subscriber.id)
+            .where(Digest.digest_date == day)
+        )
+        return {email: (state, attempts) for email, state, attempts in rows}
+
+
+def test_a_run_delivers_each_digest_once_and_a_second_run_sends_nothing(db, env, demo):
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port)
+        again = real_run(db, env, server.port)
+    counts = handler.counts()
+    assert summary.sent == len(counts) >= 4 and set(counts.values()) == {1}
+    assert (summary.deferred, summary.failed, summary.pending) == (0, 0, 0)
+    assert summary.line().startswith(f"run 2026-08-08: {summary.sent} sent, 0 deferred, 0 failed")
+    assert (again.sent, again.already_sent) == (0, summary.sent)
+    assert handler.counts() == counts
+    assert {state for state, _ in states(db).values()} == {SENT}
+    with db.session() as session:
+        stored_ids = set(session.scalars(select(Digest.message_id)))
+    for address, raw in handler.received:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert message["To"].addresses[0].addr_spec == address
+        assert message["Message-ID"] in stored_ids
+        assert message.get_content_type() == "multipart/alternative"
+
+
+def test_a_dry_run_first_changes_nothing_for_the_real_run(db, env, settings, demo):
+    dry = run_day(db, settings, AUG_8, today=TODAY, dry_run=True)
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        real = real_run(db, env, server.port)
+    assert real.sent == dry.written == len(handler.counts())
+
+
+def test_a_4xx_is_retried_with_back_off_until_accepted(db, env, demo):
+    handler = FaultyHandler(rcpt_replies={"ada@example.org": ["451 4.3.0 Try again later"]},
+                            data_replies={"fei.li@example.com": ["452 4.3.1 Insufficient storage"]})
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port)
+    assert summary.deferred == 0
+    assert states(db)["ada@example.org"] == (SENT, 2)
+    assert states(db)["fei.li@example.com"] == (SENT, 2)
+    assert handler.counts()["ada@example.org"] == 1
+
+
+def test_a_lasting_4xx_is_deferred_then_sent_by_the_next_run(db, env, demo):
+    handler = FaultyHandler(rcpt_replies={"ada@example.org": ["451 4.7.1 Greylisted"] * 3})
+    with SmtpServer(handler) as server:
+        first = real_run(db, env, server.port)
+        assert (first.deferred, first.pending, first.unreachable) == (1, 0, None)
+        assert states(db)["ada@example.org"] == (DEFERRED, 3)
+        second = real_run(db, env, server.port)
+    assert (second.sent, second.deferred) == (1, 0)
+    assert handler.counts()["ada@example.org"] == 1
+    assert states(db)["ada@example.org"] == (SENT, 4)
+
+
+def test_a_5xx_is_a_permanent_failure_for_that_address_only(db, env, demo):
+    handler = FaultyHandler(always_rcpt={"ada@example.org": "550 5.1.1 No such user"},
+                            data_replies={"yann@example.net": ["554 5.7.1 Rejected as spam"]})
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port)
+        again = real_run(db, env, server.port)
+    assert summary.failed == 2 and summary.pending == 0 and summary.unreachable is None
+    assert states(db)["ada@example.org"] == (FAILED, 1)  # not retried
+    assert states(db)["yann@example.net"] == (FAILED, 1)
+    assert "ada@example.org" not in handler.counts() and "yann@example.net" not in handler.counts()
+    assert again.sent == 0 and again.failed == 2
+    with db.session() as session:
+        digest = session.scalar(select(Digest).where(Digest.state == FAILED).order_by(Digest.id))
+        assert digest.smtp_reply.startswith(("550", "554"))
+
+
+def test_three_permanent_failures_on_different_days_suspend_the_subscriber(db, env, workdir, cli):
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    write_list(workdir / "subscribers", "l.csv", "email,topics\ngone@example.org,neural networks\n")
+    handler = FaultyHandler(always_rcpt={"gone@example.org": "550 5.1.1 Mailbox unavailable"})
+    with SmtpServer(handler) as server:
+        for day in (date(2026, 3, 11), date(2026, 3, 17)):
+            assert real_run(db, env, server.port, day).failed == 1
+        with db.session() as session:
+            assert session.scalar(select(Subscriber.status)) == "active"
+        assert real_run(db, env, server.port, AUG_8).failed == 1
+        with db.session() as session:
+            assert session.scalar(select(Subscriber.status)) == SUSPENDED
+        later = real_run(db, env, server.port, date(2026, 8, 9))
+    assert later.sent == later.failed == 0
+    assert "suspended" in cli("subscribers").stdout
+
+
+def test_a_connection_dropped_mid_data_is_retried_on_a_new_connection(db, env, demo):
+    handler = FaultyHandler(drops={"ada@example.org": 1, "grace.hopper@example.org": 1})
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port)
+    assert summary.deferred == 0 and summary.sent == len(handler.counts())
+    assert handler.counts()["ada@example.org"] == handler.counts()["grace.hopper@example.org"] == 1
+
+
+def test_a_server_that_is_down_leaves_everything_pending(db, env, demo, cli):
+    port = free_port()
+    summary = real_run(db, env, port)
+    assert summary.unreachable and "cannot connect to SMTP server 127.0.0.1" in summary.unreachable
+    assert summary.sent == 0 and summary.pending >= 4
+    assert {state for state, _ in states(db).values()} == {PENDING}
+    result = cli("run", "--date", "2026-08-08", extra_env=smtp_env({}, port))
+    assert result.code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: cannot connect to SMTP server 127.0.0.1")
+    assert "left pending" in result.stderr
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        assert real_run(db, env, server.port).sent == summary.pending
+
+
+def test_starttls_with_a_self_signed_certificate(db, env, demo, tmp_path):
+    context = self_signed_context(tmp_path)
+    handler = FaultyHandler()
+    with SmtpServer(handler, tls_context=context, require_starttls=True) as server:
+        checked = real_run(db, env, server.port, NEWSLETTER_SMTP_SECURITY="starttls")
+        assert checked.sent == 0 and "CERTIFICATE_VERIFY_FAILED" in (checked.unreachable or "")
+        unchecked = real_run(db, env, server.port, NEWSLETTER_SMTP_SECURITY="starttls",
+                             NEWSLETTER_SMTP_VERIFY="false")
+    assert unchecked.sent == checked.pending == len(handler.counts())
+
+
+def test_a_run_killed_mid_way_then_run_again_delivers_every_digest(db, env, workdir, cli):
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    rows = "\n".join(f"reader{n:02d}@example.org,neural networks" for n in range(40))
+    write_list(workdir / "subscribers", "l.csv", f"email,topics\n{rows}\n")
+    handler = FaultyHandler(delay=0.05)
+    with SmtpServer(handler) as server:
+        run_env = {**os.environ, **smtp_env(env, server.port)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "run", "--date", "2026-03-11"],
+            cwd=workdir, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while sum(handler.counts().values()) < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        at_kill = sum(handler.counts().values())
+        assert 12 <= at_kill < 40
+        resumed = cli("run", "--date", "2026-03-11", extra_env=smtp_env({}, server.port))
+        assert resumed.code == 0, resumed.stderr
+    counts = handler.counts()
+    assert set(counts) == {f"reader{n:02d}@example.org" for n in range(40)}
+    duplicates = sum(counts.values()) - 40
+    assert duplicates <= 2  # at most the messages in flight on the 2 connections at the kill
+    assert {state for state, _ in states(db, date(2026, 3, 11)).values()} == {SENT}
