@@ -43,6 +43,7 @@ def smtp_env(env, port, **extra):
         "NEWSLETTER_SECRET_KEY": "test-secret",
         "NEWSLETTER_SMTP_RETRY_DELAY": "0.05",
         "NEWSLETTER_SMTP_CONNECTIONS": "2",
+        "NEWSLETTER_SMTP_TIMEOUT": "10",
         **extra,
     }
 
@@ -92,8 +93,10 @@ def test_a_dry_run_first_changes_nothing_for_the_real_run(db, env, settings, dem
 
 
 def test_a_4xx_is_retried_with_back_off_until_accepted(db, env, demo):
-    handler = FaultyHandler(rcpt_replies={"ada@example.org": ["451 4.3.0 Try again later"]},
-                            data_replies={"fei.li@example.com": ["452 4.3.1 Insufficient storage"]})
+    handler = FaultyHandler(
+        rcpt_replies={"ada@example.org": ["451 4.3.0 Try again later"]},
+        data_replies={"fei.li@example.com": ["452 4.3.1 Insufficient storage"]},
+    )
     with SmtpServer(handler) as server:
         summary = real_run(db, env, server.port)
     assert summary.deferred == 0
@@ -115,8 +118,10 @@ def test_a_lasting_4xx_is_deferred_then_sent_by_the_next_run(db, env, demo):
 
 
 def test_a_5xx_is_a_permanent_failure_for_that_address_only(db, env, demo):
-    handler = FaultyHandler(always_rcpt={"ada@example.org": "550 5.1.1 No such user"},
-                            data_replies={"yann@example.net": ["554 5.7.1 Rejected as spam"]})
+    handler = FaultyHandler(
+        always_rcpt={"ada@example.org": "550 5.1.1 No such user"},
+        data_replies={"yann@example.net": ["554 5.7.1 Rejected as spam"]},
+    )
     with SmtpServer(handler) as server:
         summary = real_run(db, env, server.port)
         again = real_run(db, env, server.port)
@@ -177,8 +182,13 @@ def test_starttls_with_a_self_signed_certificate(db, env, demo, tmp_path):
     with SmtpServer(handler, tls_context=context, require_starttls=True) as server:
         checked = real_run(db, env, server.port, NEWSLETTER_SMTP_SECURITY="starttls")
         assert checked.sent == 0 and "CERTIFICATE_VERIFY_FAILED" in (checked.unreachable or "")
-        unchecked = real_run(db, env, server.port, NEWSLETTER_SMTP_SECURITY="starttls",
-                             NEWSLETTER_SMTP_VERIFY="false")
+        unchecked = real_run(
+            db,
+            env,
+            server.port,
+            NEWSLETTER_SMTP_SECURITY="starttls",
+            NEWSLETTER_SMTP_VERIFY="false",
+        )
     assert unchecked.sent == checked.pending == len(handler.counts())
 
 
@@ -192,7 +202,10 @@ def test_a_run_killed_mid_way_then_run_again_delivers_every_digest(db, env, work
         run_env = {**os.environ, **smtp_env(env, server.port)}
         process = subprocess.Popen(
             [sys.executable, "-m", "newsletter", "run", "--date", "2026-03-11"],
-            cwd=workdir, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=workdir,
+            env=run_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
         while sum(handler.counts().values()) < 12 and time.monotonic() < deadline:
@@ -208,3 +221,44 @@ def test_a_run_killed_mid_way_then_run_again_delivers_every_digest(db, env, work
     duplicates = sum(counts.values()) - 40
     assert duplicates <= 2  # at most the messages in flight on the 2 connections at the kill
     assert {state for state, _ in states(db, date(2026, 3, 11)).values()} == {SENT}
+
+
+def test_login_over_starttls_and_a_refused_login(db, env, demo, tmp_path, cli):
+    from aiosmtpd.smtp import AuthResult
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"digest" and auth_data.password == b"s3cret-pass"
+        return AuthResult(success=ok, handled=False)
+
+    handler = FaultyHandler()
+    options = dict(
+        tls_context=self_signed_context(tmp_path),
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticator,
+    )
+    login = dict(
+        NEWSLETTER_SMTP_SECURITY="starttls",
+        NEWSLETTER_SMTP_VERIFY="false",
+        NEWSLETTER_SMTP_USERNAME="digest",
+    )
+    with SmtpServer(handler, **options) as server:
+        refused = cli(
+            "run",
+            "--date",
+            "2026-08-08",
+            extra_env=smtp_env({}, server.port, NEWSLETTER_SMTP_PASSWORD="wrong-password", **login),
+        )
+        assert refused.code == 1 and "login" in refused.stderr and "refused" in refused.stderr
+        assert "wrong-password" not in refused.stderr + refused.stdout
+        summary = real_run(db, env, server.port, NEWSLETTER_SMTP_PASSWORD="s3cret-pass", **login)
+    assert summary.sent == len(handler.counts()) >= 4
+
+
+def test_implicit_tls(db, env, demo, tmp_path):
+    handler = FaultyHandler()
+    with SmtpServer(handler, ssl_context=self_signed_context(tmp_path)) as server:
+        summary = real_run(
+            db, env, server.port, NEWSLETTER_SMTP_SECURITY="tls", NEWSLETTER_SMTP_VERIFY="false"
+        )
+    assert summary.sent == len(handler.counts()) >= 4
