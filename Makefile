@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean bench
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
@@ -36,3 +36,6 @@ lint: $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) outbox newsletter.db
+
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench.delivery

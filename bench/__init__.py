@@ -1,0 +1,1 @@
+"""Benchmarks run by `make bench`: timings belong here, never in tests."""
