@@ -219,6 +219,7 @@ def test_a_run_killed_mid_way_then_run_again_delivers_every_digest(db, env, work
     counts = handler.counts()
     assert set(counts) == {f"reader{n:02d}@example.org" for n in range(40)}
     duplicates = sum(counts.values()) - 40
+    print(f"kill test: {at_kill} at the server at SIGKILL, {duplicates} duplicate(s) after resume")
     assert duplicates <= 2  # at most the messages in flight on the 2 connections at the kill
     assert {state for state, _ in states(db, date(2026, 3, 11)).values()} == {SENT}
 
