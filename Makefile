@@ -38,4 +38,5 @@ clean:
 	rm -rf $(VENV) outbox newsletter.db
 
 bench: $(TEST_STAMP)
+	$(BIN)/python -m bench.ranking
 	$(BIN)/python -m bench.delivery

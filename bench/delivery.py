@@ -25,8 +25,14 @@ from newsletter.run import run_day
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = date(2026, 3, 11)
-TOPICS = ["neural networks", "language models", "vision transformers;quantization",
-          "graph neural networks", "diffusion models", "reinforcement learning;robotics"]
+TOPICS = [
+    "neural networks",
+    "language models",
+    "vision transformers;quantization",
+    "graph neural networks",
+    "diffusion models",
+    "reinforcement learning;robotics",
+]
 
 
 def free_port() -> int:
@@ -37,9 +43,18 @@ def free_port() -> int:
 
 def start_sink(port: int) -> subprocess.Popen:
     sink = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c",
-         "aiosmtpd.handlers.Sink"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
         with socket.socket() as sock:
@@ -55,23 +70,29 @@ def one_run(work: Path, subscribers: int, connections: int, port: int) -> dict[s
     shutil.copytree(ROOT / "seeds", work / "seeds")
     rows = "\n".join(f"reader{n}@example.org,{TOPICS[n % len(TOPICS)]}" for n in range(subscribers))
     (work / "subscribers" / "list.csv").write_text(f"email,topics\n{rows}\n")
-    settings = load_settings({
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
-        "NEWSLETTER_SEEDS_DIR": str(work / "seeds"),
-        "NEWSLETTER_SUBSCRIBERS_DIR": str(work / "subscribers"),
-        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
-        "NEWSLETTER_SMTP_PORT": str(port),
-        "NEWSLETTER_SMTP_SECURITY": "none",
-        "NEWSLETTER_SECRET_KEY": "bench",
-        "NEWSLETTER_SMTP_CONNECTIONS": str(connections),
-    })
+    settings = load_settings(
+        {
+            "NEWSLETTER_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
+            "NEWSLETTER_SEEDS_DIR": str(work / "seeds"),
+            "NEWSLETTER_SUBSCRIBERS_DIR": str(work / "subscribers"),
+            "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+            "NEWSLETTER_SMTP_PORT": str(port),
+            "NEWSLETTER_SMTP_SECURITY": "none",
+            "NEWSLETTER_SECRET_KEY": "bench",
+            "NEWSLETTER_SMTP_CONNECTIONS": str(connections),
+        }
+    )
     db = Database(settings.database_url)
     started = time.perf_counter()
     summary = run_day(db, settings, DAY, today=DAY, dry_run=False)
     elapsed = time.perf_counter() - started
     db.close()
-    return {"connections": connections, "sent": summary.sent, "seconds": round(elapsed, 3),
-            "messages_per_second": round(summary.sent / elapsed, 1)}
+    return {
+        "connections": connections,
+        "sent": summary.sent,
+        "seconds": round(elapsed, 3),
+        "messages_per_second": round(summary.sent / elapsed, 1),
+    }
 
 
 def main() -> None:
@@ -90,8 +111,10 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"delivery of a whole run (ingest, sync, compose, render, send) on {machine}")
     for r in results:
-        print(f"  {r['connections']} connection(s): {r['sent']} digests in {r['seconds']} s "
-              f"= {r['messages_per_second']} messages/s")
+        print(
+            f"  {r['connections']} connection(s): {r['sent']} digests in {r['seconds']} s "
+            f"= {r['messages_per_second']} messages/s"
+        )
     args.output.write_text(json.dumps({"machine": machine, "runs": results}, indent=2))
 
 

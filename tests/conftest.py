@@ -89,10 +89,15 @@ def make_dump(date_line: str, papers: list[tuple[str, str]], header: bool = True
     return "\n\n".join(parts) + "\n"
 
 
-def abstract_about(*words: str, sentences: int = 4) -> str:
-    """A plausible abstract that mentions the given words."""
+def abstract_about(*words: str, sentences: int = 4, unique: str = "") -> str:
+    """A plausible abstract that mentions the given words; `unique` adds words of its own so that
+    two such abstracts do not look like the same work."""
     text = " ".join(words)
+    extra = (
+        [f"Findings specific to {' '.join(f'{unique}{k}' for k in range(20))}."] if unique else []
+    )
     body = [
+        *extra,
         f"We study {text} in depth and propose a new method for it.",
         f"Our approach to {text} is simple, fast and easy to reproduce on common hardware.",
         "Experiments on several benchmarks show consistent improvements over strong baselines.",

@@ -69,8 +69,20 @@ def test_matched_topics_are_the_ones_that_matched(index):
 def test_trending_breaks_ties_between_equally_relevant_papers():
     text = "We study graph neural networks. " * 5
     papers = [
-        PaperText(1, "Graph Neural Networks A", text, appearances=1, best_position=30),
-        PaperText(2, "Graph Neural Networks B", text, appearances=3, best_position=2),
+        PaperText(
+            1,
+            "Graph Neural Networks for Chemistry",
+            text + "Molecules, atoms, bonds.",
+            appearances=1,
+            best_position=30,
+        ),
+        PaperText(
+            2,
+            "Graph Neural Networks at Scale",
+            text + "Billions of edges on clusters.",
+            appearances=3,
+            best_position=2,
+        ),
         PaperText(3, "Cooking Recipes", "Pasta and sauces. " * 5, appearances=9, best_position=1),
     ]
     ranked = TopicIndex(papers).rank(["graph neural networks"])
@@ -84,3 +96,42 @@ def test_tokens_fold_stems_and_plural_acronyms():
         "efficient LLM inference",
         "KV cache",
     )
+
+
+def test_acronyms_and_their_spelled_out_forms_find_the_same_papers(index):
+    llm = set(ranked_titles(index, "LLM quantization", limit=None))
+    spelled = set(ranked_titles(index, "large language model quantization", limit=None))
+    assert "Accurate Block Quantization in LLMs with Outliers" in spelled
+    assert any("Large Language Models" in t for t in llm)
+    assert len(llm & spelled) >= 3
+
+
+def test_coordinated_topics_match_either_part(index):
+    titles = ranked_titles(index, "convex and bilevel optimization")
+    assert any(t.startswith("Constrained Bi-Level Optimization") for t in titles)  # hyphenated
+    assert any("Bilevel Optimization" in t for t in titles)
+
+
+def test_the_same_work_under_two_titles_appears_once():
+    abstract = "We propose sparse attention kernels for long sequences on accelerators. " * 4
+    papers = [
+        PaperText(1, "FlashSparse: Sparse Attention Kernels", abstract, best_position=3),
+        PaperText(
+            2, "FlashSparse: Fast Sparse Attention Kernels", abstract + "v2", best_position=1
+        ),
+        PaperText(
+            3,
+            "Dense Attention Baselines Revisited",
+            "Sparse attention kernels versus dense ones, measured carefully. " * 4,
+        ),
+    ]
+    ranked = [r.paper_id for r in TopicIndex(papers).rank(["sparse attention kernels"])]
+    assert ranked.count(1) + ranked.count(2) == 1 and 3 in ranked
+
+
+def test_the_ranking_harness_runs_and_beats_plain_bm25():
+    from bench.ranking import evaluate
+
+    result = evaluate()
+    assert set(result["topics"]) and result["papers"] == 182
+    assert result["mean"]["ours"]["ndcg@10"] > result["mean"]["bm25"]["ndcg@10"]

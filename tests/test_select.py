@@ -32,8 +32,16 @@ def daily_papers(db, tmp_path):
             make_dump(
                 f"Mar {day.day}",
                 [
-                    (gnn_title(day), abstract_about("graph neural networks", "message passing")),
-                    (f"Protein Folding Benchmarks {day.day}", abstract_about("protein structure")),
+                    (
+                        gnn_title(day),
+                        abstract_about(
+                            "graph neural networks", "message passing", unique=f"g{day.day}x"
+                        ),
+                    ),
+                    (
+                        f"Protein Folding Benchmarks {day.day}",
+                        abstract_about("protein structure", unique=f"p{day.day}x"),
+                    ),
                 ],
             )
         )
