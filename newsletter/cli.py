@@ -18,13 +18,16 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from .config import Settings, load_settings
-from .db import ACTIVE, UNSUBSCRIBED, Database, Dump, Subscriber, utcnow
+from .db import ACTIVE, Database, Dump, Subscriber
 from .errors import NewsletterError, SubscriberListError
 from .ingest import ingest_paths
 from .rank import TopicIndex, parse_topics
 from .run import preview, run_day
 from .select import load_papers
 from .subscribers import load_lists, sync_subscribers
+from .subscribers import resubscribe as resubscribe_address
+from .subscribers import unsubscribe as unsubscribe_address
+from .web import serve as serve_unsubscribe
 
 # Piped output (cron mail, files, tests) gets wide tables instead of 80 folded columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -235,16 +238,30 @@ def preview_command(app: App, email: str, day: str | None, outbox: Path | None) 
 @pass_app
 def unsubscribe(app: App, email: str) -> None:
     """Unsubscribe an address; it stays unsubscribed even while a list still names it."""
+    already = unsubscribe_address(app.db, email)
+    click.echo(f"{email.strip().lower()} {'was already' if already else 'is now'} unsubscribed")
+
+
+@cli.command()
+@click.argument("email")
+@pass_app
+def resubscribe(app: App, email: str) -> None:
+    """Subscribe an unsubscribed or suspended address again, at its owner's request."""
     address = email.strip().lower()
-    with app.db.session() as session:
-        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
-        if subscriber is None:  # remember the wish before the address is ever listed
-            subscriber = Subscriber(email=address, topics=[], listed=False)
-            session.add(subscriber)
-        already = subscriber.status == UNSUBSCRIBED
-        subscriber.status = UNSUBSCRIBED
-        subscriber.status_changed_at = subscriber.status_changed_at if already else utcnow()
-    click.echo(f"{address} {'was already' if already else 'is now'} unsubscribed")
+    if not resubscribe_address(app.db, address):
+        raise NewsletterError(f"{address} is not unsubscribed or suspended")
+    click.echo(f"{address} is subscribed again (while a list names it)")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@pass_app
+def serve(app: App, host: str, port: int) -> None:
+    """Serve the unsubscribe links: GET shows a confirmation page, POST unsubscribes (RFC 8058)."""
+    if app.settings.uses_development_secret:
+        err.print("warning: NEWSLETTER_SECRET_KEY is not set: only development links will work")
+    serve_unsubscribe(app.db, app.settings, host, port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,6 +48,9 @@ class Settings:
     unsubscribe_mailto: str | None = None
     send_at: str = "07:00"
     timezone: str = "UTC"
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_key_file: Path | None = None
 
     @property
     def sender_address(self) -> str:
@@ -124,6 +127,9 @@ def load_settings(
         unsubscribe_mailto=get("UNSUBSCRIBE_MAILTO"),
         send_at=get("SEND_AT") or defaults.send_at,
         timezone=get("TIMEZONE") or defaults.timezone,
+        dkim_selector=get("DKIM_SELECTOR"),
+        dkim_domain=get("DKIM_DOMAIN"),
+        dkim_key_file=Path(key) if (key := get("DKIM_KEY_FILE")) else None,
     )
     validate(settings)
     return settings
@@ -150,6 +156,14 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"NEWSLETTER_BASE_URL={settings.base_url!r}: expected an http(s) URL")
     if settings.rate_limit < 0:
         raise ConfigError("NEWSLETTER_RATE_LIMIT must not be negative")
+    dkim = (settings.dkim_selector, settings.dkim_domain, settings.dkim_key_file)
+    if any(dkim) and not all(dkim):
+        raise ConfigError(
+            "DKIM signing needs all of NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_DOMAIN and "
+            "NEWSLETTER_DKIM_KEY_FILE"
+        )
+    if settings.dkim_key_file is not None and not settings.dkim_key_file.is_file():
+        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE={settings.dkim_key_file}: no such file")
     if settings.smtp_retry_delay < 0 or settings.smtp_timeout <= 0:
         raise ConfigError("NEWSLETTER_SMTP_RETRY_DELAY and _TIMEOUT must be positive numbers")
 

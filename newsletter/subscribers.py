@@ -19,7 +19,7 @@ import yaml
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
-from .db import Database, Subscriber
+from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, utcnow
 from .errors import NewsletterError, SubscriberListError
 
 FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
@@ -309,3 +309,38 @@ def clean_name(value: Any) -> str:
     if value is None:
         return ""
     return " ".join(CONTROL.sub(" ", str(value)).split())[:200]
+
+
+def unsubscribe(db: Database, email: str) -> bool:
+    """Unsubscribe an address for good; True if it was unsubscribed already. An address not seen
+    yet is remembered, so that a list naming it later does not subscribe it."""
+    address = email.strip().lower()
+    with db.session() as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        if subscriber is None:
+            subscriber = Subscriber(email=address, topics=[], listed=False)
+            session.add(subscriber)
+        if subscriber.status == UNSUBSCRIBED:
+            return True
+        subscriber.status = UNSUBSCRIBED
+        subscriber.status_changed_at = utcnow()
+        return False
+
+
+def resubscribe(db: Database, email: str) -> bool:
+    """Undo an unsubscribe or a suspension, on the subscriber's own request; False if the address
+    was not unsubscribed or suspended."""
+    address = email.strip().lower()
+    with db.session() as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        if subscriber is None or subscriber.status == ACTIVE:
+            return False
+        subscriber.status = ACTIVE
+        subscriber.status_changed_at = utcnow()
+        return True
+
+
+def is_unsubscribed(db: Database, email: str) -> bool:
+    with db.session() as session:
+        status = session.scalar(select(Subscriber.status).where(Subscriber.email == email.lower()))
+    return status == UNSUBSCRIBED
