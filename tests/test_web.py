@@ -1,0 +1,164 @@
+"""One-click unsubscribe over real HTTP against `newsletter serve`, tampered tokens, re-subscribing;
+and DKIM signing verified with a key made by the test."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date
+
+import dkim
+import pytest
+from sqlalchemy import select
+
+from newsletter.config import load_settings
+from newsletter.db import Subscriber
+from newsletter.message import unsubscribe_token
+from newsletter.run import run_day
+
+from .conftest import ROOT, SEEDS, TODAY, parse_eml
+from .smtp_server import free_port
+
+SECRET = "web-test-secret"
+
+
+@pytest.fixture
+def demo(workdir):
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    for listed in (ROOT / "subscribers").iterdir():
+        shutil.copy(listed, workdir / "subscribers")
+    return workdir
+
+
+@pytest.fixture
+def server(cli, env, workdir, demo):
+    assert cli("subscribers", extra_env={"NEWSLETTER_SECRET_KEY": SECRET}).code == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
+        cwd=workdir,
+        env={**env, "NEWSLETTER_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def http(method, url, body=None):
+    data = body.encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def status_of(db, address):
+    with db.session() as session:
+        return session.scalar(select(Subscriber.status).where(Subscriber.email == address))
+
+
+def test_the_link_from_a_digest_unsubscribes_with_one_click(server, db, env, demo):
+    settings = load_settings(
+        {**env, "NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_BASE_URL": server}
+    )
+    run_day(db, settings, date(2026, 8, 8), today=TODAY, dry_run=True)
+    message = parse_eml(demo / "outbox" / "2026-08-08" / "ada@example.org.eml")
+    link = str(message["List-Unsubscribe"]).split(",")[0].strip(" <>")
+    assert link.startswith(server + "/unsubscribe/")
+
+    code, page = http("GET", link)
+    assert code == 200 and "ada@example.org" in page and "<button" in page
+    assert status_of(db, "ada@example.org") == "active"  # a GET (a link scanner) changes nothing
+
+    code, page = http("POST", link, "List-Unsubscribe=One-Click")
+    assert code == 200 and "no more digests" in page
+    assert status_of(db, "ada@example.org") == "unsubscribed"
+    assert http("POST", link, "List-Unsubscribe=One-Click")[0] == 200  # idempotent
+
+    run_day(db, settings, date(2026, 8, 8), today=TODAY, dry_run=True)  # list still names ada
+    assert status_of(db, "ada@example.org") == "unsubscribed"
+
+
+def test_tampered_or_foreign_tokens_get_400_and_change_nothing(server, db):
+    good = unsubscribe_token(SECRET, "ada@example.org")
+    encoded, signature = good.split(".")
+    other = unsubscribe_token(SECRET, "alan@example.org").split(".")[0]
+    forged = [
+        f"{encoded}.{signature[:-2]}xx",  # altered signature
+        f"{other}.{signature}",  # ada's signature on alan's address
+        unsubscribe_token("a guessed key", "ada@example.org"),
+        "not-a-token",
+        "",
+    ]
+    for token in forged:
+        for method in ("GET", "POST"):
+            code, _ = http(
+                method,
+                f"{server}/unsubscribe/{urllib.parse.quote(token)}",
+                "List-Unsubscribe=One-Click" if method == "POST" else None,
+            )
+            assert code in (400, 404, 405), (token, method, code)
+    assert status_of(db, "ada@example.org") == status_of(db, "alan@example.org") == "active"
+
+
+def test_resubscribing_takes_an_explicit_request(cli, demo):
+    assert cli("subscribers").code == 0
+    assert cli("unsubscribe", "alan@example.org").code == 0
+    assert cli("subscribers").code == 0  # a sync does not bring alan back
+    assert "unsubscribed" in cli("subscribers").stdout
+    again = cli("resubscribe", "alan@example.org")
+    assert again.code == 0 and "subscribed again" in again.stdout
+    assert cli("resubscribe", "alan@example.org").code == 1  # active already: one-line error
+
+
+def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(db, env, demo, tmp_path):
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    settings = load_settings(
+        {
+            **env,
+            "NEWSLETTER_DKIM_SELECTOR": "digest",
+            "NEWSLETTER_DKIM_DOMAIN": "digest.example",
+            "NEWSLETTER_DKIM_KEY_FILE": str(key),
+        }
+    )
+    run_day(db, settings, date(2026, 8, 8), today=TODAY, dry_run=True)
+    raw = (demo / "outbox" / "2026-08-08" / "ada@example.org.eml").read_bytes()
+    assert raw.startswith(b"DKIM-Signature:")
+
+    def dns(name, timeout=5):
+        assert name == b"digest._domainkey.digest.example."
+        return record
+
+    assert dkim.verify(raw, dnsfunc=dns)
+    header = parse_eml(demo / "outbox" / "2026-08-08" / "ada@example.org.eml")["DKIM-Signature"]
+    signed = {h.strip().lower() for h in str(header).split("h=")[1].split(";")[0].split(":")}
+    assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject"} <= signed
+    assert not dkim.verify(raw.replace(b"Subject: Papers", b"Subject: Pap3rs"), dnsfunc=dns)
