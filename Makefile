@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install demo test lint clean bench
+.PHONY: install demo test lint clean bench system-deps screenshots
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
@@ -27,8 +27,15 @@ demo: $(STAMP)
 	$(BIN)/newsletter subscribers subscribers
 	$(BIN)/newsletter run --dry-run --date latest
 
-test: $(TEST_STAMP)
+system-deps:
+	@bash .ci/system-deps
+
+test: $(TEST_STAMP) system-deps
 	$(BIN)/python -m pytest -q
+
+# Phone, desktop and style-stripped screenshots of the demo digests, in artifacts/.
+screenshots: $(TEST_STAMP) system-deps demo
+	$(BIN)/python -m tests.browser outbox/$$($(BIN)/newsletter papers --json | $(BIN)/python -c "import json,sys; print(max(p['first_seen'] for p in json.load(sys.stdin)))") artifacts
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check newsletter tests

@@ -27,9 +27,10 @@ from .render import RenderedDigest
 from .subscribers import clean_name
 
 TOKEN_SIGNATURE_CHARS = 32
-# Headers stay on one line (RFC 5322 allows 998 characters): folding would otherwise RFC 2047-encode
-# the long URLs of List-Unsubscribe, which clients then cannot use.
-MESSAGE_POLICY = policy.SMTP.clone(max_line_length=998)
+# Bodies are encoded with the standard 76-character quoted-printable lines; headers are written
+# on one line (RFC 5322 allows 998 characters): folding would RFC 2047-encode the long URLs of
+# List-Unsubscribe, which clients then cannot use.
+OUTPUT_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 def _b64(data: bytes) -> str:
@@ -123,7 +124,7 @@ def build_message(
     message_id: str,
     sent_at: datetime,
 ) -> EmailMessage:
-    message = EmailMessage(policy=MESSAGE_POLICY)
+    message = EmailMessage(policy=policy.SMTP)
     message["From"] = settings.sender
     message["To"] = Address(display_name=clean_name(to_name), addr_spec=to_email)
     message["Subject"] = " ".join(rendered.subject.split())
@@ -146,3 +147,8 @@ def build_message(
     # "=_" it can never occur inside quoted-printable parts.
     message.set_boundary("=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32])
     return message
+
+
+def serialize(message: EmailMessage) -> bytes:
+    """The message as it goes over SMTP: CRLF line ends, unfolded headers."""
+    return message.as_bytes(policy=OUTPUT_POLICY)

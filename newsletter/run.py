@@ -37,7 +37,7 @@ from .deliver import (
 )
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
-from .message import build_message, scheduled_time, sign_dkim, unsubscribe_url
+from .message import build_message, scheduled_time, serialize, sign_dkim, unsubscribe_url
 from .outbox import record_outcome
 from .render import DigestContent, Renderer, day_label
 from .subscribers import SyncReport, load_lists, sync_subscribers
@@ -198,7 +198,7 @@ def digest_message(
     message = build_message(
         settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at
     )
-    return rendered.subject, sign_dkim(settings, message.as_bytes())
+    return rendered.subject, sign_dkim(settings, serialize(message))
 
 
 def preview(
