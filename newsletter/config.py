@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,7 +34,7 @@ class Settings:
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
     smtp_security: str = "starttls"
     smtp_verify: bool = True
     smtp_timeout: float = 30.0
@@ -44,7 +44,7 @@ class Settings:
     smtp_retry_delay: float = 2.0
     sender: str = "Trending Papers <papers@localhost>"
     base_url: str = "http://localhost:8000"
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     unsubscribe_mailto: str | None = None
     send_at: str = "07:00"
     timezone: str = "UTC"

@@ -160,6 +160,32 @@ class DigestPaper(Base):
     paper: Mapped[Paper] = relationship()
 
 
+class RunRecord(Base):
+    """One run of the daily job, for `newsletter status`."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_date: Mapped[date] = mapped_column(Date, index=True)
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    holder: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    outcome: Mapped[str] = mapped_column(String(32), default="running")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RunLease(Base):
+    """Held by the one process running a date; other processes see it and stand back. It expires
+    unless renewed, so a process that died does not block the date for long."""
+
+    __tablename__ = "run_leases"
+
+    run_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Database:
     """An engine plus its session factory; `session()` is one transaction."""
 

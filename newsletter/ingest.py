@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from .db import Appearance, Database, Dump, Paper
 from .dumps import ParsedDump, parse_dump
@@ -68,7 +69,10 @@ def ingest_paths(
         except DumpError as error:
             report.errors.append(str(error))
             continue
-        stored = store_dump(db, parsed, dump_date, path.name)
+        try:
+            stored = store_dump(db, parsed, dump_date, path.name)
+        except IntegrityError:  # another process stored the same dump (or papers) just now
+            stored = store_dump(db, parsed, dump_date, path.name)
         if stored is None:
             report.unchanged.append(str(path))
         else:

@@ -9,8 +9,9 @@ run depends on.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parseaddr
@@ -40,6 +41,7 @@ from .ingest import IngestReport, ingest_paths
 from .message import build_message, scheduled_time, serialize, sign_dkim, unsubscribe_url
 from .outbox import record_outcome
 from .render import DigestContent, Renderer, day_label
+from .runs import Heartbeat, LeaseHeld, acquire, finish_record, holder_name, start_record
 from .subscribers import SyncReport, load_lists, sync_subscribers
 
 T = TypeVar("T")
@@ -54,6 +56,8 @@ class RunSummary:
     deferred: int = 0
     pending: int = 0  # left unsent because the server could not be reached
     unreachable: str | None = None
+    held_by: str | None = None  # another process holds this date's lease
+    stopped: bool = False  # asked to stop: the rest was parked as pending
     skipped: int = 0
     not_due: int = 0
     already_sent: int = 0
@@ -63,7 +67,22 @@ class RunSummary:
     sync: SyncReport | None = None
     warnings: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        names = (
+            "written",
+            "sent",
+            "deferred",
+            "failed",
+            "skipped",
+            "not_due",
+            "already_sent",
+            "pending",
+        )
+        return {name: getattr(self, name) for name in names}
+
     def line(self) -> str:
+        if self.held_by:
+            return f"run {self.day.isoformat()}: skipped, another run holds it ({self.held_by})"
         if self.dry_run:
             parts = [f"{self.written} digest(s) written"]
         else:
@@ -100,21 +119,56 @@ def run_day(
     dry_run: bool,
     outbox_dir: Path | None = None,
     console: Console | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
+    """The daily job for `day`. A real run holds the date's lease throughout: a second process
+    for the same date stands back (`summary.held_by`) instead of sending anything. Setting `stop`
+    parks the run: messages in flight finish, the rest stays pending for the next run."""
     console = console or Console(stderr=True)
     if not dry_run:
         settings.require_secret()
     summary = RunSummary(day, dry_run)
+    holder = holder_name()
+    lease = None
+    if not dry_run:
+        try:
+            lease = acquire(db, day, holder)
+        except LeaseHeld as held:
+            summary.held_by = held.holder
+            return summary
+    record = start_record(db, day, dry_run, holder)
+    outcome = "crashed"
+    try:
+        with Heartbeat(lease) if lease else nullcontext():
+            _run(db, settings, summary, today, outbox_dir, console, stop)
+        outcome = "unreachable" if summary.unreachable else "stopped" if summary.stopped else "ok"
+    finally:
+        finish_record(db, record, outcome, summary.counts())
+        if lease is not None:
+            lease.release()
+    return summary
+
+
+def _run(
+    db: Database,
+    settings: Settings,
+    summary: RunSummary,
+    today: date,
+    outbox_dir: Path | None,
+    console: Console,
+    stop: threading.Event | None,
+) -> None:
+    day = summary.day
     summary.ingest, summary.sync = prepare(db, settings, today)
     if summary.ingest:
         summary.warnings.extend(summary.ingest.errors)
-    composition = compose_day(db, settings, day, persist=not dry_run)
+    composition = compose_day(db, settings, day, persist=not summary.dry_run)
     summary.skipped = composition.skipped
     summary.not_due = composition.not_due
     summary.already_sent = composition.already_sent
     summary.failed = composition.failed
     renderer = Renderer()
-    if dry_run:
+    if summary.dry_run:
         writer = OutboxWriter(outbox_dir or settings.outbox_dir)
         summary.outbox = writer.directory / day.isoformat()
         sent_at = scheduled_time(settings, day)
@@ -122,15 +176,15 @@ def run_day(
             _, message = digest_message(renderer, settings, outgoing, sent_at)
             writer.write(day, outgoing.email, message)
             summary.written += 1
-    else:
-        outgoing = composition.outgoing + compose_backlog(db, settings, day)
-        report = send_digests(db, settings, outgoing, renderer, console)
-        summary.sent = report.outcomes.get(SENT_OUTCOME, 0)
-        summary.deferred = report.outcomes.get(DEFERRED_OUTCOME, 0)
-        summary.failed += report.outcomes.get(FAILED_OUTCOME, 0)
-        summary.pending = len(outgoing) - sum(report.outcomes.values())
-        summary.unreachable = report.unreachable
-    return summary
+        return
+    outgoing = composition.outgoing + compose_backlog(db, settings, day)
+    report = send_digests(db, settings, outgoing, renderer, console, stop)
+    summary.sent = report.outcomes.get(SENT_OUTCOME, 0)
+    summary.deferred = report.outcomes.get(DEFERRED_OUTCOME, 0)
+    summary.failed += report.outcomes.get(FAILED_OUTCOME, 0)
+    summary.pending = len(outgoing) - sum(report.outcomes.values())
+    summary.unreachable = report.unreachable
+    summary.stopped = stop is not None and stop.is_set() and summary.pending > 0
 
 
 def smtp_options(settings: Settings) -> SmtpOptions:
@@ -155,12 +209,15 @@ def send_digests(
     outgoing: list[Outgoing],
     renderer: Renderer,
     console: Console,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Render and send each stored digest, recording each outcome the moment it is known."""
     subjects: dict[int, str] = {}
 
     async def envelopes() -> AsyncIterator[Envelope]:
         for item in outgoing:
+            if stop is not None and stop.is_set():
+                return  # parked: the rest stays pending for the next run
             assert item.digest_id is not None
             subject, message = digest_message(renderer, settings, item, datetime.now(settings.tz))
             subjects[item.digest_id] = subject

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, utcnow
 from .errors import NewsletterError, SubscriberListError
@@ -111,7 +112,15 @@ def load_lists(paths: Sequence[Path]) -> list[SubscriberRow]:
 
 
 def sync_subscribers(db: Database, rows: Sequence[SubscriberRow]) -> SyncReport:
-    """Make the database's listed subscribers exactly `rows`, in one transaction."""
+    """Make the database's listed subscribers exactly `rows`, in one transaction (tried again
+    once if another process added the same address meanwhile)."""
+    try:
+        return _sync(db, rows)
+    except IntegrityError:
+        return _sync(db, rows)
+
+
+def _sync(db: Database, rows: Sequence[SubscriberRow]) -> SyncReport:
     added = updated = unchanged = delisted = 0
     by_email = {row.email: row for row in rows}
     with db.session() as session:

@@ -1,0 +1,173 @@
+"""The record of runs: the per-date lease that keeps two runs (cron and the scheduler, or two
+machines on one database) from working on the same date at once, and the history `status` shows.
+
+The lease is a row in the database itself, not a lock file: taking it is an INSERT that only one
+process can win (the date is the primary key), or an UPDATE of a lease that has expired. The holder
+renews it while it works; a holder that died loses it after `LEASE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .db import (
+    DEFERRED,
+    FAILED,
+    PENDING,
+    SUSPENDED,
+    Database,
+    Digest,
+    RunLease,
+    RunRecord,
+    Subscriber,
+    utcnow,
+)
+
+LEASE_SECONDS = 120
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _died_here(holder: str) -> bool:
+    """Whether the holder was a process on this machine that no longer runs (killed, crashed)."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class LeaseHeld(Exception):
+    """Another process holds the date's lease."""
+
+    def __init__(self, holder: str, expires_at: object):
+        self.holder = holder
+        super().__init__(f"another run holds the lease ({holder}, until {expires_at} UTC)")
+
+
+@dataclass
+class Lease:
+    db: Database
+    day: date
+    holder: str
+    seconds: int = LEASE_SECONDS
+
+    def renew(self) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(RunLease)
+                .where(RunLease.run_date == self.day, RunLease.holder == self.holder)
+                .values(expires_at=utcnow() + timedelta(seconds=self.seconds))
+            )
+
+    def release(self) -> None:
+        with self.db.session() as session:
+            session.execute(
+                delete(RunLease).where(
+                    RunLease.run_date == self.day, RunLease.holder == self.holder
+                )
+            )
+
+
+def acquire(db: Database, day: date, holder: str, seconds: int = LEASE_SECONDS) -> Lease:
+    """Take the date's lease, or raise `LeaseHeld`."""
+    expires = utcnow() + timedelta(seconds=seconds)
+    try:
+        with db.session() as session:
+            session.add(RunLease(run_date=day, holder=holder, expires_at=expires))
+        return Lease(db, day, holder, seconds)
+    except IntegrityError:
+        pass
+    with db.session() as session:  # taken: take it over only if it expired or its holder died
+        current = session.get(RunLease, day)
+        dead = current is not None and _died_here(current.holder)
+        stale = RunLease.holder == current.holder if dead else RunLease.expires_at < utcnow()
+        taken = session.execute(
+            update(RunLease)
+            .where(RunLease.run_date == day, stale)
+            .values(holder=holder, expires_at=expires)
+        ).rowcount
+        if taken:
+            return Lease(db, day, holder, seconds)
+    raise LeaseHeld(current.holder if current else "?", current.expires_at if current else "?")
+
+
+class Heartbeat:
+    """Renews a lease from a background thread while a run works."""
+
+    def __init__(self, lease: Lease):
+        self.lease = lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease.seconds / 3):
+            self.lease.renew()
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start_record(db: Database, day: date, dry_run: bool, holder: str) -> int:
+    with db.session() as session:
+        record = RunRecord(run_date=day, dry_run=dry_run, holder=holder)
+        session.add(record)
+        session.flush()
+        return record.id
+
+
+def finish_record(db: Database, record_id: int, outcome: str, counts: dict[str, int]) -> None:
+    with db.session() as session:
+        record = session.get(RunRecord, record_id)
+        if record is not None:
+            record.finished_at = utcnow()
+            record.outcome = outcome
+            record.counts = counts
+
+
+@dataclass(frozen=True)
+class Status:
+    runs: list[RunRecord]
+    digests: dict[str, int]  # pending / deferred / failed
+    suspended: list[str]
+
+
+def status(db: Database, last: int = 10) -> Status:
+    with db.session() as session:
+        runs = list(session.scalars(select(RunRecord).order_by(RunRecord.id.desc()).limit(last)))
+        digests = dict(
+            session.execute(
+                select(Digest.state, func.count())
+                .where(Digest.state.in_((PENDING, DEFERRED, FAILED)))
+                .group_by(Digest.state)
+            ).all()
+        )
+        suspended = list(
+            session.scalars(
+                select(Subscriber.email)
+                .where(Subscriber.status == SUSPENDED)
+                .order_by(Subscriber.email)
+            )
+        )
+    return Status(runs, {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}, suspended)
