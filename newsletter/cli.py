@@ -7,6 +7,7 @@ bug keeps its traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ from .errors import NewsletterError, SubscriberListError
 from .ingest import ingest_paths
 from .rank import TopicIndex, parse_topics
 from .run import preview, run_day
+from .runs import status as run_status
+from .schedule import next_run, run_forever
 from .select import load_papers
 from .subscribers import load_lists, sync_subscribers
 from .subscribers import resubscribe as resubscribe_address
@@ -56,6 +59,8 @@ class App:
         if value is None or value == "today":
             return self.today
         if value == "latest":
+            if self.settings.seeds_dir.is_dir():  # the newest dump may not be ingested yet
+                ingest_paths(self.db, [self.settings.seeds_dir], self.today)
             with self.db.session() as session:
                 latest = session.scalar(select(func.max(Dump.dump_date)))
             if latest is None:
@@ -76,9 +81,15 @@ DATE_HELP = "YYYY-MM-DD, 'today' or 'latest' (the newest dump's date)"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """papers-digest: a daily email digest of trending research papers."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("bm25s", "apscheduler.executors", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.obj = App(load_settings())
 
 
@@ -231,6 +242,49 @@ def preview_command(app: App, email: str, day: str | None, outbox: Path | None) 
         directory=outbox or app.settings.outbox_dir,
     )
     click.echo(str(path))
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Write .eml files instead of sending.")
+@click.option(
+    "--outbox", type=click.Path(path_type=Path), help="Dry-run folder (default: outbox/)."
+)
+@pass_app
+def schedule(app: App, dry_run: bool, outbox: Path | None) -> None:
+    """Run the daily job at NEWSLETTER_SEND_AT in NEWSLETTER_TIMEZONE, in the foreground."""
+    if not dry_run:
+        app.settings.require_secret()
+    run_forever(app.db, app.settings, dry_run=dry_run, outbox_dir=outbox)
+
+
+@cli.command(name="status")
+@click.option("--last", type=click.IntRange(1, 1000), default=10, show_default=True)
+@pass_app
+def status_command(app: App, last: int) -> None:
+    """Last runs, unsent and failed digests, suspended subscribers, the next scheduled run."""
+    state = run_status(app.db, last)
+    table = Table("date", "mode", "started (UTC)", "finished (UTC)", "outcome", "counts")
+    for r in state.runs:
+        counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (r.counts or {}).items() if v)
+        table.add_row(
+            r.run_date.isoformat(),
+            "dry-run" if r.dry_run else "run",
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{r.finished_at:%Y-%m-%d %H:%M:%S}" if r.finished_at else "-",
+            r.outcome,
+            counts,
+        )
+    out.print(table if state.runs else "no runs yet")
+    digests = state.digests
+    out.print(
+        f"digests: {digests['pending']} pending, {digests['deferred']} deferred, "
+        f"{digests['failed']} failed",
+        highlight=False,
+    )
+    suspended = ", ".join(state.suspended) or "none"
+    out.print(f"suspended subscribers: {suspended}", highlight=False)
+    fire = next_run(app.settings)
+    out.print(f"next scheduled run: {fire:%Y-%m-%d %H:%M} {app.settings.timezone}", highlight=False)
 
 
 @cli.command()
