@@ -8,6 +8,7 @@ in progress (messages in flight finish, the rest stays pending) and stops the sc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from apscheduler.events import EVENT_SCHEDULER_STARTED
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -108,17 +111,22 @@ def run_forever(
     def shut_down(signum: int, _frame: Any) -> None:
         log.info("%s: parking the run in progress and stopping", signal.Signals(signum).name)
         stop.set()
-        scheduler.shutdown(wait=True)
+        with contextlib.suppress(SchedulerNotRunningError):
+            scheduler.shutdown(wait=True)
+
+    def started(_event: object) -> None:
+        fire = next_run(settings)
+        log.info(
+            "scheduler started: daily at %s %s; next run %s (%s UTC)",
+            settings.send_at,
+            settings.timezone,
+            fire.isoformat(),
+            fire.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+        )
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
-    fire = next_run(settings)
-    log.info(
-        "scheduler started: daily at %s %s; next run %s (%s UTC)",
-        settings.send_at,
-        settings.timezone,
-        fire.isoformat(),
-        fire.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
-    )
-    scheduler.start()
+    scheduler.add_listener(started, EVENT_SCHEDULER_STARTED)
+    if not stop.is_set():
+        scheduler.start()
     log.info("scheduler stopped")
