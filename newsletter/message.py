@@ -12,10 +12,11 @@ import binascii
 import hashlib
 import hmac
 from datetime import date, datetime, time
-from email import policy
+from email import policy, quoprimime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from functools import cache
 from pathlib import Path
 from urllib.parse import quote
@@ -116,6 +117,43 @@ def list_id(settings: Settings) -> str:
     return f"{clean_name(name)} <digest.{settings.sender_domain}>"
 
 
+def _headers(
+    settings: Settings,
+    subject: str,
+    to_email: str,
+    to_name: str,
+    message_id: str,
+    sent_at: datetime,
+) -> list[tuple[str, str]]:
+    """The digest's headers in order, as (name, unencoded value); no value holds CR or LF."""
+    token = unsubscribe_token(settings.signing_key, to_email)
+    headers = [
+        ("From", settings.sender),
+        ("To", formataddr((clean_name(to_name), to_email))),
+        ("Subject", " ".join(subject.split())),
+        ("Date", format_datetime(sent_at)),
+        ("Message-ID", message_id),
+        ("List-Id", list_id(settings)),
+        (
+            "List-Unsubscribe",
+            f"<{settings.base_url}/unsubscribe/{token}>, "
+            f"<mailto:{settings.unsubscribe_address}?subject={quote('unsubscribe ' + token)}>",
+        ),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Precedence", "bulk"),
+        ("Auto-Submitted", "auto-generated"),
+    ]
+    if settings.uses_development_secret:
+        headers.append(("X-Newsletter-Warning", "signed with the development key: preview only"))
+    return headers
+
+
+def _boundary(message_id: str) -> str:
+    # Fixed by the Message-ID, a message is reproducible byte for byte; starting with "=_" the
+    # boundary can never occur inside quoted-printable parts.
+    return "=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
+
+
 def build_message(
     settings: Settings,
     rendered: RenderedDigest,
@@ -124,31 +162,66 @@ def build_message(
     message_id: str,
     sent_at: datetime,
 ) -> EmailMessage:
+    """The message built with the standard library's `EmailMessage` (the reference for
+    `message_bytes`, and its fallback for internationalized addresses)."""
     message = EmailMessage(policy=policy.SMTP)
-    message["From"] = settings.sender
-    message["To"] = Address(display_name=clean_name(to_name), addr_spec=to_email)
-    message["Subject"] = " ".join(rendered.subject.split())
-    message["Date"] = format_datetime(sent_at)
-    message["Message-ID"] = message_id
-    message["List-Id"] = list_id(settings)
-    token = unsubscribe_token(settings.signing_key, to_email)
-    message["List-Unsubscribe"] = (
-        f"<{settings.base_url}/unsubscribe/{token}>, "
-        f"<mailto:{settings.unsubscribe_address}?subject={quote('unsubscribe ' + token)}>"
-    )
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["Precedence"] = "bulk"
-    message["Auto-Submitted"] = "auto-generated"
-    if settings.uses_development_secret:
-        message["X-Newsletter-Warning"] = "signed with the development key: preview only"
+    for name, value in _headers(settings, rendered.subject, to_email, to_name, message_id, sent_at):
+        # The recipient as an Address, so that quotes in the name survive.
+        to = Address(display_name=clean_name(to_name), addr_spec=to_email)
+        message[name] = to if name == "To" else value
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    # A boundary fixed by the Message-ID makes a message reproducible byte for byte; starting with
-    # "=_" it can never occur inside quoted-printable parts.
-    message.set_boundary("=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32])
+    message.set_boundary(_boundary(message_id))
     return message
 
 
 def serialize(message: EmailMessage) -> bytes:
     """The message as it goes over SMTP: CRLF line ends, unfolded headers."""
     return message.as_bytes(policy=OUTPUT_POLICY)
+
+
+def message_bytes(
+    settings: Settings,
+    rendered: RenderedDigest,
+    to_email: str,
+    to_name: str,
+    message_id: str,
+    sent_at: datetime,
+) -> bytes:
+    """The same message as `serialize(build_message(...))`, assembled directly: about ten times
+    cheaper than `EmailMessage`, which matters at 100,000 digests. Header values are ASCII or
+    RFC 2047 encoded; both parts are quoted-printable UTF-8 with CRLF line ends."""
+    if not to_email.isascii():
+        return serialize(build_message(settings, rendered, to_email, to_name, message_id, sent_at))
+    boundary = _boundary(message_id)
+    lines = [
+        f"{name}: {_encode_header(name, value)}"
+        for name, value in _headers(
+            settings, rendered.subject, to_email, to_name, message_id, sent_at
+        )
+    ]
+    lines += ["MIME-Version: 1.0", f'Content-Type: multipart/alternative; boundary="{boundary}"']
+    parts = "".join(
+        f"--{boundary}\r\n"
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        f"{_quoted_printable(content)}\r\n"  # this CRLF belongs to the boundary
+        for subtype, content in (("plain", rendered.text), ("html", rendered.html))
+    )
+    return ("\r\n".join(lines) + "\r\n\r\n" + parts + f"--{boundary}--\r\n").encode("ascii")
+
+
+def _encode_header(name: str, value: str) -> str:
+    if value.isascii():
+        return value
+    if name in ("From", "To", "List-Id"):
+        display, address = parseaddr(value)
+        return formataddr((display, address), charset="utf-8")
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def _quoted_printable(text: str) -> str:
+    """As `EmailMessage.set_content(..., cte="quoted-printable")` encodes a UTF-8 text part."""
+    body = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
+    encoded = quoprimime.body_encode(body.decode("latin-1"), policy.SMTP.max_line_length)
+    return encoded.replace("\n", "\r\n")

@@ -38,7 +38,7 @@ from .deliver import (
 )
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
-from .message import build_message, scheduled_time, serialize, sign_dkim, unsubscribe_url
+from .message import message_bytes, scheduled_time, sign_dkim, unsubscribe_url
 from .outbox import record_outcome
 from .render import DigestContent, Renderer, day_label
 from .runs import Heartbeat, LeaseHeld, acquire, finish_record, holder_name, start_record
@@ -252,10 +252,10 @@ def digest_message(
 ) -> tuple[str, bytes]:
     """(subject, message bytes) of one digest."""
     rendered = renderer.render(digest_content(settings, outgoing))
-    message = build_message(
+    message = message_bytes(
         settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at
     )
-    return rendered.subject, sign_dkim(settings, serialize(message))
+    return rendered.subject, sign_dkim(settings, message)
 
 
 def preview(

@@ -1,0 +1,91 @@
+"""The fast paths give what the slow, obvious ones give: the template inlined once versus premailer
+on every email, and MIME assembled directly versus the standard library's `EmailMessage`."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, date, datetime
+
+import lxml.html
+import pytest
+
+from newsletter.config import load_settings
+from newsletter.message import build_message, message_bytes, serialize
+from newsletter.render import DigestContent, PaperCard, Renderer
+
+CARDS = (
+    PaperCard(
+        'Graph <b>Nets</b> & "Friends" — über ∑',
+        'Abstract with <tags> & "quotes". ' * 20,
+        ("graph neural networks", "R&D"),
+        "https://github.com/a/b?x=1&y=2",
+        3,
+        2,
+        date(2026, 3, 11),
+    ),
+    PaperCard("Plain Title", "", ("x",), None, 1, 14, date(2026, 3, 17)),
+    PaperCard("T" * 150, "Short.", ("x",), None, 1, 1, date(2026, 3, 17)),
+)
+NAMES = ["Ada Lovelace", 'Ädä "<x>", Lovelace', "", "Eve Bcc: victim@example.org"]
+
+
+def content(name: str, papers=CARDS, frequency="daily") -> DigestContent:
+    return DigestContent(
+        date(2026, 3, 17),
+        "ada@example.org",
+        name,
+        ("graph neural networks", "x"),
+        frequency,
+        papers,
+        "https://digest.example/unsubscribe/abc?d=1&e=2",
+    )
+
+
+def canonical(html: str) -> bytes:
+    return lxml.html.tostring(lxml.html.document_fromstring(html), encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("papers", [CARDS, CARDS[1:2]], ids=["three", "one"])
+def test_inlining_the_template_once_gives_the_same_html_as_premailer_per_email(name, papers):
+    once = Renderer().render(content(name, papers))
+    each = Renderer(inline_once=False).render(content(name, papers))
+    assert (once.subject, once.text) == (each.subject, each.text)
+    # The same document; the bytes differ only in how a quote in text is escaped (&#34; or ").
+    assert canonical(once.html) == canonical(each.html)
+    assert once.html.replace("&#34;", '"') == each.html
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "sender", ["Trending Papers <papers@digest.example>", "Trénding Päpers <papers@digest.example>"]
+)
+def test_fast_mime_parses_back_to_the_same_message_as_email_message(name, sender):
+    settings = load_settings({"NEWSLETTER_FROM": sender, "NEWSLETTER_SECRET_KEY": "k"})
+    rendered = Renderer().render(content(name))
+    when = datetime(2026, 3, 17, 7, 0, tzinfo=UTC)
+    args = (settings, rendered, "ada@example.org", name, "<digest.1@digest.example>", when)
+    fast = email.message_from_bytes(message_bytes(*args), policy=email.policy.default)
+    slow = email.message_from_bytes(serialize(build_message(*args)), policy=email.policy.default)
+    assert fast.defects == [] and [p.defects for p in fast.walk()] == [[], [], []]
+    assert fast.keys() == slow.keys()
+    for header in slow:
+        if header in ("From", "To"):
+            assert [(a.display_name, a.addr_spec) for a in fast[header].addresses] == [
+                (a.display_name, a.addr_spec) for a in slow[header].addresses
+            ]
+        else:
+            assert str(fast[header]) == str(slow[header]), header
+    assert fast.get_content_type() == slow.get_content_type() == "multipart/alternative"
+    for a, b in zip(fast.iter_parts(), slow.iter_parts(), strict=True):
+        assert a.get_content_type() == b.get_content_type()
+        assert (
+            a["Content-Transfer-Encoding"] == b["Content-Transfer-Encoding"] == "quoted-printable"
+        )
+        assert a.get_content() == b.get_content()
+    raw = message_bytes(*args)
+    assert raw.isascii() and b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 78
