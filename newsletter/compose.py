@@ -11,11 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .config import Settings
-from .db import FAILED, SENT, Database, Digest, DigestPaper, Subscriber
+from .db import FAILED, PENDING, SENT, Database, Digest, DigestPaper, Subscriber, utcnow
 from .errors import UnknownSubscriberError
 from .message import message_id_for
 from .outbox import backlog
@@ -48,31 +48,62 @@ class Composition:
     failed: int = 0  # their digest for this date failed permanently
 
 
+Picked = list[tuple[int, tuple[str, ...], float]]  # (paper id, matched topics, score), best first
+
+
 def compose_day(db: Database, settings: Settings, day: date, *, persist: bool) -> Composition:
+    """Every due digest of `day`. Subscribers who share topics, exclusions, size and window share
+    one ranking, and papers share one card, so 100,000 subscribers cost a few thousand rankings."""
     composition = Composition(day)
     with db.session() as session:
         plan = plan_day(session, day)
         composition.not_due = plan.not_due
         papers = {p.id: p for p in load_papers(session, until=day)}
         index = TopicIndex([p.text() for p in papers.values()])
+        cards = _Cards(papers)
         stored = _stored_papers(session, [d.digest_id for d in plan.due if d.digest_id])
+        rankings: dict[tuple[object, ...], Picked] = {}
+        new: list[tuple[Due, Picked]] = []
         for due in plan.due:
             if due.digest_state == SENT:
                 composition.already_sent += 1
             elif due.digest_state == FAILED:
                 composition.failed += 1
             elif due.digest_id is not None:
-                cards = tuple(_card(papers[pid], matched) for pid, matched in stored[due.digest_id])
-                composition.outgoing.append(_outgoing(settings, due, due.digest_id, cards))
+                chosen = cards.of(stored[due.digest_id])
+                composition.outgoing.append(_outgoing(settings, due, due.digest_id, chosen))
             else:
-                picked = pick_papers(index, due)
-                if not picked:
+                key = (due.topics, due.exclude, due.max_papers, due.candidates)
+                if key not in rankings:
+                    rankings[key] = pick_papers(index, due)
+                if rankings[key]:
+                    new.append((due, rankings[key]))
+                else:
                     composition.skipped += 1
-                    continue
-                digest_id = _store_digest(session, settings, due, picked) if persist else None
-                cards = tuple(_card(papers[pid], matched) for pid, matched, _ in picked)
-                composition.outgoing.append(_outgoing(settings, due, digest_id, cards))
+        ids = _store_digests(session, settings, day, new) if persist else {}
+        for due, picked in new:
+            chosen = cards.of([(pid, matched) for pid, matched, _ in picked])
+            composition.outgoing.append(
+                _outgoing(settings, due, ids.get(due.subscriber_id), chosen)
+            )
     return composition
+
+
+class _Cards:
+    """One `PaperCard` per paper and reason, shared by every digest that shows it."""
+
+    def __init__(self, papers: dict[int, PaperInfo]):
+        self.papers = papers
+        self._made: dict[tuple[int, tuple[str, ...]], PaperCard] = {}
+
+    def of(self, chosen: list[tuple[int, tuple[str, ...]]]) -> tuple[PaperCard, ...]:
+        return tuple(self.card(pid, matched) for pid, matched in chosen)
+
+    def card(self, paper_id: int, matched: tuple[str, ...]) -> PaperCard:
+        key = (paper_id, matched)
+        if key not in self._made:
+            self._made[key] = _card(self.papers[paper_id], matched)
+        return self._made[key]
 
 
 def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outgoing | None:
@@ -88,11 +119,11 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
         papers = {p.id: p for p in load_papers(session, until=day)}
         if due.digest_id is not None:
             stored = _stored_papers(session, [due.digest_id])[due.digest_id]
-            cards = tuple(_card(papers[pid], matched) for pid, matched in stored)
+            cards = _Cards(papers).of(stored)
         else:
             index = TopicIndex([p.text() for p in papers.values()])
             picked = pick_papers(index, due)
-            cards = tuple(_card(papers[pid], matched) for pid, matched, _ in picked)
+            cards = _Cards(papers).of([(pid, matched) for pid, matched, _ in picked])
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
 
@@ -104,6 +135,7 @@ def compose_backlog(db: Database, settings: Settings, day: date) -> list[Outgoin
             return []
         papers = {p.id: p for p in load_papers(session, until=day)}
         stored = _stored_papers(session, [d.id for d in digests])
+        cards = _Cards(papers)
         return [
             Outgoing(
                 digest_id=d.id,
@@ -113,13 +145,13 @@ def compose_backlog(db: Database, settings: Settings, day: date) -> list[Outgoin
                 topics=tuple(d.subscriber.topics),
                 frequency=d.subscriber.frequency,
                 message_id=d.message_id,
-                cards=tuple(_card(papers[pid], matched) for pid, matched in stored[d.id]),
+                cards=cards.of(stored[d.id]),
             )
             for d in digests
         ]
 
 
-def pick_papers(index: TopicIndex, due: Due) -> list[tuple[int, tuple[str, ...], float]]:
+def pick_papers(index: TopicIndex, due: Due) -> Picked:
     """(paper id, matched topics, score) of the best relevant papers for this subscriber."""
     candidates = drop_excluded(index, due.candidates, due.exclude)
     ranked = index.rank(due.topics, candidates, limit=due.max_papers)
@@ -141,22 +173,53 @@ def _stored_papers(
     return stored
 
 
-def _store_digest(
-    session: Session, settings: Settings, due: Due, picked: list[tuple[int, tuple[str, ...], float]]
-) -> int:
-    digest = Digest(
-        subscriber_id=due.subscriber_id,
-        digest_date=due.day,
-        window_start=due.window_start,
-        message_id=message_id_for(settings, due.email, due.day),
-        papers=[
-            DigestPaper(paper_id=pid, rank=rank, score=score, matched=list(matched))
-            for rank, (pid, matched, score) in enumerate(picked, start=1)
-        ],
+STORE_BATCH = 5000
+
+
+def _store_digests(
+    session: Session, settings: Settings, day: date, new: list[tuple[Due, Picked]]
+) -> dict[int, int]:
+    """Store the new digests as pending outbox rows with bulk INSERTs (part of the caller's
+    transaction: all of them or none); their ids by subscriber id."""
+    now = utcnow()
+    for start in range(0, len(new), STORE_BATCH):
+        batch = new[start : start + STORE_BATCH]
+        session.execute(
+            insert(Digest),
+            [
+                {
+                    "subscriber_id": due.subscriber_id,
+                    "digest_date": day,
+                    "window_start": due.window_start,
+                    "state": PENDING,
+                    "message_id": message_id_for(settings, due.email, day),
+                    "subject": "",
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for due, _ in batch
+            ],
+        )
+    ids = dict(
+        session.execute(
+            select(Digest.subscriber_id, Digest.id).where(Digest.digest_date == day)
+        ).all()
     )
-    session.add(digest)
-    session.flush()
-    return digest.id
+    rows = [
+        {
+            "digest_id": ids[due.subscriber_id],
+            "paper_id": pid,
+            "rank": rank,
+            "score": score,
+            "matched": list(matched),
+        }
+        for due, picked in new
+        for rank, (pid, matched, score) in enumerate(picked, start=1)
+    ]
+    for start in range(0, len(rows), STORE_BATCH):
+        session.execute(insert(DigestPaper), rows[start : start + STORE_BATCH])
+    return ids
 
 
 def _card(paper: PaperInfo, matched: tuple[str, ...]) -> PaperCard:

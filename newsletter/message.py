@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import hmac
 from datetime import date, datetime, time
-from email import policy, quoprimime
+from email import policy
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -221,7 +221,6 @@ def _encode_header(name: str, value: str) -> str:
 
 
 def _quoted_printable(text: str) -> str:
-    """As `EmailMessage.set_content(..., cte="quoted-printable")` encodes a UTF-8 text part."""
+    """A UTF-8 text part in quoted-printable (binascii's C encoder: 76-character lines)."""
     body = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
-    encoded = quoprimime.body_encode(body.decode("latin-1"), policy.SMTP.max_line_length)
-    return encoded.replace("\n", "\r\n")
+    return binascii.b2a_qp(body, istext=True).decode("ascii").replace("\n", "\r\n")

@@ -194,6 +194,7 @@ class TopicIndex:
             for title, abstract in zip(self._titles, self._abstracts, strict=True)
         ]
         self._phrases: dict[int, tuple[list[str], list[str]]] = {}  # filled when exclusions ask
+        self._title_sets: dict[int, set[str]] = {}
         self._terms = [set(doc) for doc in documents]
         self._df: dict[str, int] = {}
         for terms in self._terms:
@@ -300,12 +301,17 @@ class TopicIndex:
         return kept
 
     def _same_work(self, i: int, j: int) -> bool:
-        # Every word counts here, numbers too: "Part 5" and "Part 6" are two works.
-        titles = _jaccard(*(set(tokenize(self.papers[k].title, keep_all=True)) for k in (i, j)))
+        titles = _jaccard(self._title_words(i), self._title_words(j))
         if titles >= SAME_TITLE:
             return True
         a, b = set(self._abstracts[i]), set(self._abstracts[j])
         return titles >= 0.4 and min(len(a), len(b)) >= 20 and _jaccard(a, b) >= SAME_ABSTRACT
+
+    def _title_words(self, i: int) -> set[str]:
+        # Every word counts here, numbers too: "Part 5" and "Part 6" are two works.
+        if i not in self._title_sets:
+            self._title_sets[i] = set(tokenize(self.papers[i].title, keep_all=True))
+        return self._title_sets[i]
 
     def matches_phrase(self, paper_id: int, phrase: str) -> bool:
         """Whether the paper's title or abstract holds the phrase (stemmed, in order)."""

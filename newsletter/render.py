@@ -39,23 +39,32 @@ class PaperCard:
     best_position: int
     best_date: date
 
-    @property
+    @cached_property
     def arxiv_url(self) -> str:
         return f"https://arxiv.org/search/?query={quote_plus(self.title)}&searchtype=title"
 
-    @property
+    @cached_property
     def hf_url(self) -> str:
         return f"https://huggingface.co/papers?q={quote_plus(self.title)}"
 
-    @property
+    @cached_property
     def excerpt(self) -> str:
         return excerpt(self.abstract)
 
-    @property
+    @cached_property
     def signal(self) -> str:
         seen = "once" if self.appearances == 1 else f"{self.appearances} times"
         page = day_label(self.best_date)
         return f"Trending: #{self.best_position} on the {page} page, listed {seen}"
+
+    # The plain-text part's wrapped lines; a card serves many digests, so they are made once.
+    @cached_property
+    def text_title(self) -> str:
+        return _wrap(self.title, indent="   ", first="")
+
+    @cached_property
+    def text_excerpt(self) -> str:
+        return _wrap(self.excerpt, indent="   ")
 
 
 @dataclass(frozen=True)
