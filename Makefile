@@ -46,4 +46,4 @@ clean:
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.ranking
-	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.pipeline

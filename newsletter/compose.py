@@ -8,6 +8,7 @@ or resumed sends exactly the same digest, with the same Message-ID, and never a 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -18,7 +19,7 @@ from .config import Settings
 from .db import FAILED, PENDING, SENT, Database, Digest, DigestPaper, Subscriber, utcnow
 from .errors import UnknownSubscriberError
 from .message import message_id_for
-from .outbox import backlog
+from .outbox import unsent
 from .rank import TopicIndex
 from .render import PaperCard
 from .select import Due, PaperInfo, drop_excluded, load_papers, plan_day
@@ -127,28 +128,36 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
 
-def compose_backlog(db: Database, settings: Settings, day: date) -> list[Outgoing]:
-    """Digests of earlier days that are still unsent (deferred, or cut off by a crash)."""
+def stored_digests(
+    db: Database, settings: Settings, day: date, batch: int = 500
+) -> Iterator[list[Outgoing]]:
+    """Every unsent stored digest to send on `day` (its own, then any left from the days before),
+    read from the database a batch at a time so that memory stays flat however many there are."""
     with db.session() as session:
-        digests = backlog(session, day)
-        if not digests:
-            return []
         papers = {p.id: p for p in load_papers(session, until=day)}
-        stored = _stored_papers(session, [d.id for d in digests])
-        cards = _Cards(papers)
-        return [
-            Outgoing(
-                digest_id=d.id,
-                day=d.digest_date,
-                email=d.subscriber.email,
-                name=d.subscriber.name,
-                topics=tuple(d.subscriber.topics),
-                frequency=d.subscriber.frequency,
-                message_id=d.message_id,
-                cards=cards.of(stored[d.id]),
-            )
-            for d in digests
-        ]
+    cards = _Cards(papers)
+    after = 0
+    while True:
+        with db.session() as session:
+            digests = unsent(session, day, after, batch)
+            stored = _stored_papers(session, [d.id for d in digests])
+            chunk = [
+                Outgoing(
+                    digest_id=d.id,
+                    day=d.digest_date,
+                    email=d.subscriber.email,
+                    name=d.subscriber.name,
+                    topics=tuple(d.subscriber.topics),
+                    frequency=d.subscriber.frequency,
+                    message_id=d.message_id,
+                    cards=cards.of(stored[d.id]),
+                )
+                for d in digests
+            ]
+        if not chunk:
+            return
+        after = chunk[-1].digest_id or after
+        yield chunk
 
 
 def pick_papers(index: TopicIndex, due: Due) -> Picked:
@@ -185,7 +194,7 @@ def _store_digests(
     for start in range(0, len(new), STORE_BATCH):
         batch = new[start : start + STORE_BATCH]
         session.execute(
-            insert(Digest),
+            insert(Digest.__table__),
             [
                 {
                     "subscriber_id": due.subscriber_id,
@@ -218,7 +227,7 @@ def _store_digests(
         for rank, (pid, matched, score) in enumerate(picked, start=1)
     ]
     for start in range(0, len(rows), STORE_BATCH):
-        session.execute(insert(DigestPaper), rows[start : start + STORE_BATCH])
+        session.execute(insert(DigestPaper.__table__), rows[start : start + STORE_BATCH])
     return ids
 
 

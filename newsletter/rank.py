@@ -195,6 +195,7 @@ class TopicIndex:
         ]
         self._phrases: dict[int, tuple[list[str], list[str]]] = {}  # filled when exclusions ask
         self._title_sets: dict[int, set[str]] = {}
+        self._excluded: dict[str, frozenset[int]] = {}
         self._terms = [set(doc) for doc in documents]
         self._df: dict[str, int] = {}
         for terms in self._terms:
@@ -312,6 +313,15 @@ class TopicIndex:
         if i not in self._title_sets:
             self._title_sets[i] = set(tokenize(self.papers[i].title, keep_all=True))
         return self._title_sets[i]
+
+    def excluded(self, phrase: str) -> frozenset[int]:
+        """Ids of the papers whose title or abstract holds the phrase; worked out once."""
+        key = phrase.casefold()
+        if key not in self._excluded:
+            self._excluded[key] = frozenset(
+                p.id for p in self.papers if self.matches_phrase(p.id, phrase)
+            )
+        return self._excluded[key]
 
     def matches_phrase(self, paper_id: int, phrase: str) -> bool:
         """Whether the paper's title or abstract holds the phrase (stemmed, in order)."""

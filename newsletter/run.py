@@ -13,15 +13,13 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from email.utils import parseaddr
+from datetime import date
 from pathlib import Path
-from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .compose import Outgoing, compose_backlog, compose_day, compose_for
+from .compose import compose_day, compose_for, stored_digests
 from .config import Settings
 from .db import Database
 from .deliver import (
@@ -38,13 +36,12 @@ from .deliver import (
 )
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
-from .message import message_bytes, scheduled_time, sign_dkim, unsubscribe_url
-from .outbox import record_outcome
-from .render import DigestContent, Renderer, day_label
+from .message import scheduled_time
+from .outbox import count_unsent, record_outcome
+from .render import Renderer, day_label
 from .runs import Heartbeat, LeaseHeld, acquire, finish_record, holder_name, start_record
 from .subscribers import SyncReport, load_lists, sync_subscribers
-
-T = TypeVar("T")
+from .workers import MessageMaker, digest_content
 
 
 @dataclass
@@ -167,22 +164,24 @@ def _run(
     summary.not_due = composition.not_due
     summary.already_sent = composition.already_sent
     summary.failed = composition.failed
-    renderer = Renderer()
     if summary.dry_run:
         writer = OutboxWriter(outbox_dir or settings.outbox_dir)
         summary.outbox = writer.directory / day.isoformat()
         sent_at = scheduled_time(settings, day)
-        for outgoing in _progress(console, composition.outgoing, "Writing digests"):
-            _, message = digest_message(renderer, settings, outgoing, sent_at)
-            writer.write(day, outgoing.email, message)
-            summary.written += 1
+        digests = composition.outgoing
+        with MessageMaker(settings, len(digests), sent_at) as maker, _bar(console) as bar:
+            task = bar.add_task("Writing digests", total=len(digests))
+            for outgoing, _, message in maker.stream([digests]):
+                writer.write(day, outgoing.email, message)
+                summary.written += 1
+                bar.advance(task)
         return
-    outgoing = composition.outgoing + compose_backlog(db, settings, day)
-    report = send_digests(db, settings, outgoing, renderer, console, stop)
+    composition.outgoing.clear()  # the stored rows are read back in batches as they are sent
+    report, unsent = send_digests(db, settings, day, console, stop)
     summary.sent = report.outcomes.get(SENT_OUTCOME, 0)
     summary.deferred = report.outcomes.get(DEFERRED_OUTCOME, 0)
     summary.failed += report.outcomes.get(FAILED_OUTCOME, 0)
-    summary.pending = len(outgoing) - sum(report.outcomes.values())
+    summary.pending = unsent - sum(report.outcomes.values())
     summary.unreachable = report.unreachable
     summary.stopped = stop is not None and stop.is_set() and summary.pending > 0
 
@@ -206,56 +205,35 @@ def smtp_options(settings: Settings) -> SmtpOptions:
 def send_digests(
     db: Database,
     settings: Settings,
-    outgoing: list[Outgoing],
-    renderer: Renderer,
+    day: date,
     console: Console,
     stop: threading.Event | None = None,
-) -> DeliveryReport:
-    """Render and send each stored digest, recording each outcome the moment it is known."""
+) -> tuple[DeliveryReport, int]:
+    """Render and send every unsent stored digest due by `day`, streamed from the database in
+    batches and rendered on every core while the connections send, recording each outcome the
+    moment it is known. Returns the report and how many digests there were to send."""
+    unsent = count_unsent(db, day)
     subjects: dict[int, str] = {}
 
-    async def envelopes() -> AsyncIterator[Envelope]:
-        for item in outgoing:
-            if stop is not None and stop.is_set():
-                return  # parked: the rest stays pending for the next run
-            assert item.digest_id is not None
-            subject, message = digest_message(renderer, settings, item, datetime.now(settings.tz))
-            subjects[item.digest_id] = subject
-            yield Envelope(item.digest_id, settings.sender_address, item.email, message)
-            await asyncio.sleep(0)  # let the connections work while the next one renders
+    with MessageMaker(settings, unsent) as maker, _bar(console) as bar:
+        task = bar.add_task("Sending digests", total=unsent)
 
-    with _bar(console) as progress:
-        task = progress.add_task("Sending digests", total=len(outgoing))
+        async def envelopes() -> AsyncIterator[Envelope]:
+            async for outgoing, subject, message in maker.astream(
+                stored_digests(db, settings, day)
+            ):
+                if stop is not None and stop.is_set():
+                    return  # parked: the rest stays pending for the next run
+                assert outgoing.digest_id is not None
+                subjects[outgoing.digest_id] = subject
+                yield Envelope(outgoing.digest_id, settings.sender_address, outgoing.email, message)
 
         def record(envelope: Envelope, outcome: Outcome) -> None:
             record_outcome(db, envelope.key, outcome, subjects.pop(envelope.key, ""))
-            progress.advance(task)
+            bar.advance(task)
 
-        return asyncio.run(SmtpSender(smtp_options(settings)).send_all(envelopes(), record))
-
-
-def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
-    return DigestContent(
-        day=outgoing.day,
-        email=outgoing.email,
-        name=outgoing.name,
-        topics=outgoing.topics,
-        frequency=outgoing.frequency,
-        papers=outgoing.cards,
-        unsubscribe_url=unsubscribe_url(settings, outgoing.email),
-        list_name=parseaddr(settings.sender)[0] or "Trending Papers",
-    )
-
-
-def digest_message(
-    renderer: Renderer, settings: Settings, outgoing: Outgoing, sent_at: datetime
-) -> tuple[str, bytes]:
-    """(subject, message bytes) of one digest."""
-    rendered = renderer.render(digest_content(settings, outgoing))
-    message = message_bytes(
-        settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at
-    )
-    return rendered.subject, sign_dkim(settings, message)
+        sender = SmtpSender(smtp_options(settings))
+        return asyncio.run(sender.send_all(envelopes(), record)), unsent
 
 
 def preview(
@@ -272,14 +250,6 @@ def preview(
     path = OutboxWriter(directory).path_for(day, outgoing.email, ".html")
     write_atomically(path, rendered.html.encode("utf-8"))
     return path
-
-
-def _progress(console: Console, items: list[T], label: str) -> Iterator[T]:
-    with _bar(console) as progress:
-        task = progress.add_task(label, total=len(items))
-        for item in items:
-            yield item
-            progress.advance(task)
 
 
 @contextmanager

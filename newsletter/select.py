@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -151,6 +152,11 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
     ):
         already[subscriber_id].add(paper_id)
 
+    @cache
+    def in_window(start: date) -> tuple[int, ...]:
+        # One shared tuple per window start: most subscribers have the same candidates.
+        return tuple(pid for pid, first_seen in window.items() if start <= first_seen <= day)
+
     for subscriber in subscribers:
         existing = todays.get(subscriber.id)
         if existing is None and not is_due(subscriber.frequency, day) and not preview:
@@ -161,11 +167,11 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
             if existing is not None
             else window_start(subscriber.frequency, day, last_digest.get(subscriber.id))
         )
-        candidates = tuple(
-            paper_id
-            for paper_id, first_seen in window.items()
-            if start <= first_seen <= day and paper_id not in already[subscriber.id]
-        )
+        seen = already.get(subscriber.id)
+        if seen:
+            candidates = tuple(paper_id for paper_id in in_window(start) if paper_id not in seen)
+        else:
+            candidates = in_window(start)
         plan.due.append(
             Due(
                 day=day,
@@ -189,8 +195,7 @@ def drop_excluded(
     index: TopicIndex, candidates: Sequence[int], exclude: Sequence[str]
 ) -> list[int]:
     """The candidates whose title and abstract match none of the exclusion phrases."""
-    return [
-        paper_id
-        for paper_id in candidates
-        if not any(index.matches_phrase(paper_id, phrase) for phrase in exclude)
-    ]
+    if not exclude:
+        return list(candidates)
+    dropped = frozenset().union(*(index.excluded(phrase) for phrase in exclude))
+    return [paper_id for paper_id in candidates if paper_id not in dropped]

@@ -89,3 +89,27 @@ def test_fast_mime_parses_back_to_the_same_message_as_email_message(name, sender
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     body = raw.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body.split(b"\r\n")) <= 78
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Trending papers — graph neural networks",
+        "ü" * 200,
+        "混合专家模型的稀疏训练与推理：一个系统的综述 " * 3,
+        "Emoji 🧪🧬 and combining é and  spaces  inside",
+        "A plain ASCII subject",
+    ],
+)
+def test_fast_subject_encoding_decodes_to_the_subject(subject):
+    settings = load_settings({"NEWSLETTER_SECRET_KEY": "k"})
+    rendered = Renderer().render(content("Ada"))
+    rendered = type(rendered)(**{**vars(rendered), "subject": subject})
+    when = datetime(2026, 3, 17, 7, 0, tzinfo=UTC)
+    raw = message_bytes(settings, rendered, "ada@example.org", "Ada", "<d.1@x.example>", when)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(parsed["Subject"]) == " ".join(subject.split())
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    (line,) = [h for h in raw.split(b"\r\n") if h.startswith(b"Subject: ")]
+    for word in line.split()[1:]:
+        assert len(word) <= 75 or b"=?" not in word  # RFC 2047: encoded-words of <= 75

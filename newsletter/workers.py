@@ -1,0 +1,153 @@
+"""Turning digests into finished messages (render, MIME, DKIM) on every core.
+
+A big run hands its digests to worker processes in chunks and gets the message bytes back in the
+same order, while this process goes on writing files or talking SMTP. A small run (or
+`NEWSLETTER_WORKERS=0`) renders in this process: starting workers costs more than it saves.
+Workers are spawned, not forked: the parent holds threads and database connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
+from email.utils import parseaddr
+
+from .compose import Outgoing
+from .config import Settings
+from .message import message_bytes, sign_dkim, unsubscribe_url
+from .render import DigestContent, Renderer
+
+POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
+CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
+AHEAD = 3  # chunks in flight per worker
+
+Made = tuple[Outgoing, str, bytes]  # the digest, its subject, the message bytes
+
+
+def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
+    return DigestContent(
+        day=outgoing.day,
+        email=outgoing.email,
+        name=outgoing.name,
+        topics=outgoing.topics,
+        frequency=outgoing.frequency,
+        papers=outgoing.cards,
+        unsubscribe_url=unsubscribe_url(settings, outgoing.email),
+        list_name=parseaddr(settings.sender)[0] or "Trending Papers",
+    )
+
+
+def digest_message(
+    renderer: Renderer, settings: Settings, outgoing: Outgoing, sent_at: datetime | None
+) -> tuple[str, bytes]:
+    """(subject, message bytes) of one digest, dated `sent_at` (None: now)."""
+    rendered = renderer.render(digest_content(settings, outgoing))
+    when = sent_at or datetime.now(settings.tz)
+    message = message_bytes(
+        settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, when
+    )
+    return rendered.subject, sign_dkim(settings, message)
+
+
+# A worker process's own settings and renderer, set up once by `_start_worker`.
+_worker: tuple[Settings, Renderer] | None = None
+
+
+def _start_worker(settings: Settings) -> None:
+    global _worker
+    _worker = (settings, Renderer())
+
+
+def _make_chunk(chunk: list[Outgoing], sent_at: datetime | None) -> list[tuple[str, bytes]]:
+    assert _worker is not None, "worker not started"
+    settings, renderer = _worker
+    return [digest_message(renderer, settings, outgoing, sent_at) for outgoing in chunk]
+
+
+class MessageMaker:
+    """Makes the messages of a stream of digest batches, in order. Use as a context manager: the
+    worker processes (if any) stop on exit, dropping work not yet collected."""
+
+    def __init__(self, settings: Settings, expected: int, sent_at: datetime | None = None):
+        self.settings = settings
+        self.sent_at = sent_at
+        self.workers = settings.workers if expected >= POOL_THRESHOLD else 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._renderer: Renderer | None = None
+
+    def __enter__(self) -> MessageMaker:
+        if self.workers:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self.settings,),
+            )
+        else:
+            self._renderer = Renderer()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def make(self, outgoing: Outgoing) -> tuple[str, bytes]:
+        """One message, in this process."""
+        if self._renderer is None:
+            self._renderer = Renderer()
+        return digest_message(self._renderer, self.settings, outgoing, self.sent_at)
+
+    def stream(self, batches: Iterable[list[Outgoing]]) -> Iterator[Made]:
+        if self._pool is None:
+            for batch in batches:
+                for outgoing in batch:
+                    yield (outgoing, *self.make(outgoing))
+            return
+        in_flight: deque[tuple[list[Outgoing], Future[list[tuple[str, bytes]]]]] = deque()
+        for chunk in self._chunks(batches):
+            in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
+            if len(in_flight) > self.workers * AHEAD:
+                done, future = in_flight.popleft()
+                yield from _finished(done, future.result())
+        while in_flight:
+            done, future = in_flight.popleft()
+            yield from _finished(done, future.result())
+
+    async def astream(self, batches: Iterable[list[Outgoing]]) -> AsyncIterator[Made]:
+        """`stream` for an event loop: waits for workers without blocking the SMTP connections.
+        In-process rendering yields to the loop after each message."""
+        if self._pool is None:
+            for batch in batches:
+                for outgoing in batch:
+                    yield (outgoing, *self.make(outgoing))
+                    await asyncio.sleep(0)
+            return
+        in_flight: deque[tuple[list[Outgoing], Future[list[tuple[str, bytes]]]]] = deque()
+
+        async def collect() -> list[Made]:
+            done, future = in_flight.popleft()
+            return list(_finished(done, await asyncio.wrap_future(future)))
+
+        for chunk in self._chunks(batches):
+            in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
+            if len(in_flight) > self.workers * AHEAD:
+                for made in await collect():
+                    yield made
+        while in_flight:
+            for made in await collect():
+                yield made
+
+    @staticmethod
+    def _chunks(batches: Iterable[list[Outgoing]]) -> Iterator[list[Outgoing]]:
+        for batch in batches:
+            for start in range(0, len(batch), CHUNK):
+                yield batch[start : start + CHUNK]
+
+
+def _finished(chunk: list[Outgoing], messages: list[tuple[str, bytes]]) -> Iterator[Made]:
+    for outgoing, (subject, message) in zip(chunk, messages, strict=True):
+        yield outgoing, subject, message
