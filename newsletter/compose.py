@@ -128,8 +128,11 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
 
+SEND_BATCH = 500  # digests read from the database at a time when sending
+
+
 def stored_digests(
-    db: Database, settings: Settings, day: date, batch: int = 500
+    db: Database, settings: Settings, day: date, batch: int | None = None
 ) -> Iterator[list[Outgoing]]:
     """Every unsent stored digest to send on `day` (its own, then any left from the days before),
     read from the database a batch at a time so that memory stays flat however many there are."""
@@ -139,7 +142,7 @@ def stored_digests(
     after = 0
     while True:
         with db.session() as session:
-            digests = unsent(session, day, after, batch)
+            digests = unsent(session, day, after, batch or SEND_BATCH)
             stored = _stored_papers(session, [d.id for d in digests])
             chunk = [
                 Outgoing(
