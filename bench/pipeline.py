@@ -143,11 +143,10 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
     from newsletter.db import Database
     from newsletter.deliver import Envelope, SmtpSender
     from newsletter.ingest import ingest_paths
-    from newsletter.message import message_bytes
-    from newsletter.render import Renderer
+    from newsletter.message import sign_dkim, unsubscribe_url
     from newsletter.run import smtp_options
-    from newsletter.workers import digest_content
     from newsletter.subscribers import load_lists, sync_subscribers
+    from newsletter.workers import MessageFactory
 
     topic_sets = write_list(work / "subscribers" / "list.csv", subscribers)
     settings = _settings(work, port)
@@ -159,17 +158,25 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
         sync_subscribers(db, load_lists([settings.subscribers_dir]))
     with clock.stage("select_rank"):
         composition = compose_day(db, settings, DAY, persist=True)
-    renderer = Renderer()
+    factory = MessageFactory(settings)
     sent_at = datetime.now(settings.tz)
     sample: list[bytes] = []
     digests = size = 0
     for batch in stored_digests(db, settings, DAY):
         for outgoing in batch:
-            with clock.stage("render"):
-                rendered = renderer.render(digest_content(settings, outgoing))
-            with clock.stage("mime"):
-                message = message_bytes(
-                    settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, sent_at
+            with clock.stage("render"):  # once per digest shape, then from the cache
+                shape = factory.shape_for(outgoing)
+            with clock.stage("mime"):  # every message: headers, own values, DKIM if configured
+                message = sign_dkim(
+                    settings,
+                    shape.message(
+                        settings,
+                        outgoing.email,
+                        outgoing.name,
+                        outgoing.message_id,
+                        sent_at,
+                        unsubscribe_url(settings, outgoing.email),
+                    ),
                 )
             digests += 1
             size += len(message)

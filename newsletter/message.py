@@ -21,9 +21,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import dkim
+from markupsafe import escape
 
 from .config import Settings
-from .render import RenderedDigest
+from .render import DigestShape, Pieces, RenderedDigest, greeting_name
 from .subscribers import clean_name
 
 TOKEN_SIGNATURE_CHARS = 32
@@ -192,20 +193,63 @@ def message_bytes(
     RFC 2047 encoded; both parts are quoted-printable UTF-8 with CRLF line ends."""
     if not to_email.isascii():
         return serialize(build_message(settings, rendered, to_email, to_name, message_id, sent_at))
+    bodies = [_quoted_printable(rendered.text), _quoted_printable(rendered.html)]
+    return _assemble(settings, rendered.subject, bodies, to_email, to_name, message_id, sent_at)
+
+
+class MessageShape:
+    """A `DigestShape` with both parts quoted-printable encoded once: a reader's message is then
+    the headers plus the encoded pieces with the reader's own values encoded in between."""
+
+    def __init__(self, shape: DigestShape):
+        self.shape = shape
+        self._text = _encoded_pieces(shape.text)
+        self._html = _encoded_pieces(shape.html)
+
+    def message(
+        self,
+        settings: Settings,
+        to_email: str,
+        to_name: str,
+        message_id: str,
+        sent_at: datetime,
+        unsubscribe: str,
+    ) -> bytes:
+        """The same message as `message_bytes` of the filled shape, as the `email` package reads
+        it back (only where the soft line breaks fall differs)."""
+        if not to_email.isascii():
+            rendered = self.shape.fill(to_name, to_email, unsubscribe)
+            return message_bytes(settings, rendered, to_email, to_name, message_id, sent_at)
+        values = {"greeting_name": greeting_name(to_name), "email": to_email}
+        values["unsubscribe_url"] = unsubscribe
+        escaped = {key: str(escape(value)) for key, value in values.items()}
+        bodies = [_fill(self._text, values), _fill(self._html, escaped)]
+        subject = self.shape.subject
+        return _assemble(settings, subject, bodies, to_email, to_name, message_id, sent_at)
+
+
+def _assemble(
+    settings: Settings,
+    subject: str,
+    bodies: list[str],
+    to_email: str,
+    to_name: str,
+    message_id: str,
+    sent_at: datetime,
+) -> bytes:
+    """Headers and the two quoted-printable parts (plain text, then HTML) as SMTP bytes."""
     boundary = _boundary(message_id)
     lines = [
         f"{name}: {_encode_header(name, value)}"
-        for name, value in _headers(
-            settings, rendered.subject, to_email, to_name, message_id, sent_at
-        )
+        for name, value in _headers(settings, subject, to_email, to_name, message_id, sent_at)
     ]
     lines += ["MIME-Version: 1.0", f'Content-Type: multipart/alternative; boundary="{boundary}"']
     parts = "".join(
         f"--{boundary}\r\n"
         f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        f"{_quoted_printable(content)}\r\n"  # this CRLF belongs to the boundary
-        for subtype, content in (("plain", rendered.text), ("html", rendered.html))
+        f"{body}\r\n"  # this CRLF belongs to the boundary
+        for subtype, body in zip(("plain", "html"), bodies, strict=True)
     )
     return ("\r\n".join(lines) + "\r\n\r\n" + parts + f"--{boundary}--\r\n").encode("ascii")
 
@@ -239,7 +283,65 @@ def _encoded_words(value: str) -> str:
     return " ".join(f"=?utf-8?b?{word}?=" for word in encoded)
 
 
+def _lines(text: str) -> bytes:
+    return b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
+
+
 def _quoted_printable(text: str) -> str:
     """A UTF-8 text part in quoted-printable (binascii's C encoder: 76-character lines)."""
-    body = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
-    return binascii.b2a_qp(body, istext=True).decode("ascii").replace("\n", "\r\n")
+    return binascii.b2a_qp(_lines(text), istext=True).decode("ascii").replace("\n", "\r\n")
+
+
+QP_LINE = 76
+
+
+def _qp_piece(data: bytes) -> str:
+    """Part of a quoted-printable body that more text follows: encoded, ending in a soft line
+    break, so that pieces encoded apart join into one valid body of lines of at most 76."""
+    if not data:
+        return ""
+    encoded = binascii.b2a_qp(data, istext=True).decode("ascii")
+    if encoded.endswith("\n"):
+        return encoded.replace("\n", "\r\n")
+    head, _, last = encoded.rpartition("\n")
+    if len(last) >= QP_LINE:  # no room for the "=": break it earlier, never inside an "=XX"
+        cut = QP_LINE - 1
+        while "=" in last[cut - 2 : cut]:
+            cut -= 1
+        last = last[:cut] + "=\n" + last[cut:]
+    return (head + "\n" if head else "").replace("\n", "\r\n") + (last + "=\n").replace(
+        "\n", "\r\n"
+    )
+
+
+Encoded = tuple[str, ...]  # encoded text, slot name, encoded text, ...
+
+
+def _encoded_pieces(pieces: Pieces) -> Encoded:
+    body = _lines(_join_marks(pieces))
+    parts = body.split(_MARK)
+    # Every piece but the last ends in a soft break; the last ends the body's final line.
+    encoded = [_qp_piece(part) for part in parts[:-1]]
+    encoded.append(binascii.b2a_qp(parts[-1], istext=True).decode("ascii").replace("\n", "\r\n"))
+    slots = [piece for i, piece in enumerate(pieces) if i % 2]
+    result: list[str] = []
+    for i, text in enumerate(encoded):
+        result.append(text)
+        if i < len(slots):
+            result.append(slots[i])
+    return tuple(result)
+
+
+_MARK = "\ue0ff".encode()
+
+
+def _join_marks(pieces: Pieces) -> str:
+    """The pieces with one marker where each slot goes, so the body's lines are normalised once."""
+    return "".join("\ue0ff" if i % 2 else piece for i, piece in enumerate(pieces))
+
+
+def _fill(encoded: Encoded, values: dict[str, str]) -> str:
+    return "".join(
+        _qp_piece(values[piece].encode("utf-8")) if i % 2 else piece
+        for i, piece in enumerate(encoded)
+    )

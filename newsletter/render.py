@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
+from markupsafe import escape
 from premailer import Premailer
 
 EXCERPT_CHARS = 300
@@ -159,6 +160,21 @@ class Renderer:
         return env
 
     def render(self, content: DigestContent) -> RenderedDigest:
+        """One reader's digest, every value in place: the reference `shape` is checked against."""
+        return self._render(content, content.name, content.email, content.unsubscribe_url)
+
+    def shape(self, content: DigestContent) -> DigestShape:
+        """The digest as every reader with the same papers, topics and cadence gets it, cut where
+        the reader's own values go (`content`'s name only counts for being empty or not)."""
+        greeting = SLOTS["greeting_name"] if content.name else ""
+        rendered = self._render(content, greeting, SLOTS["email"], SLOTS["unsubscribe_url"])
+        return DigestShape(
+            rendered.subject, rendered.preheader, _cut(rendered.html), _cut(rendered.text)
+        )
+
+    def _render(
+        self, content: DigestContent, name: str, email: str, unsubscribe_url: str
+    ) -> RenderedDigest:
         subject = subject_for(content)
         count = len(content.papers)
         preheader = (
@@ -170,18 +186,59 @@ class Renderer:
             "preheader": preheader,
             "headline": f"Trending papers for {day_label(content.day)}",
             "list_name": content.list_name,
-            "greeting_name": content.name.split(" ")[0] if content.name else "",
+            "greeting_name": greeting_name(name),
             "topics": content.topics,
             "papers": content.papers,
-            "email": content.email,
+            "email": email,
             "cadence": "weekly" if content.frequency == "weekly" else "daily",
-            "unsubscribe_url": content.unsubscribe_url,
+            "unsubscribe_url": unsubscribe_url,
         }
         html = self._html_template.render(values)
         if not self.inline_once:
             html = inline_css(html)
         text = self._text_template.render(values)
         return RenderedDigest(subject, preheader, html, _tidy_text(text))
+
+
+def greeting_name(name: str) -> str:
+    return name.split(" ")[0] if name else ""
+
+
+# Stand-ins for a reader's own values while a shape is rendered: private-use characters, which no
+# real text holds and HTML escaping leaves alone.
+SLOTS = {"greeting_name": "\ue000", "email": "\ue001", "unsubscribe_url": "\ue002"}
+_SLOT_NAMES = {mark: name for name, mark in SLOTS.items()}
+_SLOT_SPLIT = re.compile("([" + "".join(SLOTS.values()) + "])")
+
+Pieces = tuple[str, ...]  # text, slot name, text, slot name, ..., text
+
+
+@dataclass(frozen=True)
+class DigestShape:
+    """A digest rendered once for many readers: HTML and text as pieces with the slot names of
+    the per-reader values (greeting name, address, unsubscribe link) between them."""
+
+    subject: str
+    preheader: str
+    html: Pieces
+    text: Pieces
+
+    def fill(self, name: str, email: str, unsubscribe_url: str) -> RenderedDigest:
+        values = {"greeting_name": greeting_name(name), "email": email}
+        values["unsubscribe_url"] = unsubscribe_url
+        escaped = {key: str(escape(value)) for key, value in values.items()}
+        return RenderedDigest(
+            self.subject, self.preheader, _join(self.html, escaped), _join(self.text, values)
+        )
+
+
+def _cut(rendered: str) -> Pieces:
+    parts = _SLOT_SPLIT.split(rendered)
+    return tuple(_SLOT_NAMES[part] if i % 2 else part for i, part in enumerate(parts))
+
+
+def _join(pieces: Pieces, values: dict[str, str]) -> str:
+    return "".join(values[piece] if i % 2 else piece for i, piece in enumerate(pieces))
 
 
 def inline_css(html: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
@@ -18,7 +18,7 @@ from email.utils import parseaddr
 
 from .compose import Outgoing
 from .config import Settings
-from .message import message_bytes, sign_dkim, unsubscribe_url
+from .message import MessageShape, sign_dkim, unsubscribe_url
 from .render import DigestContent, Renderer
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
@@ -41,31 +41,58 @@ def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
     )
 
 
-def digest_message(
-    renderer: Renderer, settings: Settings, outgoing: Outgoing, sent_at: datetime | None
-) -> tuple[str, bytes]:
-    """(subject, message bytes) of one digest, dated `sent_at` (None: now)."""
-    rendered = renderer.render(digest_content(settings, outgoing))
-    when = sent_at or datetime.now(settings.tz)
-    message = message_bytes(
-        settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, when
-    )
-    return rendered.subject, sign_dkim(settings, message)
+SHAPE_CACHE = 512  # digest shapes kept per process (about 30 KB each)
 
 
-# A worker process's own settings and renderer, set up once by `_start_worker`.
-_worker: tuple[Settings, Renderer] | None = None
+class MessageFactory:
+    """Finished messages of digests. Readers with the same papers, topics and cadence share one
+    rendering and one quoted-printable encoding (a `MessageShape`); each message then costs its
+    headers, its own few values and its DKIM signature."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.renderer = Renderer()
+        self._shapes: OrderedDict[tuple[object, ...], MessageShape] = OrderedDict()
+
+    def shape_for(self, outgoing: Outgoing) -> MessageShape:
+        key = (outgoing.day, outgoing.cards, outgoing.topics, outgoing.frequency, not outgoing.name)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = MessageShape(self.renderer.shape(digest_content(self.settings, outgoing)))
+            self._shapes[key] = shape
+            if len(self._shapes) > SHAPE_CACHE:
+                self._shapes.popitem(last=False)
+        else:
+            self._shapes.move_to_end(key)
+        return shape
+
+    def make(self, outgoing: Outgoing, sent_at: datetime | None) -> tuple[str, bytes]:
+        """(subject, message bytes) of one digest, dated `sent_at` (None: now)."""
+        settings = self.settings
+        shape = self.shape_for(outgoing)
+        raw = shape.message(
+            settings,
+            outgoing.email,
+            outgoing.name,
+            outgoing.message_id,
+            sent_at or datetime.now(settings.tz),
+            unsubscribe_url(settings, outgoing.email),
+        )
+        return shape.shape.subject, sign_dkim(settings, raw)
+
+
+# A worker process's own factory, set up once by `_start_worker`.
+_factory: MessageFactory | None = None
 
 
 def _start_worker(settings: Settings) -> None:
-    global _worker
-    _worker = (settings, Renderer())
+    global _factory
+    _factory = MessageFactory(settings)
 
 
 def _make_chunk(chunk: list[Outgoing], sent_at: datetime | None) -> list[tuple[str, bytes]]:
-    assert _worker is not None, "worker not started"
-    settings, renderer = _worker
-    return [digest_message(renderer, settings, outgoing, sent_at) for outgoing in chunk]
+    assert _factory is not None, "worker not started"
+    return [_factory.make(outgoing, sent_at) for outgoing in chunk]
 
 
 class MessageMaker:
@@ -77,7 +104,7 @@ class MessageMaker:
         self.sent_at = sent_at
         self.workers = settings.workers if expected >= POOL_THRESHOLD else 0
         self._pool: ProcessPoolExecutor | None = None
-        self._renderer: Renderer | None = None
+        self._factory: MessageFactory | None = None
 
     def __enter__(self) -> MessageMaker:
         if self.workers:
@@ -87,8 +114,6 @@ class MessageMaker:
                 initializer=_start_worker,
                 initargs=(self.settings,),
             )
-        else:
-            self._renderer = Renderer()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -97,9 +122,9 @@ class MessageMaker:
 
     def make(self, outgoing: Outgoing) -> tuple[str, bytes]:
         """One message, in this process."""
-        if self._renderer is None:
-            self._renderer = Renderer()
-        return digest_message(self._renderer, self.settings, outgoing, self.sent_at)
+        if self._factory is None:
+            self._factory = MessageFactory(self.settings)
+        return self._factory.make(outgoing, self.sent_at)
 
     def stream(self, batches: Iterable[list[Outgoing]]) -> Iterator[Made]:
         if self._pool is None:

@@ -12,7 +12,9 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.message import build_message, message_bytes, serialize
+from newsletter.compose import Outgoing
 from newsletter.render import DigestContent, PaperCard, Renderer
+from newsletter.workers import MessageFactory, digest_content
 
 CARDS = (
     PaperCard(
@@ -113,3 +115,44 @@ def test_fast_subject_encoding_decodes_to_the_subject(subject):
     (line,) = [h for h in raw.split(b"\r\n") if h.startswith(b"Subject: ")]
     for word in line.split()[1:]:
         assert len(word) <= 75 or b"=?" not in word  # RFC 2047: encoded-words of <= 75
+
+
+READERS = [
+    ("ada@example.org", "Ada Lovelace"),
+    ("b+tag@example.org", ""),
+    ("c.d@sub.example.org", 'Ädä "<x>" & Co'),
+    ("e@example.org", "Émile " + "Zola" * 60),
+    ("=f=@example.org", "Ünïcödé 名前 🧪"),
+]
+
+
+@pytest.mark.parametrize("papers", [CARDS, CARDS[1:2]], ids=["three", "one"])
+def test_a_shared_shape_gives_each_reader_the_message_rendered_for_them_alone(papers):
+    settings = load_settings(
+        {"NEWSLETTER_SECRET_KEY": "k", "NEWSLETTER_BASE_URL": "https://d.example/a=b&c"}
+    )
+    factory = MessageFactory(settings)
+    when = datetime(2026, 3, 17, 7, 0, tzinfo=UTC)
+    for address, name in READERS * 2:  # the second round comes from the cache
+        outgoing = Outgoing(
+            None,
+            date(2026, 3, 17),
+            address,
+            name,
+            ("graph neural networks", "x"),
+            "daily",
+            f"<digest.{address}@d.example>",
+            papers,
+        )
+        subject, raw = factory.make(outgoing, when)
+        rendered = Renderer().render(digest_content(settings, outgoing))
+        reference = message_bytes(settings, rendered, address, name, outgoing.message_id, when)
+        fast = email.message_from_bytes(raw, policy=email.policy.default)
+        slow = email.message_from_bytes(reference, policy=email.policy.default)
+        assert subject == rendered.subject
+        assert [(k, str(v)) for k, v in fast.items()] == [(k, str(v)) for k, v in slow.items()]
+        for a, b in zip(fast.iter_parts(), slow.iter_parts(), strict=True):
+            assert a.defects == [] and a.get_content() == b.get_content()
+        body = raw.split(b"\r\n\r\n", 1)[1]
+        assert max(len(line) for line in body.split(b"\r\n")) <= 76  # RFC 2045's QP lines
+    assert len(factory._shapes) == 2  # with a name and without
