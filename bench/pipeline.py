@@ -26,9 +26,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,56 @@ def _settings(work: Path, port: int) -> Any:
     )
 
 
-def _peak_memory() -> dict[str, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_mb": round(own, 1), "peak_rss_worker_mb": round(children, 1)}
+class MemoryWatch:
+    """Peak resident memory of this process and its worker processes together, sampled every
+    50 ms from /proc (a worker's own ru_maxrss would count its parent's pages from the fork)."""
+
+    def __init__(self) -> None:
+        self.peak_total = self.peak_own = self.peak_worker = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _rss_kb(pid: int | str) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    @staticmethod
+    def _children() -> list[str]:
+        found: list[str] = []
+        for task in Path("/proc/self/task").glob("*/children"):
+            with suppress(OSError):
+                found += task.read_text().split()
+        return found
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            own = self._rss_kb("self")
+            workers = [self._rss_kb(pid) for pid in self._children()]
+            self.peak_own = max(self.peak_own, own)
+            self.peak_worker = max([self.peak_worker, *workers])
+            self.peak_total = max(self.peak_total, own + sum(workers))
+
+    def report(self) -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # exact, between samples too
+        return {
+            "peak_rss_mb": round(max(own, self.peak_own) / 1024, 1),
+            "peak_rss_worker_mb": round(self.peak_worker / 1024, 1),
+            "peak_rss_total_mb": round(max(self.peak_total, own) / 1024, 1),
+        }
 
 
 class _Clock:
@@ -207,7 +254,7 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
     result["ms_per_digest"] = {
         k: round(v * 1000 / max(digests, 1), 4) for k, v in clock.seconds.items()
     }
-    return result | _peak_memory()
+    return result
 
 
 def child_run(work: Path, subscribers: int, port: int, dry_run: bool) -> dict[str, Any]:
@@ -236,7 +283,7 @@ def child_run(work: Path, subscribers: int, port: int, dry_run: bool) -> dict[st
         "seconds": round(seconds, 3),
         "per_second": round(done / seconds, 1),
         "ms_per_digest": round(seconds * 1000 / max(done, 1), 4),
-    } | _peak_memory()
+    }
 
 
 def spawn(kind: str, subscribers: int, port: int, extra: list[str] | None = None) -> dict[str, Any]:
@@ -322,8 +369,8 @@ def print_entry(entry: dict[str, Any]) -> None:
             print(
                 f"  whole {'real run' if label == 'run' else 'dry-run '}: {r['digests']:,} in "
                 f"{r['seconds']:.1f} s = {r['per_second']:,.0f}/s ({r['ms_per_digest']:.3f} "
-                f"ms/digest), peak RSS {r['peak_rss_mb']:.0f} MB + worker "
-                f"{r['peak_rss_worker_mb']:.0f} MB"
+                f"ms/digest), peak RSS {r['peak_rss_total_mb']:.0f} MB in all (main "
+                f"{r['peak_rss_mb']:.0f} MB, largest worker {r['peak_rss_worker_mb']:.0f} MB)"
             )
     if "smtp_source" in entry:
         s = entry["smtp_source"]
@@ -347,11 +394,13 @@ def main() -> None:
     parser.add_argument("--deliver", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "stages":
-        print(json.dumps(child_stages(args.work, args.subscribers, args.port, args.deliver)))
-        return
-    if args.child == "run":
-        print(json.dumps(child_run(args.work, args.subscribers, args.port, args.dry_run)))
+    if args.child:
+        with MemoryWatch() as watch:
+            if args.child == "stages":
+                result = child_stages(args.work, args.subscribers, args.port, args.deliver)
+            else:
+                result = child_run(args.work, args.subscribers, args.port, args.dry_run)
+        print(json.dumps(result | watch.report()))
         return
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"papers-digest pipeline benchmark on {machine()}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Connection, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session, contains_eager
 
 from .db import (
@@ -64,27 +64,63 @@ def count_unsent(db: Database, day: date) -> int:
         return session.scalar(_unsent_query(day).with_only_columns(func.count(Digest.id))) or 0
 
 
-def record_outcome(db: Database, digest_id: int, outcome: Outcome, subject: str) -> None:
-    """Store one delivery outcome at once, in its own (small) transaction."""
-    now = utcnow()
-    values: dict[str, object] = {
-        "state": _STATE_OF[outcome.kind],
-        "attempts": Digest.attempts + outcome.attempts,
-        "subject": subject,
-        "smtp_reply": outcome.reply,
-        "last_error": outcome.error,
-        "updated_at": now,
-    }
-    if outcome.kind == SENT_OUTCOME:
-        values["sent_at"] = now
-    with db.session() as session:
-        session.execute(update(Digest).where(Digest.id == digest_id).values(values))
-        if outcome.kind == FAILED_OUTCOME:
-            subscriber_id = session.scalar(
-                select(Digest.subscriber_id).where(Digest.id == digest_id)
+# One statement for every recorded outcome, built once: recording stays a few tens of
+# microseconds, which matters when the SMTP connections take a thousand replies a second.
+_RECORD = (
+    update(Digest.__table__)
+    .where(Digest.__table__.c.id == bindparam("digest_id"))
+    .values(
+        state=bindparam("state"),
+        attempts=Digest.__table__.c.attempts + bindparam("tries"),
+        subject=bindparam("subject"),
+        smtp_reply=bindparam("reply"),
+        last_error=bindparam("error"),
+        updated_at=bindparam("now"),
+        sent_at=func.coalesce(bindparam("sent_at"), Digest.__table__.c.sent_at),
+    )
+)
+
+
+class OutcomeRecorder:
+    """Stores each delivery outcome the moment it is known, each in its own committed
+    transaction, on one connection kept for the whole run."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._connection: Connection | None = None
+
+    def __enter__(self) -> OutcomeRecorder:
+        self._connection = self.db.engine.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._connection is not None:
+            self._connection.close()
+
+    def record(self, digest_id: int, outcome: Outcome, subject: str) -> None:
+        assert self._connection is not None, "use OutcomeRecorder as a context manager"
+        now = utcnow()
+        with self._connection.begin():
+            self._connection.execute(
+                _RECORD,
+                {
+                    "digest_id": digest_id,
+                    "state": _STATE_OF[outcome.kind],
+                    "tries": outcome.attempts,
+                    "subject": subject,
+                    "reply": outcome.reply,
+                    "error": outcome.error,
+                    "now": now,
+                    "sent_at": now if outcome.kind == SENT_OUTCOME else None,
+                },
             )
-            if subscriber_id is not None:
-                _suspend_if_failing(session, subscriber_id)
+        if outcome.kind == FAILED_OUTCOME:
+            with self.db.session() as session:
+                subscriber_id = session.scalar(
+                    select(Digest.subscriber_id).where(Digest.id == digest_id)
+                )
+                if subscriber_id is not None:
+                    _suspend_if_failing(session, subscriber_id)
 
 
 def _suspend_if_failing(session: Session, subscriber_id: int) -> None:

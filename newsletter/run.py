@@ -37,7 +37,7 @@ from .deliver import (
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
 from .message import scheduled_time
-from .outbox import count_unsent, record_outcome
+from .outbox import OutcomeRecorder, count_unsent
 from .render import Renderer, day_label
 from .runs import Heartbeat, LeaseHeld, acquire, finish_record, holder_name, start_record
 from .subscribers import SyncReport, load_lists, sync_subscribers
@@ -215,7 +215,11 @@ def send_digests(
     unsent = count_unsent(db, day)
     subjects: dict[int, str] = {}
 
-    with MessageMaker(settings, unsent) as maker, _bar(console) as bar:
+    with (
+        MessageMaker(settings, unsent) as maker,
+        OutcomeRecorder(db) as recorder,
+        _bar(console) as bar,
+    ):
         task = bar.add_task("Sending digests", total=unsent)
 
         async def envelopes() -> AsyncIterator[Envelope]:
@@ -229,7 +233,7 @@ def send_digests(
                 yield Envelope(outgoing.digest_id, settings.sender_address, outgoing.email, message)
 
         def record(envelope: Envelope, outcome: Outcome) -> None:
-            record_outcome(db, envelope.key, outcome, subjects.pop(envelope.key, ""))
+            recorder.record(envelope.key, outcome, subjects.pop(envelope.key, ""))
             bar.advance(task)
 
         sender = SmtpSender(smtp_options(settings))
