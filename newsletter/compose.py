@@ -21,22 +21,8 @@ from .errors import UnknownSubscriberError
 from .message import message_id_for
 from .outbox import unsent
 from .rank import TopicIndex
-from .render import PaperCard
+from .render import Outgoing, PaperCard
 from .select import Due, PaperInfo, drop_excluded, load_papers, plan_day
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One digest ready to render and deliver."""
-
-    digest_id: int | None  # None in a dry-run: nothing is stored
-    day: date
-    email: str
-    name: str
-    topics: tuple[str, ...]
-    frequency: str
-    message_id: str
-    cards: tuple[PaperCard, ...]
 
 
 @dataclass
@@ -81,6 +67,9 @@ def compose_day(db: Database, settings: Settings, day: date, *, persist: bool) -
                     new.append((due, rankings[key]))
                 else:
                     composition.skipped += 1
+        # Readers with the same papers side by side (so stored ids too): messages are made per
+        # shape of digest, and a shape's rendering is then reused while it is still cached.
+        new.sort(key=lambda item: id(item[1]))
         ids = _store_digests(session, settings, day, new) if persist else {}
         for due, picked in new:
             chosen = cards.of([(pid, matched) for pid, matched, _ in picked])

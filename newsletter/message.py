@@ -25,7 +25,7 @@ from markupsafe import escape
 
 from .config import Settings
 from .render import DigestShape, Pieces, RenderedDigest, greeting_name
-from .subscribers import clean_name
+from .text import clean_name
 
 TOKEN_SIGNATURE_CHARS = 32
 # Bodies are encoded with the standard 76-character quoted-printable lines; headers are written
@@ -202,7 +202,7 @@ class MessageShape:
     the headers plus the encoded pieces with the reader's own values encoded in between."""
 
     def __init__(self, shape: DigestShape):
-        self.shape = shape
+        self.subject = shape.subject
         self._text = _encoded_pieces(shape.text)
         self._html = _encoded_pieces(shape.html)
 
@@ -216,15 +216,14 @@ class MessageShape:
         unsubscribe: str,
     ) -> bytes:
         """The same message as `message_bytes` of the filled shape, as the `email` package reads
-        it back (only where the soft line breaks fall differs)."""
-        if not to_email.isascii():
-            rendered = self.shape.fill(to_name, to_email, unsubscribe)
-            return message_bytes(settings, rendered, to_email, to_name, message_id, sent_at)
+        it back (only where the soft line breaks fall differs). ASCII addresses only: the
+        `email` package builds the others (`message_bytes`)."""
+        assert to_email.isascii(), to_email
         values = {"greeting_name": greeting_name(to_name), "email": to_email}
         values["unsubscribe_url"] = unsubscribe
         escaped = {key: str(escape(value)) for key, value in values.items()}
         bodies = [_fill(self._text, values), _fill(self._html, escaped)]
-        subject = self.shape.subject
+        subject = self.subject
         return _assemble(settings, subject, bodies, to_email, to_name, message_id, sent_at)
 
 

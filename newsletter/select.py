@@ -118,12 +118,21 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
     the plan to one subscriber id. A `preview` plans `only` whatever their status, and a weekly
     subscriber on another day than Monday as if it were one."""
     plan = Plan(day)
-    query = select(Subscriber)
+    # Plain rows, not ORM objects: at 100,000 subscribers the difference is a few hundred MB.
+    query = select(
+        Subscriber.id,
+        Subscriber.email,
+        Subscriber.name,
+        Subscriber.topics,
+        Subscriber.exclude,
+        Subscriber.max_papers,
+        Subscriber.frequency,
+    )
     if not preview:
         query = query.where(Subscriber.listed.is_(True), Subscriber.status == ACTIVE)
     if only is not None:
         query = query.where(Subscriber.id == only)
-    subscribers = list(session.scalars(query.order_by(Subscriber.id)))
+    subscribers = session.execute(query.order_by(Subscriber.id)).all()
     last_digest = dict(
         session.execute(
             select(Digest.subscriber_id, func.max(Digest.digest_date))
@@ -132,7 +141,12 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
         ).all()
     )
     todays = {
-        d.subscriber_id: d for d in session.scalars(select(Digest).where(Digest.digest_date == day))
+        d.subscriber_id: d
+        for d in session.execute(
+            select(Digest.subscriber_id, Digest.id, Digest.state, Digest.window_start).where(
+                Digest.digest_date == day
+            )
+        )
     }
     earliest = day - timedelta(days=WINDOW_DAYS - 1)
     window = dict(
@@ -157,6 +171,13 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
         # One shared tuple per window start: most subscribers have the same candidates.
         return tuple(pid for pid, first_seen in window.items() if start <= first_seen <= day)
 
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def share(items: list[str] | None) -> tuple[str, ...]:
+        # One tuple per distinct topic list: readers share a few thousand of them.
+        key = tuple(items or ())
+        return shared.setdefault(key, key)
+
     for subscriber in subscribers:
         existing = todays.get(subscriber.id)
         if existing is None and not is_due(subscriber.frequency, day) and not preview:
@@ -178,8 +199,8 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
                 subscriber_id=subscriber.id,
                 email=subscriber.email,
                 name=subscriber.name,
-                topics=tuple(subscriber.topics),
-                exclude=tuple(subscriber.exclude or ()),
+                topics=share(subscriber.topics),
+                exclude=share(subscriber.exclude),
                 max_papers=subscriber.max_papers,
                 frequency=subscriber.frequency,
                 window_start=start,

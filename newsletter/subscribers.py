@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, utcnow
 from .errors import NewsletterError, SubscriberListError
+from .text import CONTROL, clean_name
 
 FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
 FREQUENCIES = ("daily", "weekly")
@@ -29,7 +30,6 @@ DEFAULT_MAX_PAPERS = 10
 MAX_PAPERS_LIMIT = 100
 INSERT_BATCH = 5000
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
-CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -318,13 +318,6 @@ def _terms(value: Any) -> tuple[str, ...]:
         if term:
             terms.setdefault(term.casefold(), term)
     return tuple(terms.values())
-
-
-def clean_name(value: Any) -> str:
-    """A display name with no control characters: a newline in a name can never add a header."""
-    if value is None:
-        return ""
-    return " ".join(CONTROL.sub(" ", str(value)).split())[:200]
 
 
 def unsubscribe(db: Database, email: str) -> bool:

@@ -16,10 +16,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from email.utils import parseaddr
 
-from .compose import Outgoing
 from .config import Settings
-from .message import MessageShape, sign_dkim, unsubscribe_url
-from .render import DigestContent, Renderer
+from .message import MessageShape, message_bytes, sign_dkim, unsubscribe_url
+from .render import DigestContent, Outgoing, Renderer
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
@@ -41,7 +40,7 @@ def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
     )
 
 
-SHAPE_CACHE = 512  # digest shapes kept per process (about 30 KB each)
+SHAPE_CACHE = 64  # digest shapes kept per process (digests come grouped by shape)
 
 
 class MessageFactory:
@@ -69,16 +68,23 @@ class MessageFactory:
     def make(self, outgoing: Outgoing, sent_at: datetime | None) -> tuple[str, bytes]:
         """(subject, message bytes) of one digest, dated `sent_at` (None: now)."""
         settings = self.settings
+        when = sent_at or datetime.now(settings.tz)
+        if not outgoing.email.isascii():  # rare: rendered whole, built by the `email` package
+            rendered = self.renderer.render(digest_content(settings, outgoing))
+            raw = message_bytes(
+                settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, when
+            )
+            return rendered.subject, sign_dkim(settings, raw)
         shape = self.shape_for(outgoing)
         raw = shape.message(
             settings,
             outgoing.email,
             outgoing.name,
             outgoing.message_id,
-            sent_at or datetime.now(settings.tz),
+            when,
             unsubscribe_url(settings, outgoing.email),
         )
-        return shape.shape.subject, sign_dkim(settings, raw)
+        return shape.subject, sign_dkim(settings, raw)
 
 
 # A worker process's own factory, set up once by `_start_worker`.

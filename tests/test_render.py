@@ -10,9 +10,9 @@ from datetime import UTC, date, datetime
 import lxml.html
 import pytest
 
+from newsletter.compose import Outgoing
 from newsletter.config import load_settings
 from newsletter.message import build_message, message_bytes, serialize
-from newsletter.compose import Outgoing
 from newsletter.render import DigestContent, PaperCard, Renderer
 from newsletter.workers import MessageFactory, digest_content
 
@@ -123,7 +123,21 @@ READERS = [
     ("c.d@sub.example.org", 'Ädä "<x>" & Co'),
     ("e@example.org", "Émile " + "Zola" * 60),
     ("=f=@example.org", "Ünïcödé 名前 🧪"),
+    ("jörg@example.org", "Jörg"),  # an internationalized address: the `email` package's path
 ]
+
+
+@pytest.mark.parametrize("address, name", READERS)
+def test_a_filled_shape_is_exactly_the_digest_rendered_for_that_reader(address, name):
+    renderer = Renderer()
+    url = "https://d.example/unsubscribe/t?a=1&b=2"
+    reader = DigestContent(
+        date(2026, 3, 17), address, name, ("graph neural networks", "x"), "weekly", CARDS, url
+    )
+    other = DigestContent(
+        date(2026, 3, 17), "z@example.org", name and "Zed", reader.topics, "weekly", CARDS, "u"
+    )
+    assert renderer.shape(other).fill(name, address, url) == renderer.render(reader)
 
 
 @pytest.mark.parametrize("papers", [CARDS, CARDS[1:2]], ids=["three", "one"])

@@ -1,0 +1,16 @@
+"""Text helpers shared by the list reader and the message builder (no heavy imports: the
+worker processes that build messages load this, not the database or the list parser)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def clean_name(value: Any) -> str:
+    """A display name with no control characters: a newline in a name can never add a header."""
+    if value is None:
+        return ""
+    return " ".join(CONTROL.sub(" ", str(value)).split())[:200]
