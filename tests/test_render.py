@@ -147,7 +147,7 @@ def test_a_shared_shape_gives_each_reader_the_message_rendered_for_them_alone(pa
     )
     factory = MessageFactory(settings)
     when = datetime(2026, 3, 17, 7, 0, tzinfo=UTC)
-    for address, name in READERS * 2:  # the second round comes from the cache
+    for n, (address, name) in enumerate(READERS * 2):  # the second round comes from the cache
         outgoing = Outgoing(
             None,
             date(2026, 3, 17),
@@ -155,7 +155,7 @@ def test_a_shared_shape_gives_each_reader_the_message_rendered_for_them_alone(pa
             name,
             ("graph neural networks", "x"),
             "daily",
-            f"<digest.{address}@d.example>",
+            f"<digest.{n}@d.example>",
             papers,
         )
         subject, raw = factory.make(outgoing, when)
