@@ -283,6 +283,7 @@ def child_run(work: Path, subscribers: int, port: int, dry_run: bool) -> dict[st
         "seconds": round(seconds, 3),
         "per_second": round(done / seconds, 1),
         "ms_per_digest": round(seconds * 1000 / max(done, 1), 4),
+        "phases": summary.seconds,
     }
 
 
@@ -340,6 +341,11 @@ def measure(sizes: list[int], deliver_up_to: int, sink_kind: str) -> dict[str, A
                     entry["ratio_to_smtp_source"] = round(
                         entry["run"]["per_second"] / source["per_second"], 3
                     )
+                    sending = entry["run"]["phases"].get("send")
+                    if sending:
+                        entry["send_phase_ratio_to_smtp_source"] = round(
+                            sent / sending / source["per_second"], 3
+                        )
                     delivered = entry["stages"]["seconds"].get("delivery")
                     if delivered:
                         alone = entry["stages"]["delivered"] / delivered
@@ -372,12 +378,15 @@ def print_entry(entry: dict[str, Any]) -> None:
                 f"ms/digest), peak RSS {r['peak_rss_total_mb']:.0f} MB in all (main "
                 f"{r['peak_rss_mb']:.0f} MB, largest worker {r['peak_rss_worker_mb']:.0f} MB)"
             )
+            phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in r["phases"].items())
+            print(f"      phases: {phases}")
     if "smtp_source" in entry:
         s = entry["smtp_source"]
         print(
             f"  smtp-source -s 8 -m {s['messages']} -l {s['size']}: {s['per_second']:,.0f}/s; "
-            f"whole run = {entry['ratio_to_smtp_source']:.2f} x smtp-source, delivery stage "
-            f"alone = {entry.get('delivery_ratio_to_smtp_source', 0):.2f} x"
+            f"ours as a ratio of it: whole run {entry['ratio_to_smtp_source']:.2f}, its send "
+            f"phase {entry.get('send_phase_ratio_to_smtp_source', 0):.2f}, delivery stage alone "
+            f"{entry.get('delivery_ratio_to_smtp_source', 0):.2f}"
         )
 
 

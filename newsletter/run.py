@@ -9,7 +9,9 @@ run depends on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ from .runs import Heartbeat, LeaseHeld, acquire, finish_record, holder_name, sta
 from .subscribers import SyncReport, load_lists, sync_subscribers
 from .workers import MessageMaker, digest_content
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RunSummary:
@@ -63,6 +67,7 @@ class RunSummary:
     ingest: IngestReport | None = None
     sync: SyncReport | None = None
     warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
 
     def counts(self) -> dict[str, int]:
         names = (
@@ -139,6 +144,7 @@ def run_day(
         with Heartbeat(lease) if lease else nullcontext():
             _run(db, settings, summary, today, outbox_dir, console, stop)
         outcome = "unreachable" if summary.unreachable else "stopped" if summary.stopped else "ok"
+        log.debug("run %s took %s (seconds per phase)", day.isoformat(), summary.seconds)
     finally:
         finish_record(db, record, outcome, summary.counts())
         if lease is not None:
@@ -156,10 +162,20 @@ def _run(
     stop: threading.Event | None,
 ) -> None:
     day = summary.day
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        summary.seconds[phase] = round(now - clock, 3)
+        clock = now
+
     summary.ingest, summary.sync = prepare(db, settings, today)
+    lap("ingest_sync")
     if summary.ingest:
         summary.warnings.extend(summary.ingest.errors)
     composition = compose_day(db, settings, day, persist=not summary.dry_run)
+    lap("select_rank")
     summary.skipped = composition.skipped
     summary.not_due = composition.not_due
     summary.already_sent = composition.already_sent
@@ -175,9 +191,11 @@ def _run(
                 writer.write(day, outgoing.email, message)
                 summary.written += 1
                 bar.advance(task)
+        lap("write")
         return
     composition.outgoing.clear()  # the stored rows are read back in batches as they are sent
     report, unsent = send_digests(db, settings, day, console, stop)
+    lap("send")
     summary.sent = report.outcomes.get(SENT_OUTCOME, 0)
     summary.deferred = report.outcomes.get(DEFERRED_OUTCOME, 0)
     summary.failed += report.outcomes.get(FAILED_OUTCOME, 0)

@@ -263,3 +263,29 @@ def test_implicit_tls(db, env, demo, tmp_path):
             db, env, server.port, NEWSLETTER_SMTP_SECURITY="tls", NEWSLETTER_SMTP_VERIFY="false"
         )
     assert summary.sent == len(handler.counts()) >= 4
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"Subject: x\r\n\r\nbody\r\n",
+        b"Subject: x\r\n\r\nno final line end",
+        b".leading\r\n.. two\r\nmid.dle\r\n.\r\n",
+        b"lone\nLF\r\nlone\rCR\r\r\n.\n.x",
+        b"",
+        b"\r\n.\r\n",
+    ],
+)
+def test_fast_line_end_and_period_handling_matches_aiosmtplib(message):
+    import re
+
+    import aiosmtplib.protocol
+
+    from newsletter import deliver
+
+    original = re.compile(rb"(?m)^\.")
+    normalized = deliver._normalize_line_endings(message)
+    assert aiosmtplib.protocol.normalize_message_line_endings(message) == normalized
+    assert aiosmtplib.protocol.PERIOD_REGEX.sub(b"..", normalized) == original.sub(
+        b"..", normalized
+    )
