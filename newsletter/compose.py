@@ -7,12 +7,13 @@ or resumed sends exactly the same digest, with the same Message-ID, and never a 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import insert, select
+from sqlalchemy import Text, cast, insert, select
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -164,13 +165,19 @@ def _stored_papers(
 ) -> dict[int, list[tuple[int, tuple[str, ...]]]]:
     stored: dict[int, list[tuple[int, tuple[str, ...]]]] = defaultdict(list)
     if digest_ids:
+        # The reasons as their stored JSON text, decoded once per distinct text: thousands of
+        # rows repeat the same few.
+        matched_text = cast(DigestPaper.matched, Text)
         rows = session.execute(
-            select(DigestPaper.digest_id, DigestPaper.paper_id, DigestPaper.matched)
+            select(DigestPaper.digest_id, DigestPaper.paper_id, matched_text)
             .where(DigestPaper.digest_id.in_(digest_ids))
             .order_by(DigestPaper.digest_id, DigestPaper.rank)
         )
-        for digest_id, paper_id, matched in rows:
-            stored[digest_id].append((paper_id, tuple(matched)))
+        decoded: dict[str, tuple[str, ...]] = {}
+        for digest_id, paper_id, text in rows:
+            if text not in decoded:
+                decoded[text] = tuple(json.loads(text))
+            stored[digest_id].append((paper_id, decoded[text]))
     return stored
 
 
