@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from .config import Settings, load_settings
-from .db import ACTIVE, Database, Dump, Subscriber
+from .db import ACTIVE, Database, Dump, Subscriber, upgrade_schema
 from .errors import NewsletterError, SubscriberListError
 from .ingest import ingest_paths
 from .rank import TopicIndex, parse_topics
@@ -88,9 +88,29 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """papers-digest: a daily email digest of trending research papers."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("bm25s", "apscheduler.executors", "uvicorn.access"):
+    for noisy in ("bm25s", "apscheduler.executors", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.obj = App(load_settings())
+
+
+@cli.group()
+def db() -> None:
+    """The database schema (SQLite or PostgreSQL)."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Bring the schema to the newest revision (every command also does it when it is behind)."""
+    database = Database(app.settings.database_url, upgrade=False)
+    try:
+        before, after = upgrade_schema(database.engine)
+    finally:
+        database.close()
+    if before == after:
+        out.print(f"database schema up to date (revision {after})", highlight=False)
+    else:
+        out.print(f"database schema upgraded from {before or 'empty'} to {after}", highlight=False)
 
 
 @cli.command()

@@ -8,21 +8,35 @@ or resumed sends exactly the same digest, with the same Message-ID, and never a 
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Text, cast, insert, select
+from sqlalchemy import Text, cast, func, insert, select
 from sqlalchemy.orm import Session
 
 from .config import Settings
-from .db import FAILED, PENDING, SENT, Database, Digest, DigestPaper, Subscriber, utcnow
+from .db import (
+    ACTIVE,
+    FAILED,
+    PENDING,
+    SENT,
+    ComposedDate,
+    Database,
+    Digest,
+    DigestPaper,
+    Dump,
+    Subscriber,
+    utcnow,
+)
 from .errors import UnknownSubscriberError
 from .message import message_id_for
-from .outbox import unsent
+from .outbox import digests_by_id, unsent
 from .rank import TopicIndex
 from .render import Outgoing, PaperCard
+from .runs import Heartbeat, wait_for_lease
 from .select import Due, PaperInfo, drop_excluded, load_papers, plan_day
 
 
@@ -80,6 +94,71 @@ def compose_day(db: Database, settings: Settings, day: date, *, persist: bool) -
     return composition
 
 
+def compose_shared(
+    db: Database, settings: Settings, day: date, holder: str, stop: threading.Event | None
+) -> Composition | None:
+    """`compose_day` for a real run with other senders about: one at a time under the date's
+    lease, and only if subscribers or dumps changed since the date was last composed (by anyone),
+    so selection happens once however many senders start. None if stopped while waiting."""
+    lease = wait_for_lease(db, day, holder, stop)
+    if lease is None:
+        return None
+    try:
+        with Heartbeat(lease.renew, lease.seconds / 3):
+            with db.session() as session:
+                fingerprint = _fingerprint(session)
+                done = session.get(ComposedDate, day)
+            if done is not None and done.fingerprint == fingerprint:
+                return _composed_earlier(db, day, done)
+            composition = compose_day(db, settings, day, persist=True)
+            counts = {"skipped": composition.skipped, "not_due": composition.not_due}
+            with db.session() as session:
+                session.merge(
+                    ComposedDate(
+                        run_date=day,
+                        fingerprint=fingerprint,
+                        holder=holder,
+                        composed_at=utcnow(),
+                        counts=counts,
+                    )
+                )
+            return composition
+    finally:
+        lease.release()
+
+
+def _composed_earlier(db: Database, day: date, done: ComposedDate) -> Composition:
+    """The counts of a composition made earlier, brought up to date."""
+    composition = Composition(day)
+    composition.skipped = done.counts.get("skipped", 0)
+    composition.not_due = done.counts.get("not_due", 0)
+    with db.session() as session:
+        states = dict(
+            session.execute(
+                select(Digest.state, func.count())
+                .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+                .where(
+                    Digest.digest_date == day,
+                    Subscriber.listed.is_(True),
+                    Subscriber.status == ACTIVE,
+                )
+                .group_by(Digest.state)
+            ).all()
+        )
+    composition.already_sent = states.get(SENT, 0)
+    composition.failed = states.get(FAILED, 0)
+    return composition
+
+
+def _fingerprint(session: Session) -> str:
+    """Changes whenever a subscriber is added, changed, unsubscribed, or a dump is ingested."""
+    subscribers = session.execute(
+        select(func.count(Subscriber.id), func.max(Subscriber.id), func.max(Subscriber.updated_at))
+    ).one()
+    dumps = session.execute(select(func.count(Dump.id), func.max(Dump.id))).one()
+    return "|".join(str(value) for value in (*subscribers, *dumps))
+
+
 class _Cards:
     """One `PaperCard` per paper and reason, shared by every digest that shows it."""
 
@@ -118,23 +197,23 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
 
-SEND_BATCH = 500  # digests read from the database at a time when sending
+SEND_BATCH = 100  # digests claimed (or read) from the database at a time when sending
 
 
-def stored_digests(
-    db: Database, settings: Settings, day: date, batch: int | None = None
-) -> Iterator[list[Outgoing]]:
-    """Every unsent stored digest to send on `day` (its own, then any left from the days before),
-    read from the database a batch at a time so that memory stays flat however many there are."""
-    with db.session() as session:
-        papers = {p.id: p for p in load_papers(session, until=day)}
-    cards = _Cards(papers)
-    after = 0
-    while True:
+class StoredDigests:
+    """Stored digests as `Outgoing`, their paper cards made once and shared."""
+
+    def __init__(self, db: Database, settings: Settings, day: date):
+        self.db = db
+        self.settings = settings
         with db.session() as session:
-            digests = unsent(session, day, after, batch or SEND_BATCH)
-            stored = _stored_papers(session, [d.id for d in digests])
-            chunk = [
+            self.cards = _Cards({p.id: p for p in load_papers(session, until=day)})
+
+    def load(self, ids: list[int]) -> list[Outgoing]:
+        with self.db.session() as session:
+            digests = digests_by_id(session, ids)
+            stored = _stored_papers(session, ids)
+            return [
                 Outgoing(
                     digest_id=d.id,
                     day=d.digest_date,
@@ -143,14 +222,27 @@ def stored_digests(
                     topics=tuple(d.subscriber.topics),
                     frequency=d.subscriber.frequency,
                     message_id=d.message_id,
-                    cards=cards.of(stored[d.id]),
+                    cards=self.cards.of(stored[d.id]),
                 )
                 for d in digests
             ]
-        if not chunk:
+
+
+def stored_digests(
+    db: Database, settings: Settings, day: date, batch: int | None = None
+) -> Iterator[list[Outgoing]]:
+    """Every unsent stored digest to send on `day` (its own, then any left from the days before),
+    read a batch at a time so that memory stays flat however many there are. Claims nothing:
+    for one reader (the benchmark, a preview of the outbox); senders use `outbox.claim_batch`."""
+    loader = StoredDigests(db, settings, day)
+    after = 0
+    while True:
+        with db.session() as session:
+            ids = [d.id for d in unsent(session, day, after, batch or SEND_BATCH)]
+        if not ids:
             return
-        after = chunk[-1].digest_id or after
-        yield chunk
+        after = ids[-1]
+        yield loader.load(ids)
 
 
 def pick_papers(index: TopicIndex, due: Due) -> Picked:

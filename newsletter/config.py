@@ -53,6 +53,7 @@ class Settings:
     dkim_domain: str | None = None
     dkim_key_file: Path | None = None
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: render in-process
+    claim_lease: float = 120.0  # seconds a sender's claim on digests lasts unless renewed
 
     @cached_property
     def sender_address(self) -> str:
@@ -133,6 +134,7 @@ def load_settings(
         dkim_domain=get("DKIM_DOMAIN"),
         dkim_key_file=Path(key) if (key := get("DKIM_KEY_FILE")) else None,
         workers=_integer("NEWSLETTER_WORKERS", get("WORKERS"), defaults.workers, 0, 64),
+        claim_lease=_number("NEWSLETTER_CLAIM_LEASE", get("CLAIM_LEASE"), defaults.claim_lease),
     )
     validate(settings)
     return settings

@@ -13,8 +13,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
+    Connection,
     Date,
     DateTime,
     Float,
@@ -25,8 +30,11 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -139,6 +147,9 @@ class Digest(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # A sender working on it (state sending) until then; after that, anyone may take it over.
+    claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
     subscriber: Mapped[Subscriber] = relationship()
     papers: Mapped[list[DigestPaper]] = relationship(
@@ -186,17 +197,36 @@ class RunLease(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-class Database:
-    """An engine plus its session factory; `session()` is one transaction."""
+class ComposedDate(Base):
+    """A date's digests were selected and stored by `holder`, for the subscribers and papers the
+    fingerprint stands for: later senders of that date go straight to sending."""
 
-    def __init__(self, url: str):
+    __tablename__ = "compositions"
+
+    run_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    holder: Mapped[str] = mapped_column(String(255))
+    composed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # skipped, not due
+
+
+class Database:
+    """An engine plus its session factory; `session()` is one transaction. Opening a database
+    brings its schema up to date first (`newsletter.migrations`)."""
+
+    def __init__(self, url: str, *, upgrade: bool = True):
         self.url = url
         _make_sqlite_folder(url)
-        self.engine: Engine = create_engine(url, future=True)
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        if upgrade:
+            upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -206,6 +236,57 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+# --- Schema migrations --------------------------------------------------------------------------
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BASELINE = "0001"  # the schema `create_all` made before there were migrations
+_MIGRATION_LOCK = 72_120_001  # a PostgreSQL advisory lock: one process migrates at a time
+
+
+def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest revision: (revision before, revision now). A database made
+    before migrations existed is recognised and taken from the baseline; a database already up to
+    date costs one query."""
+    head = head_revision()
+    before = current_revision(engine)
+    if before == head:
+        return before, head
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
+            found = MigrationContext.configure(connection).get_current_revision()
+            config = _alembic_config(connection)
+            if found is None and inspect(connection).has_table("digests"):
+                command.stamp(config, BASELINE)
+            command.upgrade(config, "head")
+    except (OperationalError, ProgrammingError):
+        # Another process migrating the same SQLite file at the same moment: fine if it finished.
+        if current_revision(engine) != head:
+            raise
+    return before, head
 
 
 def _make_sqlite_folder(url: str) -> None:

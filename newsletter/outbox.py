@@ -7,9 +7,9 @@ per address; three in a row on different days suspend the subscriber.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Select, bindparam, func, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, contains_eager
 
 from .db import (
@@ -26,6 +26,7 @@ from .db import (
     utcnow,
 )
 from .deliver import DEFERRED_OUTCOME, FAILED_OUTCOME, SENT_OUTCOME, Outcome
+from .runs import died_here
 from .select import WINDOW_DAYS
 
 SUSPEND_AFTER = 3  # consecutive permanent failures, on different days
@@ -59,6 +60,132 @@ def unsent(session: Session, day: date, after: int = 0, limit: int | None = None
     return list(session.scalars(query if limit is None else query.limit(limit)))
 
 
+def digests_by_id(session: Session, ids: list[int]) -> list[Digest]:
+    """These digests with their subscribers, in id order."""
+    return list(
+        session.scalars(
+            select(Digest)
+            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+            .where(Digest.id.in_(ids))
+            .options(contains_eager(Digest.subscriber))
+            .order_by(Digest.id)
+        )
+    )
+
+
+# --- Work sharing between senders ----------------------------------------------------------------
+#
+# Every sender of a date claims unsent digests a batch at a time: one UPDATE that moves them to
+# `sending` under its name until a lease runs out. On PostgreSQL the batch is chosen with
+# `FOR UPDATE SKIP LOCKED`, so two senders never wait for, or take, the same rows; on SQLite the
+# single writer makes the same statement just as exclusive. A sender renews its claims while it
+# works, and records each outcome (which ends the claim) as it happens; the claims of a sender
+# that died are taken over once they expire, or at once if it was a process on this machine.
+
+
+def claim_batch(
+    db: Database, day: date, holder: str, started: datetime, limit: int, lease_seconds: float
+) -> list[int]:
+    """Claim up to `limit` digests to send on `day` for `holder`; their ids (none: nothing is
+    free). A digest deferred since `started` is left for the next run, not retried at once."""
+    now = utcnow()
+    with db.session() as session:
+        dead = [h for h in _foreign_holders(session, day, holder) if died_here(h)]
+        free = or_(
+            Digest.state == PENDING,
+            and_(Digest.state == DEFERRED, Digest.updated_at < started),
+            and_(
+                Digest.state == SENDING,
+                or_(
+                    Digest.claimed_until.is_(None),
+                    Digest.claimed_until < now,
+                    Digest.claimed_by.in_(dead),
+                ),
+            ),
+        )
+        chosen = (
+            _unsent_query(day)
+            .with_only_columns(Digest.id)
+            .where(free)
+            .order_by(Digest.id)
+            .limit(limit)
+            .with_for_update(of=Digest.__table__, skip_locked=True)
+        )
+        claimed = session.execute(
+            update(Digest.__table__)
+            .where(Digest.__table__.c.id.in_(chosen.scalar_subquery()))
+            .values(
+                state=SENDING,
+                claimed_by=holder,
+                claimed_until=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(Digest.__table__.c.id)
+        )
+        return sorted(claimed.scalars())
+
+
+def _foreign_holders(session: Session, day: date, holder: str) -> list[str]:
+    return [
+        h
+        for h in session.scalars(
+            _unsent_query(day)
+            .with_only_columns(Digest.claimed_by)
+            .where(Digest.state == SENDING, Digest.claimed_by.is_not(None))
+            .distinct()
+        )
+        if h != holder
+    ]
+
+
+def others_at_work(db: Database, day: date, holder: str) -> bool:
+    """Whether digests of `day` are claimed by another sender that is alive, as far as we know
+    (its claim has not expired): worth waiting for, as they return to us if it dies."""
+    with db.session() as session:
+        live = session.scalars(
+            _unsent_query(day)
+            .with_only_columns(Digest.claimed_by)
+            .where(
+                Digest.state == SENDING,
+                Digest.claimed_by != holder,
+                Digest.claimed_until >= utcnow(),
+            )
+            .distinct()
+        ).all()
+    return any(not died_here(h) for h in live if h)
+
+
+def renew_claims(db: Database, holder: str, lease_seconds: float) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Digest.__table__)
+            .where(Digest.__table__.c.claimed_by == holder, Digest.__table__.c.state == SENDING)
+            .values(claimed_until=utcnow() + timedelta(seconds=lease_seconds))
+        )
+
+
+def release_claims(db: Database, holder: str) -> int:
+    """Hand back what `holder` claimed and did not send (a stop, an unreachable server)."""
+    with db.session() as session:
+        return session.execute(
+            update(Digest.__table__)
+            .where(Digest.__table__.c.claimed_by == holder, Digest.__table__.c.state == SENDING)
+            .values(state=PENDING, claimed_by=None, claimed_until=None)
+        ).rowcount
+
+
+def count_waiting(db: Database, day: date) -> int:
+    """Digests that no one is sending now and that the next run will send (not the deferred)."""
+    with db.session() as session:
+        return (
+            session.scalar(
+                _unsent_query(day)
+                .with_only_columns(func.count(Digest.id))
+                .where(Digest.state == PENDING)
+            )
+            or 0
+        )
+
+
 def count_unsent(db: Database, day: date) -> int:
     with db.session() as session:
         return session.scalar(_unsent_query(day).with_only_columns(func.count(Digest.id))) or 0
@@ -77,6 +204,8 @@ _RECORD = (
         last_error=bindparam("error"),
         updated_at=bindparam("now"),
         sent_at=func.coalesce(bindparam("sent_at"), Digest.__table__.c.sent_at),
+        claimed_by=None,
+        claimed_until=None,
     )
 )
 

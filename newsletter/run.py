@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -21,9 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .compose import compose_day, compose_for, stored_digests
+from .compose import SEND_BATCH, StoredDigests, compose_day, compose_for, compose_shared
 from .config import Settings
-from .db import Database
+from .db import Database, utcnow
 from .deliver import (
     DEFERRED_OUTCOME,
     FAILED_OUTCOME,
@@ -39,9 +39,17 @@ from .deliver import (
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
 from .message import scheduled_time
-from .outbox import OutcomeRecorder, count_unsent
-from .render import Renderer, day_label
-from .runs import Heartbeat, LeaseHeld, acquire, finish_record, holder_name, start_record
+from .outbox import (
+    OutcomeRecorder,
+    claim_batch,
+    count_unsent,
+    count_waiting,
+    others_at_work,
+    release_claims,
+    renew_claims,
+)
+from .render import Outgoing, Renderer, day_label
+from .runs import Heartbeat, finish_record, holder_name, start_record
 from .subscribers import SyncReport, load_lists, sync_subscribers
 from .workers import MessageMaker, digest_content
 
@@ -57,7 +65,6 @@ class RunSummary:
     deferred: int = 0
     pending: int = 0  # left unsent because the server could not be reached
     unreachable: str | None = None
-    held_by: str | None = None  # another process holds this date's lease
     stopped: bool = False  # asked to stop: the rest was parked as pending
     skipped: int = 0
     not_due: int = 0
@@ -83,8 +90,6 @@ class RunSummary:
         return {name: getattr(self, name) for name in names}
 
     def line(self) -> str:
-        if self.held_by:
-            return f"run {self.day.isoformat()}: skipped, another run holds it ({self.held_by})"
         if self.dry_run:
             parts = [f"{self.written} digest(s) written"]
         else:
@@ -123,32 +128,23 @@ def run_day(
     console: Console | None = None,
     stop: threading.Event | None = None,
 ) -> RunSummary:
-    """The daily job for `day`. A real run holds the date's lease throughout: a second process
-    for the same date stands back (`summary.held_by`) instead of sending anything. Setting `stop`
+    """The daily job for `day`. Several real runs of one date (cron and the scheduler, or
+    senders on several machines sharing a database) cooperate: one selects the date's digests
+    while the others wait, then each claims and sends batches until none is left. Setting `stop`
     parks the run: messages in flight finish, the rest stays pending for the next run."""
     console = console or Console(stderr=True)
     if not dry_run:
         settings.require_secret()
     summary = RunSummary(day, dry_run)
     holder = holder_name()
-    lease = None
-    if not dry_run:
-        try:
-            lease = acquire(db, day, holder)
-        except LeaseHeld as held:
-            summary.held_by = held.holder
-            return summary
     record = start_record(db, day, dry_run, holder)
     outcome = "crashed"
     try:
-        with Heartbeat(lease) if lease else nullcontext():
-            _run(db, settings, summary, today, outbox_dir, console, stop)
+        _run(db, settings, summary, today, outbox_dir, console, stop, holder)
         outcome = "unreachable" if summary.unreachable else "stopped" if summary.stopped else "ok"
         log.debug("run %s took %s (seconds per phase)", day.isoformat(), summary.seconds)
     finally:
         finish_record(db, record, outcome, summary.counts())
-        if lease is not None:
-            lease.release()
     return summary
 
 
@@ -160,6 +156,7 @@ def _run(
     outbox_dir: Path | None,
     console: Console,
     stop: threading.Event | None,
+    holder: str,
 ) -> None:
     day = summary.day
     clock = time.perf_counter()
@@ -174,7 +171,14 @@ def _run(
     lap("ingest_sync")
     if summary.ingest:
         summary.warnings.extend(summary.ingest.errors)
-    composition = compose_day(db, settings, day, persist=not summary.dry_run)
+    if summary.dry_run:
+        composition = compose_day(db, settings, day, persist=False)
+    else:
+        shared = compose_shared(db, settings, day, holder, stop)
+        if shared is None:  # asked to stop while another sender was selecting
+            summary.stopped = True
+            return
+        composition = shared
     lap("select_rank")
     summary.skipped = composition.skipped
     summary.not_due = composition.not_due
@@ -193,14 +197,15 @@ def _run(
                 bar.advance(task)
         lap("write")
         return
-    composition.outgoing.clear()  # the stored rows are read back in batches as they are sent
-    report, unsent = send_digests(db, settings, day, console, stop)
+    composition.outgoing.clear()  # the stored rows are claimed in batches as they are sent
+    report = send_digests(db, settings, day, console, stop, holder)
     lap("send")
     summary.sent = report.outcomes.get(SENT_OUTCOME, 0)
     summary.deferred = report.outcomes.get(DEFERRED_OUTCOME, 0)
     summary.failed += report.outcomes.get(FAILED_OUTCOME, 0)
-    summary.pending = unsent - sum(report.outcomes.values())
     summary.unreachable = report.unreachable
+    halted = report.unreachable is not None or (stop is not None and stop.is_set())
+    summary.pending = count_waiting(db, day) if halted else 0
     summary.stopped = stop is not None and stop.is_set() and summary.pending > 0
 
 
@@ -226,26 +231,40 @@ def send_digests(
     day: date,
     console: Console,
     stop: threading.Event | None = None,
-) -> tuple[DeliveryReport, int]:
-    """Render and send every unsent stored digest due by `day`, streamed from the database in
-    batches and rendered on every core while the connections send, recording each outcome the
-    moment it is known. Returns the report and how many digests there were to send."""
-    unsent = count_unsent(db, day)
+    holder: str | None = None,
+) -> DeliveryReport:
+    """Claim, render and send the unsent stored digests due by `day` a batch at a time, rendering
+    on every core while the connections send and recording each outcome the moment it is known.
+    Other senders of the date may be claiming beside us; when nothing is free but some are still
+    claimed by a live sender, wait: if it dies, its claims come back to us once they expire."""
+    holder = holder or holder_name()
+    started = utcnow()
+    expected = count_unsent(db, day)
+    loader = StoredDigests(db, settings, day)
     subjects: dict[int, str] = {}
 
+    async def batches() -> AsyncIterator[list[Outgoing]]:
+        while not (stop is not None and stop.is_set()):
+            ids = claim_batch(db, day, holder, started, SEND_BATCH, settings.claim_lease)
+            if ids:
+                yield loader.load(ids)
+            elif others_at_work(db, day, holder):
+                yield []  # nothing free now: the maker hands out what it has, then waits
+            else:
+                return
+
     with (
-        MessageMaker(settings, unsent) as maker,
+        MessageMaker(settings, expected) as maker,
         OutcomeRecorder(db) as recorder,
+        Heartbeat(lambda: renew_claims(db, holder, settings.claim_lease), settings.claim_lease / 3),
         _bar(console) as bar,
     ):
-        task = bar.add_task("Sending digests", total=unsent)
+        task = bar.add_task("Sending digests", total=expected)
 
         async def envelopes() -> AsyncIterator[Envelope]:
-            async for outgoing, subject, message in maker.astream(
-                stored_digests(db, settings, day)
-            ):
+            async for outgoing, subject, message in maker.astream(batches()):
                 if stop is not None and stop.is_set():
-                    return  # parked: the rest stays pending for the next run
+                    return  # parked: what is claimed and unsent goes back to pending below
                 assert outgoing.digest_id is not None
                 subjects[outgoing.digest_id] = subject
                 yield Envelope(outgoing.digest_id, settings.sender_address, outgoing.email, message)
@@ -254,8 +273,11 @@ def send_digests(
             recorder.record(envelope.key, outcome, subjects.pop(envelope.key, ""))
             bar.advance(task)
 
-        sender = SmtpSender(smtp_options(settings))
-        return asyncio.run(sender.send_all(envelopes(), record)), unsent
+        try:
+            sender = SmtpSender(smtp_options(settings))
+            return asyncio.run(sender.send_all(envelopes(), record))
+        finally:
+            release_claims(db, holder)
 
 
 def preview(

@@ -1,5 +1,5 @@
-"""The record of runs: the per-date lease that keeps two runs (cron and the scheduler, or two
-machines on one database) from working on the same date at once, and the history `status` shows.
+"""The record of runs: the per-date lease under which one process at a time selects a date's
+digests (the others wait, then share the sending), and the history `status` shows.
 
 The lease is a row in the database itself, not a lock file: taking it is an INSERT that only one
 process can win (the date is the primary key), or an UPDATE of a lease that has expired. The holder
@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -38,7 +40,7 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _died_here(holder: str) -> bool:
+def died_here(holder: str) -> bool:
     """Whether the holder was a process on this machine that no longer runs (killed, crashed)."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
@@ -96,7 +98,7 @@ def acquire(db: Database, day: date, holder: str, seconds: int = LEASE_SECONDS) 
         pass
     with db.session() as session:  # taken: take it over only if it expired or its holder died
         current = session.get(RunLease, day)
-        dead = current is not None and _died_here(current.holder)
+        dead = current is not None and died_here(current.holder)
         stale = RunLease.holder == current.holder if dead else RunLease.expires_at < utcnow()
         taken = session.execute(
             update(RunLease)
@@ -109,16 +111,18 @@ def acquire(db: Database, day: date, holder: str, seconds: int = LEASE_SECONDS) 
 
 
 class Heartbeat:
-    """Renews a lease from a background thread while a run works."""
+    """Calls `renew` every `interval` seconds from a background thread while a run works: a
+    lease, or a sender's claims, stay its own only as long as it is alive."""
 
-    def __init__(self, lease: Lease):
-        self.lease = lease
+    def __init__(self, renew: Callable[[], None], interval: float):
+        self.renew = renew
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.lease.seconds / 3):
-            self.lease.renew()
+        while not self._stop.wait(self.interval):
+            self.renew()
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -127,6 +131,20 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def wait_for_lease(
+    db: Database, day: date, holder: str, stop: threading.Event | None, poll: float = 0.5
+) -> Lease | None:
+    """The date's lease, once whoever holds it lets go (or dies); None if asked to stop first."""
+    while True:
+        try:
+            return acquire(db, day, holder)
+        except LeaseHeld:
+            if stop is None:
+                time.sleep(poll)
+            elif stop.wait(poll):
+                return None
 
 
 def start_record(db: Database, day: date, dry_run: bool, holder: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
 from email.utils import parseaddr
@@ -23,6 +23,7 @@ from .render import DigestContent, Outgoing, Renderer
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
 AHEAD = 3  # chunks in flight per worker
+WAIT = 0.5  # seconds to wait when there is nothing to do yet (other senders at work)
 
 Made = tuple[Outgoing, str, bytes]  # the digest, its subject, the message bytes
 
@@ -148,26 +149,34 @@ class MessageMaker:
             done, future = in_flight.popleft()
             yield from _finished(done, future.result())
 
-    async def astream(self, batches: Iterable[list[Outgoing]]) -> AsyncIterator[Made]:
+    async def astream(self, batches: AsyncIterable[list[Outgoing]]) -> AsyncIterator[Made]:
         """`stream` for an event loop: waits for workers without blocking the SMTP connections.
-        In-process rendering yields to the loop after each message."""
-        if self._pool is None:
-            for batch in batches:
-                for outgoing in batch:
-                    yield (outgoing, *self.make(outgoing))
-                    await asyncio.sleep(0)
-            return
+        An empty batch means "nothing to do yet": what is in the works is handed out first, then
+        the loop gets `WAIT` seconds to itself before the next batch is asked for."""
         in_flight: deque[tuple[list[Outgoing], Future[list[tuple[str, bytes]]]]] = deque()
 
         async def collect() -> list[Made]:
             done, future = in_flight.popleft()
             return list(_finished(done, await asyncio.wrap_future(future)))
 
-        for chunk in self._chunks(batches):
-            in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
-            if len(in_flight) > self.workers * AHEAD:
-                for made in await collect():
-                    yield made
+        async for batch in batches:
+            if not batch:
+                while in_flight:
+                    for made in await collect():
+                        yield made
+                await asyncio.sleep(WAIT)
+                continue
+            if self._pool is None:
+                for outgoing in batch:
+                    yield (outgoing, *self.make(outgoing))
+                    await asyncio.sleep(0)  # let the connections work between two renderings
+                continue
+            for start in range(0, len(batch), CHUNK):
+                chunk = batch[start : start + CHUNK]
+                in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
+                if len(in_flight) > self.workers * AHEAD:
+                    for made in await collect():
+                        yield made
         while in_flight:
             for made in await collect():
                 yield made

@@ -113,10 +113,10 @@ def test_two_concurrent_runs_send_each_digest_once(env, workdir, cli):
     assert [process.returncode for process in runs] == [0, 0]
     counts = handler.counts()
     assert len(counts) == 20 and set(counts.values()) == {1}
-    lines = sorted(out.strip().splitlines()[-1] for out, _ in outputs)
+    lines = [out.strip().splitlines()[-1] for out, _ in outputs]
     print("concurrent runs:", lines)
-    assert lines[0].startswith("run 2026-03-11: 20 sent, 0 deferred, 0 failed")
-    assert "skipped, another run holds it" in lines[1]
+    sent = [int(line.split(": ")[1].split(" sent")[0]) for line in lines]
+    assert sum(sent) == 20  # they shared the work (cron and the scheduler, say): no one twice
 
 
 def test_schedule_prints_the_next_run_and_stops_cleanly_without_leaking_secrets(env, workdir):
