@@ -1,0 +1,60 @@
+"""Schema migrations on both back-ends: an empty database gets exactly the models' schema, and a
+database of the previous release (made before there were migrations) keeps its data."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from newsletter.db import Base, Database, _alembic_config, current_revision, head_revision
+
+
+def test_an_empty_database_is_migrated_to_exactly_the_models(database_url, cli):
+    first, again = cli("db", "upgrade"), cli("db", "upgrade")
+    assert first.code == 0 and again.code == 0
+    assert f"upgraded from empty to {head_revision()}" in first.stdout
+    assert f"up to date (revision {head_revision()})" in again.stdout
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []  # the migrations build what the models describe, nothing else
+
+
+def test_a_database_of_the_previous_release_is_upgraded_with_its_data(database_url, cli):
+    # The previous release made its tables with create_all: the baseline revision, unstamped.
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "0001")
+        connection.execute(text("DROP TABLE alembic_version"))
+        connection.execute(
+            text(
+                "INSERT INTO subscribers (email, name, topics, exclude, max_papers, frequency,"
+                " source, listed, status, created_at, updated_at) VALUES ('ada@example.org', 'Ada',"
+                " '[\"graphs\"]', '[]', 10, 'daily', 'l.csv', :yes, 'active', :now, :now)"
+            ),
+            {"yes": True, "now": "2026-03-01 07:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO digests (subscriber_id, digest_date, window_start, state, message_id,"
+                " subject, attempts, created_at, updated_at) VALUES (1, '2026-03-10', '2026-03-10',"
+                " 'pending', '<d1@x>', '', 0, :now, :now)"
+            ),
+            {"now": "2026-03-10 07:00:00"},
+        )
+    assert current_revision(engine) is None and inspect(engine).has_table("digests")
+    engine.dispose()
+
+    result = cli("subscribers")  # any command brings the schema up to date first
+    assert result.code == 0, result.stderr
+    database = Database(database_url)
+    assert current_revision(database.engine) == head_revision()
+    columns = {c["name"] for c in inspect(database.engine).get_columns("digests")}
+    assert {"claimed_by", "claimed_until"} <= columns
+    with database.session() as session:
+        kept = session.execute(text("SELECT state, message_id, claimed_by FROM digests")).all()
+    database.close()
+    assert [tuple(row) for row in kept] == [("pending", "<d1@x>", None)]
