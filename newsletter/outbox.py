@@ -84,10 +84,17 @@ def digests_by_id(session: Session, ids: list[int]) -> list[Digest]:
 
 
 def claim_batch(
-    db: Database, day: date, holder: str, started: datetime, limit: int, lease_seconds: float
+    db: Database,
+    day: date,
+    holder: str,
+    started: datetime,
+    limit: int,
+    lease_seconds: float,
+    after: int = 0,
 ) -> list[int]:
-    """Claim up to `limit` digests to send on `day` for `holder`; their ids (none: nothing is
-    free). A digest deferred since `started` is left for the next run, not retried at once."""
+    """Claim up to `limit` digests to send on `day` for `holder`, with ids above `after` (where
+    the caller's last batch ended: no rescan of what is sent); their ids (none: nothing is free).
+    A digest deferred since `started` is left for the next run, not retried at once."""
     now = utcnow()
     with db.session() as session:
         dead = [h for h in _foreign_holders(session, day, holder) if died_here(h)]
@@ -106,7 +113,7 @@ def claim_batch(
         chosen = (
             _unsent_query(day)
             .with_only_columns(Digest.id)
-            .where(free)
+            .where(free, Digest.id > after)
             .order_by(Digest.id)
             .limit(limit)
             .with_for_update(of=Digest.__table__, skip_locked=True)

@@ -244,9 +244,14 @@ def send_digests(
     subjects: dict[int, str] = {}
 
     async def batches() -> AsyncIterator[list[Outgoing]]:
+        after = 0  # go on from the last batch; from the start again only when nothing is left
         while not (stop is not None and stop.is_set()):
-            ids = claim_batch(db, day, holder, started, SEND_BATCH, settings.claim_lease)
+            ids = claim_batch(db, day, holder, started, SEND_BATCH, settings.claim_lease, after)
+            if not ids and after:
+                after = 0
+                continue
             if ids:
+                after = ids[-1]
                 yield loader.load(ids)
             elif others_at_work(db, day, holder):
                 yield []  # nothing free now: the maker hands out what it has, then waits
