@@ -53,9 +53,12 @@ class Composition:
 Picked = list[tuple[int, tuple[str, ...], float]]  # (paper id, matched topics, score), best first
 
 
-def compose_day(db: Database, settings: Settings, day: date, *, persist: bool) -> Composition:
+def compose_day(
+    db: Database, settings: Settings, day: date, *, persist: bool, keep: bool = True
+) -> Composition:
     """Every due digest of `day`. Subscribers who share topics, exclusions, size and window share
-    one ranking, and papers share one card, so 100,000 subscribers cost a few thousand rankings."""
+    one ranking, and papers share one card, so 100,000 subscribers cost a few thousand rankings.
+    With `keep` false only the counts come back (a real run reads its digests back in batches)."""
     composition = Composition(day)
     with db.session() as session:
         plan = plan_day(session, day)
@@ -63,7 +66,8 @@ def compose_day(db: Database, settings: Settings, day: date, *, persist: bool) -
         papers = {p.id: p for p in load_papers(session, until=day)}
         index = TopicIndex([p.text() for p in papers.values()])
         cards = _Cards(papers)
-        stored = _stored_papers(session, [d.digest_id for d in plan.due if d.digest_id])
+        earlier = [d.digest_id for d in plan.due if d.digest_id] if keep else []
+        stored = _stored_papers(session, earlier)
         rankings: dict[tuple[object, ...], Picked] = {}
         new: list[tuple[Due, Picked]] = []
         for due in plan.due:
@@ -72,8 +76,9 @@ def compose_day(db: Database, settings: Settings, day: date, *, persist: bool) -
             elif due.digest_state == FAILED:
                 composition.failed += 1
             elif due.digest_id is not None:
-                chosen = cards.of(stored[due.digest_id])
-                composition.outgoing.append(_outgoing(settings, due, due.digest_id, chosen))
+                if keep:
+                    chosen = cards.of(stored[due.digest_id])
+                    composition.outgoing.append(_outgoing(settings, due, due.digest_id, chosen))
             else:
                 key = (due.topics, due.exclude, due.max_papers, due.candidates)
                 if key not in rankings:
@@ -86,7 +91,7 @@ def compose_day(db: Database, settings: Settings, day: date, *, persist: bool) -
         # shape of digest, and a shape's rendering is then reused while it is still cached.
         new.sort(key=lambda item: id(item[1]))
         ids = _store_digests(session, settings, day, new) if persist else {}
-        for due, picked in new:
+        for due, picked in new if keep else ():
             chosen = cards.of([(pid, matched) for pid, matched, _ in picked])
             composition.outgoing.append(
                 _outgoing(settings, due, ids.get(due.subscriber_id), chosen)
@@ -110,7 +115,7 @@ def compose_shared(
                 done = session.get(ComposedDate, day)
             if done is not None and done.fingerprint == fingerprint:
                 return _composed_earlier(db, day, done)
-            composition = compose_day(db, settings, day, persist=True)
+            composition = compose_day(db, settings, day, persist=True, keep=False)
             counts = {"skipped": composition.skipped, "not_due": composition.not_due}
             with db.session() as session:
                 session.merge(
