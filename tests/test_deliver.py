@@ -285,7 +285,18 @@ def test_fast_line_end_and_period_handling_matches_aiosmtplib(message):
 
     original = re.compile(rb"(?m)^\.")
     normalized = deliver._normalize_line_endings(message)
-    assert aiosmtplib.protocol.normalize_message_line_endings(message) == normalized
+    fast = aiosmtplib.protocol.normalize_message_line_endings
+    assert fast(normalized) == normalized and fast(normalized) == normalized  # twice: remembered
+    assert fast(message) == normalized and fast(message) == normalized
     assert aiosmtplib.protocol.PERIOD_REGEX.sub(b"..", normalized) == original.sub(
         b"..", normalized
     )
+
+
+def test_remembered_address_parsing_gives_aiosmtplibs_answers():
+    import aiosmtplib.email
+    import aiosmtplib.smtp
+
+    for address in ("Ada <ada@example.org>", "b+tag@example.org", "<c@example.org>"):
+        assert aiosmtplib.smtp.parse_address(address) == aiosmtplib.email.parse_address(address)
+        assert aiosmtplib.smtp.parse_address(address) == address.split("<")[-1].rstrip(">")
