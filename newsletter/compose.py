@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Text, cast, func, insert, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -29,11 +29,12 @@ from .db import (
     DigestPaper,
     Dump,
     Subscriber,
+    insert_in_batches,
     utcnow,
 )
 from .errors import UnknownSubscriberError
 from .message import message_id_for
-from .outbox import digests_by_id, unsent
+from .outbox import digests_by_id, unsent_ids
 from .rank import TopicIndex
 from .render import Outgoing, PaperCard
 from .runs import Heartbeat, wait_for_lease
@@ -208,9 +209,8 @@ SEND_BATCH = 100  # digests claimed (or read) from the database at a time when s
 class StoredDigests:
     """Stored digests as `Outgoing`, their paper cards made once and shared."""
 
-    def __init__(self, db: Database, settings: Settings, day: date):
+    def __init__(self, db: Database, day: date):
         self.db = db
-        self.settings = settings
         with db.session() as session:
             self.cards = _Cards({p.id: p for p in load_papers(session, until=day)})
 
@@ -239,11 +239,11 @@ def stored_digests(
     """Every unsent stored digest to send on `day` (its own, then any left from the days before),
     read a batch at a time so that memory stays flat however many there are. Claims nothing:
     for one reader (the benchmark, a preview of the outbox); senders use `outbox.claim_batch`."""
-    loader = StoredDigests(db, settings, day)
+    loader = StoredDigests(db, day)
     after = 0
     while True:
         with db.session() as session:
-            ids = [d.id for d in unsent(session, day, after, batch or SEND_BATCH)]
+            ids = unsent_ids(session, day, after, batch or SEND_BATCH)
         if not ids:
             return
         after = ids[-1]
@@ -278,34 +278,27 @@ def _stored_papers(
     return stored
 
 
-STORE_BATCH = 5000
-
-
 def _store_digests(
     session: Session, settings: Settings, day: date, new: list[tuple[Due, Picked]]
 ) -> dict[int, int]:
     """Store the new digests as pending outbox rows with bulk INSERTs (part of the caller's
     transaction: all of them or none); their ids by subscriber id."""
     now = utcnow()
-    for start in range(0, len(new), STORE_BATCH):
-        batch = new[start : start + STORE_BATCH]
-        session.execute(
-            insert(Digest.__table__),
-            [
-                {
-                    "subscriber_id": due.subscriber_id,
-                    "digest_date": day,
-                    "window_start": due.window_start,
-                    "state": PENDING,
-                    "message_id": message_id_for(settings, due.email, day),
-                    "subject": "",
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for due, _ in batch
-            ],
-        )
+    digests = [
+        {
+            "subscriber_id": due.subscriber_id,
+            "digest_date": day,
+            "window_start": due.window_start,
+            "state": PENDING,
+            "message_id": message_id_for(settings, due.email, day),
+            "subject": "",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for due, _ in new
+    ]
+    insert_in_batches(session, Digest.__table__, digests)
     ids = dict(
         session.execute(
             select(Digest.subscriber_id, Digest.id).where(Digest.digest_date == day)
@@ -322,8 +315,7 @@ def _store_digests(
         for due, picked in new
         for rank, (pid, matched, score) in enumerate(picked, start=1)
     ]
-    for start in range(0, len(rows), STORE_BATCH):
-        session.execute(insert(DigestPaper.__table__), rows[start : start + STORE_BATCH])
+    insert_in_batches(session, DigestPaper.__table__, rows)
     return ids
 
 

@@ -21,10 +21,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import dkim
-from markupsafe import escape
 
 from .config import Settings
-from .render import DigestShape, Pieces, RenderedDigest, greeting_name
+from .render import DigestShape, Pieces, RenderedDigest, reader_values
 from .text import clean_name
 
 TOKEN_SIGNATURE_CHARS = 32
@@ -224,12 +223,9 @@ class MessageShape:
         it back (only where the soft line breaks fall differs). ASCII addresses only: the
         `email` package builds the others (`message_bytes`)."""
         assert to_email.isascii(), to_email
-        values = {"greeting_name": greeting_name(to_name), "email": to_email}
-        values["unsubscribe_url"] = unsubscribe
-        escaped = {key: str(escape(value)) for key, value in values.items()}
+        values, escaped = reader_values(to_name, to_email, unsubscribe)
         bodies = [_fill(self._text, values), _fill(self._html, escaped)]
-        subject = self.subject
-        return _assemble(settings, subject, bodies, to_email, to_name, message_id, sent_at)
+        return _assemble(settings, self.subject, bodies, to_email, to_name, message_id, sent_at)
 
 
 def _assemble(
@@ -291,9 +287,14 @@ def _lines(text: str) -> bytes:
     return b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
 
 
+def _qp(data: bytes) -> str:
+    """Quoted-printable with CRLF line ends (binascii's C encoder: 76-character lines)."""
+    return binascii.b2a_qp(data, istext=True).decode("ascii").replace("\n", "\r\n")
+
+
 def _quoted_printable(text: str) -> str:
-    """A UTF-8 text part in quoted-printable (binascii's C encoder: 76-character lines)."""
-    return binascii.b2a_qp(_lines(text), istext=True).decode("ascii").replace("\n", "\r\n")
+    """A UTF-8 text part in quoted-printable."""
+    return _qp(_lines(text))
 
 
 QP_LINE = 76
@@ -302,46 +303,35 @@ QP_LINE = 76
 def _qp_piece(data: bytes) -> str:
     """Part of a quoted-printable body that more text follows: encoded, ending in a soft line
     break, so that pieces encoded apart join into one valid body of lines of at most 76."""
-    if not data:
-        return ""
-    encoded = binascii.b2a_qp(data, istext=True).decode("ascii")
-    if encoded.endswith("\n"):
-        return encoded.replace("\n", "\r\n")
-    head, _, last = encoded.rpartition("\n")
+    encoded = _qp(data)
+    if not encoded or encoded.endswith("\r\n"):
+        return encoded
+    head, _, last = encoded.rpartition("\r\n")
     if len(last) >= QP_LINE:  # no room for the "=": break it earlier, never inside an "=XX"
         cut = QP_LINE - 1
         while "=" in last[cut - 2 : cut]:
             cut -= 1
-        last = last[:cut] + "=\n" + last[cut:]
-    return (head + "\n" if head else "").replace("\n", "\r\n") + (last + "=\n").replace(
-        "\n", "\r\n"
-    )
+        last = last[:cut] + "=\r\n" + last[cut:]
+    return (head + "\r\n" if head else "") + last + "=\r\n"
 
 
 Encoded = tuple[str, ...]  # encoded text, slot name, encoded text, ...
 
 
 def _encoded_pieces(pieces: Pieces) -> Encoded:
-    body = _lines(_join_marks(pieces))
-    parts = body.split(_MARK)
-    # Every piece but the last ends in a soft break; the last ends the body's final line.
-    encoded = [_qp_piece(part) for part in parts[:-1]]
-    encoded.append(binascii.b2a_qp(parts[-1], istext=True).decode("ascii").replace("\n", "\r\n"))
-    slots = [piece for i, piece in enumerate(pieces) if i % 2]
-    result: list[str] = []
-    for i, text in enumerate(encoded):
-        result.append(text)
-        if i < len(slots):
-            result.append(slots[i])
+    # One marker where each slot goes, so that the body's lines are normalised once.
+    marked = "".join(_MARK if i % 2 else piece for i, piece in enumerate(pieces))
+    parts = _lines(marked).split(_MARK.encode())
+    # Every part but the last ends in a soft break; the last ends the body's final line.
+    encoded = [_qp_piece(part) for part in parts[:-1]] + [_qp(parts[-1])]
+    slots = pieces[1::2]
+    result = [encoded[0]]
+    for slot, text in zip(slots, encoded[1:], strict=True):
+        result += [slot, text]
     return tuple(result)
 
 
-_MARK = "\ue0ff".encode()
-
-
-def _join_marks(pieces: Pieces) -> str:
-    """The pieces with one marker where each slot goes, so the body's lines are normalised once."""
-    return "".join("\ue0ff" if i % 2 else piece for i, piece in enumerate(pieces))
+_MARK = "\ue0ff"
 
 
 def _fill(encoded: Encoded, values: dict[str, str]) -> str:

@@ -8,6 +8,7 @@ per address; three in a row on different days suspend the subscriber.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, contains_eager
@@ -47,17 +48,19 @@ def _unsent_query(day: date) -> Select[tuple[Digest]]:
     )
 
 
-def unsent(session: Session, day: date, after: int = 0, limit: int | None = None) -> list[Digest]:
-    """Unsent digests to send on `day`, by id after `after`: the day's own and those of the days
-    before (at most a window back) that were deferred or cut off by a crash, whose subscriber is
-    still active: no paper held by them is lost."""
-    query = (
-        _unsent_query(day)
-        .where(Digest.id > after)
-        .options(contains_eager(Digest.subscriber))
-        .order_by(Digest.id)
+def unsent_ids(session: Session, day: date, after: int, limit: int) -> list[int]:
+    """Ids of unsent digests to send on `day`, in order from `after`: the day's own and those of
+    the days before (at most a window back) that were deferred or cut off by a crash, whose
+    subscriber is still active: no paper held by them is lost."""
+    return list(
+        session.scalars(
+            _unsent_query(day)
+            .with_only_columns(Digest.id)
+            .where(Digest.id > after)
+            .order_by(Digest.id)
+            .limit(limit)
+        )
     )
-    return list(session.scalars(query if limit is None else query.limit(limit)))
 
 
 def digests_by_id(session: Session, ids: list[int]) -> list[Digest]:
@@ -97,7 +100,7 @@ def claim_batch(
     A digest deferred since `started` is left for the next run, not retried at once."""
     now = utcnow()
     with db.session() as session:
-        dead = [h for h in _foreign_holders(session, day, holder) if died_here(h)]
+        dead = [h for h in _other_holders(session, day, holder) if died_here(h)]
         free = or_(
             Digest.state == PENDING,
             and_(Digest.state == DEFERRED, Digest.updated_at < started),
@@ -132,34 +135,23 @@ def claim_batch(
         return sorted(claimed.scalars())
 
 
-def _foreign_holders(session: Session, day: date, holder: str) -> list[str]:
-    return [
-        h
-        for h in session.scalars(
-            _unsent_query(day)
-            .with_only_columns(Digest.claimed_by)
-            .where(Digest.state == SENDING, Digest.claimed_by.is_not(None))
-            .distinct()
-        )
-        if h != holder
-    ]
+def _other_holders(session: Session, day: date, holder: str, *conditions: Any) -> list[str]:
+    """The senders other than `holder` with claims on digests of `day` that meet `conditions`."""
+    holders = session.scalars(
+        _unsent_query(day)
+        .with_only_columns(Digest.claimed_by)
+        .where(Digest.state == SENDING, Digest.claimed_by != holder, *conditions)
+        .distinct()
+    )
+    return [h for h in holders if h]
 
 
 def others_at_work(db: Database, day: date, holder: str) -> bool:
     """Whether digests of `day` are claimed by another sender that is alive, as far as we know
     (its claim has not expired): worth waiting for, as they return to us if it dies."""
     with db.session() as session:
-        live = session.scalars(
-            _unsent_query(day)
-            .with_only_columns(Digest.claimed_by)
-            .where(
-                Digest.state == SENDING,
-                Digest.claimed_by != holder,
-                Digest.claimed_until >= utcnow(),
-            )
-            .distinct()
-        ).all()
-    return any(not died_here(h) for h in live if h)
+        live = _other_holders(session, day, holder, Digest.claimed_until >= utcnow())
+    return any(not died_here(h) for h in live)
 
 
 def renew_claims(db: Database, holder: str, lease_seconds: float) -> None:
@@ -181,22 +173,12 @@ def release_claims(db: Database, holder: str) -> int:
         ).rowcount
 
 
-def count_waiting(db: Database, day: date) -> int:
-    """Digests that no one is sending now and that the next run will send (not the deferred)."""
+def count_unsent(db: Database, day: date, states: tuple[str, ...] = UNSENT_STATES) -> int:
+    """Unsent digests to send on `day` (`states=(PENDING,)`: those no one is sending now and
+    the next run will send, not the deferred)."""
     with db.session() as session:
-        return (
-            session.scalar(
-                _unsent_query(day)
-                .with_only_columns(func.count(Digest.id))
-                .where(Digest.state == PENDING)
-            )
-            or 0
-        )
-
-
-def count_unsent(db: Database, day: date) -> int:
-    with db.session() as session:
-        return session.scalar(_unsent_query(day).with_only_columns(func.count(Digest.id))) or 0
+        query = _unsent_query(day).with_only_columns(func.count(Digest.id))
+        return session.scalar(query.where(Digest.state.in_(states))) or 0
 
 
 # One statement for every recorded outcome, built once: recording stays a few tens of

@@ -238,12 +238,22 @@ class DigestShape:
     text: Pieces
 
     def fill(self, name: str, email: str, unsubscribe_url: str) -> RenderedDigest:
-        values = {"greeting_name": greeting_name(name), "email": email}
-        values["unsubscribe_url"] = unsubscribe_url
-        escaped = {key: str(escape(value)) for key, value in values.items()}
+        values, escaped = reader_values(name, email, unsubscribe_url)
         return RenderedDigest(
             self.subject, self.preheader, _join(self.html, escaped), _join(self.text, values)
         )
+
+
+def reader_values(
+    name: str, email: str, unsubscribe_url: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A reader's values for the slots: as they go in plain text, and escaped for HTML."""
+    values = {
+        "greeting_name": greeting_name(name),
+        "email": email,
+        "unsubscribe_url": unsubscribe_url,
+    }
+    return values, {key: str(escape(value)) for key, value in values.items()}
 
 
 def _cut(rendered: str) -> Pieces:

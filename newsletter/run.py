@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .compose import SEND_BATCH, StoredDigests, compose_day, compose_for, compose_shared
 from .config import Settings
-from .db import Database, utcnow
+from .db import PENDING, Database, utcnow
 from .deliver import (
     DEFERRED_OUTCOME,
     FAILED_OUTCOME,
@@ -43,7 +43,6 @@ from .outbox import (
     OutcomeRecorder,
     claim_batch,
     count_unsent,
-    count_waiting,
     others_at_work,
     release_claims,
     renew_claims,
@@ -205,7 +204,7 @@ def _run(
     summary.failed += report.outcomes.get(FAILED_OUTCOME, 0)
     summary.unreachable = report.unreachable
     halted = report.unreachable is not None or (stop is not None and stop.is_set())
-    summary.pending = count_waiting(db, day) if halted else 0
+    summary.pending = count_unsent(db, day, (PENDING,)) if halted else 0
     summary.stopped = stop is not None and stop.is_set() and summary.pending > 0
 
 
@@ -240,7 +239,7 @@ def send_digests(
     holder = holder or holder_name()
     started = utcnow()
     expected = count_unsent(db, day)
-    loader = StoredDigests(db, settings, day)
+    loader = StoredDigests(db, day)
     subjects: dict[int, str] = {}
 
     async def batches() -> AsyncIterator[list[Outgoing]]:

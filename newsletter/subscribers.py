@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, utcnow
+from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, insert_in_batches, utcnow
 from .errors import NewsletterError, SubscriberListError
 from .text import CONTROL, clean_name
 
@@ -28,7 +28,6 @@ FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
 FREQUENCIES = ("daily", "weekly")
 DEFAULT_MAX_PAPERS = 10
 MAX_PAPERS_LIMIT = 100
-INSERT_BATCH = 5000
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
 
 
@@ -131,8 +130,7 @@ def _sync(db: Database, rows: Sequence[SubscriberRow]) -> SyncReport:
             for email, row in by_email.items()
             if email not in existing
         ]
-        for start in range(0, len(new), INSERT_BATCH):  # in bulk: seconds, not minutes
-            session.execute(insert(Subscriber.__table__), new[start : start + INSERT_BATCH])
+        insert_in_batches(session, Subscriber.__table__, new)
         added = len(new)
         for email, row in by_email.items():
             subscriber = existing.get(email)

@@ -26,6 +26,7 @@ AHEAD = 3  # chunks in flight per worker
 WAIT = 0.5  # seconds to wait when there is nothing to do yet (other senders at work)
 
 Made = tuple[Outgoing, str, bytes]  # the digest, its subject, the message bytes
+InFlight = deque[tuple[list[Outgoing], Future[list[tuple[str, bytes]]]]]  # chunks at the workers
 
 
 def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
@@ -134,58 +135,59 @@ class MessageMaker:
         return self._factory.make(outgoing, self.sent_at)
 
     def stream(self, batches: Iterable[list[Outgoing]]) -> Iterator[Made]:
-        if self._pool is None:
-            for batch in batches:
+        in_flight: InFlight = deque()
+        for batch in batches:
+            if self._pool is None:
                 for outgoing in batch:
                     yield (outgoing, *self.make(outgoing))
-            return
-        in_flight: deque[tuple[list[Outgoing], Future[list[tuple[str, bytes]]]]] = deque()
-        for chunk in self._chunks(batches):
-            in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
-            if len(in_flight) > self.workers * AHEAD:
-                done, future = in_flight.popleft()
-                yield from _finished(done, future.result())
+                continue
+            for chunk in _chunks(batch):
+                self._submit(in_flight, chunk)
+                while len(in_flight) > self.workers * AHEAD:
+                    done, future = in_flight.popleft()
+                    yield from _finished(done, future.result())
         while in_flight:
-            done, future = in_flight.popleft()
-            yield from _finished(done, future.result())
+            chunk, future = in_flight.popleft()
+            yield from _finished(chunk, future.result())
 
     async def astream(self, batches: AsyncIterable[list[Outgoing]]) -> AsyncIterator[Made]:
         """`stream` for an event loop: waits for workers without blocking the SMTP connections.
         An empty batch means "nothing to do yet": what is in the works is handed out first, then
         the loop gets `WAIT` seconds to itself before the next batch is asked for."""
-        in_flight: deque[tuple[list[Outgoing], Future[list[tuple[str, bytes]]]]] = deque()
+        in_flight: InFlight = deque()
 
-        async def collect() -> list[Made]:
-            done, future = in_flight.popleft()
-            return list(_finished(done, await asyncio.wrap_future(future)))
+        async def ready(keep: int) -> list[Made]:
+            made: list[Made] = []
+            while len(in_flight) > keep:
+                chunk, future = in_flight.popleft()
+                made += _finished(chunk, await asyncio.wrap_future(future))
+            return made
 
         async for batch in batches:
             if not batch:
-                while in_flight:
-                    for made in await collect():
-                        yield made
+                for made in await ready(0):
+                    yield made
                 await asyncio.sleep(WAIT)
-                continue
-            if self._pool is None:
+            elif self._pool is None:
                 for outgoing in batch:
                     yield (outgoing, *self.make(outgoing))
                     await asyncio.sleep(0)  # let the connections work between two renderings
-                continue
-            for start in range(0, len(batch), CHUNK):
-                chunk = batch[start : start + CHUNK]
-                in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
-                if len(in_flight) > self.workers * AHEAD:
-                    for made in await collect():
+            else:
+                for chunk in _chunks(batch):
+                    self._submit(in_flight, chunk)
+                    for made in await ready(self.workers * AHEAD):
                         yield made
-        while in_flight:
-            for made in await collect():
-                yield made
+        for made in await ready(0):
+            yield made
 
-    @staticmethod
-    def _chunks(batches: Iterable[list[Outgoing]]) -> Iterator[list[Outgoing]]:
-        for batch in batches:
-            for start in range(0, len(batch), CHUNK):
-                yield batch[start : start + CHUNK]
+    def _submit(self, in_flight: InFlight, chunk: list[Outgoing]) -> None:
+        assert self._pool is not None
+        in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
+
+
+def _chunks(batch: list[Outgoing]) -> Iterator[list[Outgoing]]:
+    for start in range(0, len(batch), CHUNK):
+        yield batch[start : start + CHUNK]
 
 
 def _finished(chunk: list[Outgoing], messages: list[tuple[str, bytes]]) -> Iterator[Made]:

@@ -3,11 +3,8 @@ date's digests, each subscriber gets exactly one, and a dead sender's batch is t
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from datetime import date, timedelta
 
@@ -19,7 +16,7 @@ from newsletter.run import run_day
 
 from .conftest import SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer
-from .test_deliver import smtp_env
+from .test_deliver import smtp_env, start_run
 
 MAR_11 = date(2026, 3, 11)
 READERS = 300
@@ -33,16 +30,8 @@ def prepare(workdir, cli, readers=READERS):
     assert cli("ingest").code == 0 and cli("subscribers").code == 0
 
 
-def sender(workdir, env, port, **extra):
-    run_env = {**os.environ, **smtp_env(env, port, NEWSLETTER_WORKERS="0", **extra)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "run", "--date", "2026-03-11"],
-        cwd=workdir,
-        env=run_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def sender(workdir, env, port):
+    return start_run(workdir, env, port, NEWSLETTER_WORKERS="0")
 
 
 def claimed_by(url, pid):

@@ -48,6 +48,18 @@ def smtp_env(env, port, **extra):
     }
 
 
+def start_run(workdir, env, port, day="2026-03-11", **extra) -> subprocess.Popen:
+    """`newsletter run` started as a user's shell would, against the test server on `port`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "run", "--date", day],
+        cwd=workdir,
+        env={**os.environ, **smtp_env(env, port, **extra)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def real_run(db, env, port, day=AUG_8, **extra):
     settings = load_settings(smtp_env(env, port, **extra))
     return run_day(db, settings, day, today=TODAY, dry_run=False)
@@ -199,14 +211,7 @@ def test_a_run_killed_mid_way_then_run_again_delivers_every_digest(db, env, work
     write_list(workdir / "subscribers", "l.csv", f"email,topics\n{rows}\n")
     handler = FaultyHandler(delay=0.05)
     with SmtpServer(handler) as server:
-        run_env = {**os.environ, **smtp_env(env, server.port)}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "run", "--date", "2026-03-11"],
-            cwd=workdir,
-            env=run_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_run(workdir, env, server.port)
         deadline = time.monotonic() + 60
         while sum(handler.counts().values()) < 12 and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -22,7 +22,7 @@ from newsletter.schedule import create_scheduler, next_run
 
 from .conftest import SEEDS, abstract_about, make_dump, write_list
 from .smtp_server import FaultyHandler, SmtpServer
-from .test_deliver import smtp_env
+from .test_deliver import smtp_env, start_run
 
 
 def test_the_scheduler_fires_and_writes_the_days_digests(db, settings, workdir):
@@ -97,18 +97,7 @@ def test_two_concurrent_runs_send_each_digest_once(env, workdir, cli):
     assert cli("ingest").code == 0 and cli("subscribers").code == 0
     handler = FaultyHandler(delay=0.3)
     with SmtpServer(handler) as server:
-        run_env = {**os.environ, **smtp_env(env, server.port)}
-        runs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "newsletter", "run", "--date", "2026-03-11"],
-                cwd=workdir,
-                env=run_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
+        runs = [start_run(workdir, env, server.port) for _ in range(2)]
         outputs = [process.communicate(timeout=120) for process in runs]
     assert [process.returncode for process in runs] == [0, 0]
     counts = handler.counts()
