@@ -115,7 +115,7 @@ def _settings(work: Path, port: int) -> Any:
             "NEWSLETTER_SMTP_HOST": "127.0.0.1",
             "NEWSLETTER_SMTP_PORT": str(port),
             "NEWSLETTER_SMTP_SECURITY": "none",
-            "NEWSLETTER_SECRET_KEY": "bench",
+            "NEWSLETTER_SECRET_KEY": "bench-" + "0" * 40,
             "NEWSLETTER_SENDER": "Trending Papers <papers@example.org>",
         }
     )

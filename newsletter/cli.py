@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from .config import Settings, load_settings
 from .db import ACTIVE, Database, Dump, Subscriber, upgrade_schema
+from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
 from .ingest import ingest_paths
 from .rank import TopicIndex, parse_topics
@@ -27,7 +28,7 @@ from .run import preview, run_day
 from .runs import status as run_status
 from .schedule import next_run, run_forever
 from .select import load_papers
-from .subscribers import load_lists, sync_subscribers
+from .subscribers import ALREADY, UNKNOWN, load_lists, normalize_address, sync_subscribers
 from .subscribers import resubscribe as resubscribe_address
 from .subscribers import unsubscribe as unsubscribe_address
 from .web import serve as serve_unsubscribe
@@ -62,20 +63,34 @@ class App:
             if self.settings.seeds_dir.is_dir():  # the newest dump may not be ingested yet
                 ingest_paths(self.db, [self.settings.seeds_dir], self.today)
             with self.db.session() as session:
-                latest = session.scalar(select(func.max(Dump.dump_date)))
+                latest = session.scalar(
+                    select(func.max(Dump.dump_date)).where(Dump.dump_date <= self.latest_allowed)
+                )
             if latest is None:
                 raise NewsletterError(
                     "--date latest: no dump is stored yet (run `newsletter ingest`)"
                 )
             return latest
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             raise NewsletterError(
                 f"--date {value!r}: expected YYYY-MM-DD, 'today' or 'latest'"
             ) from None
+        if not EARLIEST_DATE <= day <= self.latest_allowed:
+            raise NewsletterError(
+                f"--date {value}: expected a date from {EARLIEST_DATE.isoformat()} to "
+                f"{self.latest_allowed.isoformat()}"
+            )
+        return day
+
+    @property
+    def latest_allowed(self) -> date:
+        """The furthest date a dump or a run can have: the page's day runs ahead of ours."""
+        return self.today + timedelta(days=DAYS_AHEAD)
 
 
+EARLIEST_DATE = date(1990, 1, 1)  # before any paper page; far from date.min's overflow
 pass_app = click.make_pass_decorator(App)
 DATE_HELP = "YYYY-MM-DD, 'today' or 'latest' (the newest dump's date)"
 
@@ -134,15 +149,28 @@ def ingest(app: App, paths: tuple[Path, ...], year: int | None) -> None:
         sys.exit(1)
 
 
+TABLE_ROWS = 200  # a longer list is summarised: printing 500,000 rows takes minutes
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--allow-drop", is_flag=True, help="Sync even if more than half of the readers would go."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every subscriber as JSON.")
 @pass_app
-def subscribers(app: App, paths: tuple[Path, ...]) -> None:
+def subscribers(app: App, paths: tuple[Path, ...], allow_drop: bool, as_json: bool) -> None:
     """Validate and sync the subscriber lists (default: the subscribers folder), print a table."""
-    report = sync_subscribers(app.db, load_lists(list(paths) or [app.settings.subscribers_dir]))
+    rows = load_lists(list(paths) or [app.settings.subscribers_dir])
+    report = sync_subscribers(app.db, rows, scope=list(paths) or None, allow_drop=allow_drop)
+    if as_json:
+        click.echo(json.dumps(subscriber_records(app.db), ensure_ascii=False, indent=2))
+        return
     table = Table("email", "name", "frequency", "max", "topics", "exclude", "status")
     with app.db.session() as session:
-        for s in session.scalars(select(Subscriber).order_by(Subscriber.email)):
+        total = session.scalar(select(func.count(Subscriber.id))) or 0
+        shown = session.scalars(select(Subscriber).order_by(Subscriber.email).limit(TABLE_ROWS))
+        for s in shown:
             status = s.status if s.listed or s.status != ACTIVE else "not listed"
             table.add_row(
                 s.email,
@@ -153,8 +181,36 @@ def subscribers(app: App, paths: tuple[Path, ...]) -> None:
                 "; ".join(s.exclude or ()),
                 status,
             )
+        by_status = dict(
+            session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            ).all()
+        )
     out.print(table)
+    if total > TABLE_ROWS:
+        out.print(f"... and {total - TABLE_ROWS:,} more (--json lists them all)", highlight=False)
+    counts = ", ".join(f"{n:,} {status}" for status, n in sorted(by_status.items()))
+    out.print(f"{total:,} subscriber(s): {counts or 'none'}", highlight=False)
     out.print(report.summary)
+
+
+def subscriber_records(db: Database) -> list[dict[str, Any]]:
+    """Every known address as `newsletter subscribers --json` prints it (SPEC.md)."""
+    with db.session() as session:
+        return [
+            {
+                "email": s.email,
+                "name": s.name,
+                "status": s.status,
+                "listed": s.listed,
+                "topics": list(s.topics),
+                "exclude": list(s.exclude or ()),
+                "frequency": s.frequency,
+                "max_papers": s.max_papers,
+                "bounce_score": 0,
+            }
+            for s in session.scalars(select(Subscriber).order_by(Subscriber.email))
+        ]
 
 
 @cli.command()
@@ -273,7 +329,7 @@ def preview_command(app: App, email: str, day: str | None, outbox: Path | None) 
 def schedule(app: App, dry_run: bool, outbox: Path | None) -> None:
     """Run the daily job at NEWSLETTER_SEND_AT in NEWSLETTER_TIMEZONE, in the foreground."""
     if not dry_run:
-        app.settings.require_secret()
+        app.settings.require_sending()
     run_forever(app.db, app.settings, dry_run=dry_run, outbox_dir=outbox)
 
 
@@ -312,8 +368,15 @@ def status_command(app: App, last: int) -> None:
 @pass_app
 def unsubscribe(app: App, email: str) -> None:
     """Unsubscribe an address; it stays unsubscribed even while a list still names it."""
-    already = unsubscribe_address(app.db, email)
-    click.echo(f"{email.strip().lower()} {'was already' if already else 'is now'} unsubscribed")
+    address = normalize_address(email)
+    outcome = unsubscribe_address(app.db, address)
+    if outcome == UNKNOWN:
+        click.echo(
+            f"{address} is not a known subscriber: recorded as unsubscribed, so no list will "
+            "subscribe it"
+        )
+    else:
+        click.echo(f"{address} {'was already' if outcome == ALREADY else 'is now'} unsubscribed")
 
 
 @cli.command()
@@ -321,7 +384,7 @@ def unsubscribe(app: App, email: str) -> None:
 @pass_app
 def resubscribe(app: App, email: str) -> None:
     """Subscribe an unsubscribed or suspended address again, at its owner's request."""
-    address = email.strip().lower()
+    address = normalize_address(email)
     if not resubscribe_address(app.db, address):
         raise NewsletterError(f"{address} is not unsubscribed or suspended")
     click.echo(f"{address} is subscribed again (while a list names it)")
@@ -333,8 +396,7 @@ def resubscribe(app: App, email: str) -> None:
 @pass_app
 def serve(app: App, host: str, port: int) -> None:
     """Serve the unsubscribe links: GET shows a confirmation page, POST unsubscribes (RFC 8058)."""
-    if app.settings.uses_development_secret:
-        err.print("warning: NEWSLETTER_SECRET_KEY is not set: only development links will work")
+    app.settings.require_secret("the unsubscribe endpoint")
     serve_unsubscribe(app.db, app.settings, host, port)
 
 

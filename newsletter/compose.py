@@ -29,6 +29,7 @@ from .db import (
     DigestPaper,
     Dump,
     Subscriber,
+    chunked,
     insert_in_batches,
     utcnow,
 )
@@ -39,6 +40,7 @@ from .rank import TopicIndex
 from .render import Outgoing, PaperCard
 from .runs import Heartbeat, wait_for_lease
 from .select import Due, PaperInfo, drop_excluded, load_papers, plan_day
+from .subscribers import normalize_address
 
 
 @dataclass
@@ -186,7 +188,9 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
     """One subscriber's digest for `day` as a run would compose it, due or not; None when nothing
     is relevant. Stores nothing."""
     with db.session() as session:
-        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email.lower()))
+        subscriber = session.scalar(
+            select(Subscriber).where(Subscriber.email == normalize_address(email))
+        )
         if subscriber is None:
             raise UnknownSubscriberError(
                 f"{email}: no such subscriber (see `newsletter subscribers`)"
@@ -261,16 +265,16 @@ def _stored_papers(
     session: Session, digest_ids: list[int]
 ) -> dict[int, list[tuple[int, tuple[str, ...]]]]:
     stored: dict[int, list[tuple[int, tuple[str, ...]]]] = defaultdict(list)
-    if digest_ids:
-        # The reasons as their stored JSON text, decoded once per distinct text: thousands of
-        # rows repeat the same few.
-        matched_text = cast(DigestPaper.matched, Text)
+    # The reasons as their stored JSON text, decoded once per distinct text: thousands of rows
+    # repeat the same few.
+    matched_text = cast(DigestPaper.matched, Text)
+    decoded: dict[str, tuple[str, ...]] = {}
+    for chunk in chunked(digest_ids):
         rows = session.execute(
             select(DigestPaper.digest_id, DigestPaper.paper_id, matched_text)
-            .where(DigestPaper.digest_id.in_(digest_ids))
+            .where(DigestPaper.digest_id.in_(chunk))
             .order_by(DigestPaper.digest_id, DigestPaper.rank)
         )
-        decoded: dict[str, tuple[str, ...]] = {}
         for digest_id, paper_id, text in rows:
             if text not in decoded:
                 decoded[text] = tuple(json.loads(text))

@@ -6,8 +6,10 @@ so tests build their own settings and a run never changes behaviour half way thr
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
@@ -18,12 +20,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .text import CONTROL
 
 # Signs unsubscribe links in dry-runs and previews when no secret is configured. Never used for a
 # real send: `Settings.require_secret` refuses it.
 DEVELOPMENT_SECRET = "papers-digest-DEVELOPMENT-KEY-not-for-production"
 
 SECURITY_MODES = ("starttls", "tls", "none")
+SECRET_MIN_BYTES = 32  # an HMAC key shorter than this can be guessed by a patient attacker
+# Settings written into message headers: a CR or LF there would add a header of its own.
+HEADER_SETTINGS = {
+    "NEWSLETTER_FROM": "sender",
+    "NEWSLETTER_BASE_URL": "base_url",
+    "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
+    "NEWSLETTER_SMTP_HELO": "smtp_helo",
+    "NEWSLETTER_DKIM_SELECTOR": "dkim_selector",
+    "NEWSLETTER_DKIM_DOMAIN": "dkim_domain",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,7 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_security: str = "starttls"
+    smtp_helo: str | None = None  # the EHLO name; None: see `helo_name`
     smtp_verify: bool = True
     smtp_timeout: float = 30.0
     smtp_connections: int = 4
@@ -72,6 +86,16 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @property
+    def helo_name(self) -> str:
+        """The name we greet SMTP servers with: NEWSLETTER_SMTP_HELO, else this machine's FQDN
+        when it has a dot, else the domain of NEWSLETTER_FROM (a bare "localhost" is refused by
+        servers that want a fully qualified name)."""
+        if self.smtp_helo:
+            return self.smtp_helo
+        fqdn = socket.getfqdn()
+        return fqdn if "." in fqdn.strip(".") else self.sender_domain
+
+    @property
     def uses_development_secret(self) -> bool:
         return not self.secret_key
 
@@ -80,11 +104,35 @@ class Settings:
         """The key for unsubscribe tokens: the configured secret, or the marked development key."""
         return self.secret_key or DEVELOPMENT_SECRET
 
-    def require_secret(self) -> None:
+    def require_secret(self, purpose: str = "a real send") -> None:
+        """Refuse to go on without a real signing key: with the published development key (or a
+        short one) anyone could forge an unsubscribe link for anyone."""
         if not self.secret_key:
             raise ConfigError(
-                "NEWSLETTER_SECRET_KEY is not set: a real send needs it to sign unsubscribe links "
+                f"NEWSLETTER_SECRET_KEY is not set: {purpose} needs it to sign unsubscribe links "
                 "(use --dry-run to preview without it)"
+            )
+        if self.secret_key == DEVELOPMENT_SECRET:
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY is the published development key: set a secret of your "
+                "own (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if len(self.secret_key.encode("utf-8")) < SECRET_MIN_BYTES:
+            raise ConfigError(
+                f"NEWSLETTER_SECRET_KEY is too short ({len(self.secret_key.encode('utf-8'))} "
+                f"bytes): use at least {SECRET_MIN_BYTES} random bytes "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+
+    def require_sending(self) -> None:
+        """What a real send needs beyond loading: a real key, and no password sent in clear to a
+        server that is not on this machine."""
+        self.require_secret()
+        if self.smtp_security == "none" and self.smtp_username and not _loopback(self.smtp_host):
+            raise ConfigError(
+                f"NEWSLETTER_SMTP_SECURITY=none with NEWSLETTER_SMTP_USERNAME would send the "
+                f"password in clear to {self.smtp_host}: use starttls or tls (plain text "
+                "is allowed only to a server on this machine)"
             )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -116,6 +164,7 @@ def load_settings(
         smtp_username=get("SMTP_USERNAME"),
         smtp_password=values.get("NEWSLETTER_SMTP_PASSWORD") or None,
         smtp_security=(get("SMTP_SECURITY") or defaults.smtp_security).lower(),
+        smtp_helo=get("SMTP_HELO"),
         smtp_verify=_boolean("NEWSLETTER_SMTP_VERIFY", get("SMTP_VERIFY"), True),
         smtp_timeout=_number("NEWSLETTER_SMTP_TIMEOUT", get("SMTP_TIMEOUT"), 30.0),
         smtp_connections=_integer(
@@ -140,7 +189,28 @@ def load_settings(
     return settings
 
 
+def _loopback(host: str) -> bool:
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def validate(settings: Settings) -> None:
+    for name, attribute in HEADER_SETTINGS.items():
+        value = getattr(settings, attribute)
+        if value and CONTROL.search(value):
+            raise ConfigError(
+                f"{name} holds a line break or control character: it would be written into "
+                "message headers"
+            )
+    if settings.smtp_helo and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", settings.smtp_helo):
+        raise ConfigError(
+            f"NEWSLETTER_SMTP_HELO={settings.smtp_helo!r}: expected a host name such as "
+            "mail.example.org"
+        )
     if settings.smtp_security not in SECURITY_MODES:
         raise ConfigError(
             f"NEWSLETTER_SMTP_SECURITY={settings.smtp_security!r}: expected one of "

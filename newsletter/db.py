@@ -7,12 +7,12 @@ pending to sent, deferred or failed). Nothing here knows about parsing, ranking 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -60,6 +60,9 @@ LIVE_STATES = (PENDING, SENDING, SENT, DEFERRED)
 ACTIVE = "active"
 UNSUBSCRIBED = "unsubscribed"
 SUSPENDED = "suspended"
+
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -238,6 +241,20 @@ class Database:
 
 
 INSERT_BATCH = 5000  # rows per bulk INSERT
+# Values per `IN (...)`: SQLite allows 32,766 bound variables in a statement, PostgreSQL 65,535.
+QUERY_CHUNK = 500
+
+
+def chunked(values: Iterable[T], size: int = QUERY_CHUNK) -> Iterator[list[T]]:
+    """`values` in lists of at most `size`, for queries that bind each one."""
+    chunk: list[T] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def insert_in_batches(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -119,6 +119,8 @@ if hasattr(aiosmtplib.email, "parse_address") and hasattr(aiosmtplib.smtp, "pars
 SENT_OUTCOME = "sent"
 DEFERRED_OUTCOME = "deferred"
 FAILED_OUTCOME = "failed"
+RECONNECT = "reconnect"  # the connection broke: try again on a new one
+WAIT = "wait"  # deferred at once: no other try in this run could change the answer
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,9 @@ class DeliveryReport:
 
 
 class ServerUnreachable(Exception):
-    """Connecting (or logging in) failed: nothing more can be sent in this run."""
+    """The server cannot be used for anyone in this run: it is down, or it refused *us* (the
+    greeting, our EHLO name, MAIL FROM, TLS, the login). Nothing more is sent, no reader is
+    charged, and every digest not sent stays pending for the next run."""
 
 
 @dataclass(frozen=True)
@@ -157,13 +161,14 @@ class SmtpOptions:
     port: int
     security: str = "starttls"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     verify: bool = True
     timeout: float = 30.0
     connections: int = 4
     rate_limit: float = 0.0  # messages per second over all connections; 0 = unlimited
     attempts: int = 3  # tries per message within one run
     retry_delay: float = 2.0  # seconds before the second try; doubles after each
+    helo: str | None = None  # the name we greet with (None: aiosmtplib's default)
 
     def describe(self) -> str:
         return f"{self.host}:{self.port} ({self.security})"
@@ -186,21 +191,72 @@ class _RateLimiter:
             await asyncio.sleep(delay)
 
 
-def classify(error: BaseException) -> tuple[str, str]:
-    """Failure rules in one place: (deferred | failed | reconnect, reply text) for an SMTP error.
+def _reply(error: aiosmtplib.SMTPResponseException) -> str:
+    return f"{error.code} {error.message}".strip()
 
-    5xx at RCPT or DATA is permanent for that address; 4xx is temporary; a dropped connection
-    is retried on a new connection."""
+
+def _tls_failure(error: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `error` (aiosmtplib wraps the handshake's), if there is one."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def classify(error: BaseException, server: str) -> tuple[str, str]:
+    """The failure rules in one place: (outcome, reason) for an error while sending one message.
+
+    Only the reader's server speaking about the reader charges the reader: 5xx at RCPT, or to
+    the message after DATA, fails that address for good (552 at DATA is temporary: RFC 5321
+    4.5.3.1.10). Refusals of *us* (EHLO name, MAIL FROM, login, TLS) raise `ServerUnreachable`:
+    the run stops and nobody is charged. 4xx is temporary; a dropped connection is retried on a
+    new one; an address this server cannot carry (no SMTPUTF8) waits, with the reason."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
         error = error.recipients[0]
-    if isinstance(error, aiosmtplib.SMTPResponseException) and not isinstance(
-        error, aiosmtplib.SMTPServerDisconnected
+    tls = _tls_failure(error)
+    if tls is not None:
+        raise ServerUnreachable(_tls_message(server, tls)) from None
+    if isinstance(error, aiosmtplib.SMTPNotSupported):
+        return WAIT, f"{server} cannot carry this message: {error}"
+    if isinstance(error, UnicodeError | ValueError):
+        return WAIT, f"cannot send to this address: {error}"
+    if isinstance(error, aiosmtplib.SMTPServerDisconnected) or not isinstance(
+        error, aiosmtplib.SMTPResponseException
     ):
-        reply = f"{error.code} {error.message}".strip()
-        if 500 <= error.code < 600:
-            return FAILED_OUTCOME, reply
-        return DEFERRED_OUTCOME, reply
-    return "reconnect", f"{type(error).__name__}: {error}".strip()
+        return RECONNECT, f"{type(error).__name__}: {error}".strip()
+    reply = _reply(error)
+    permanent = 500 <= error.code < 600
+    if isinstance(error, aiosmtplib.SMTPSenderRefused) and permanent:
+        raise ServerUnreachable(
+            f"SMTP server {server} refused our sender <{error.sender}> at MAIL FROM: {reply}"
+        ) from None
+    if isinstance(error, aiosmtplib.SMTPHeloError) and permanent:
+        raise ServerUnreachable(_helo_message(server, reply)) from None
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        raise ServerUnreachable(f"SMTP login to {server} refused: {reply}") from None
+    reader_reply = isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError)
+    if permanent and reader_reply and error.code != 552:
+        return FAILED_OUTCOME, reply
+    return DEFERRED_OUTCOME, reply
+
+
+def _tls_message(server: str, error: ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate of SMTP server {server} not accepted: "
+            f"{error.verify_message or error.reason} (a configuration error: check "
+            "NEWSLETTER_SMTP_HOST, or NEWSLETTER_SMTP_VERIFY=false for a self-signed test server)"
+        )
+    return f"TLS with SMTP server {server} failed: {error.reason or error}"
+
+
+def _helo_message(server: str, reply: str) -> str:
+    return (
+        f"SMTP server {server} refused our greeting (EHLO): {reply} "
+        "(set NEWSLETTER_SMTP_HELO to this machine's public host name)"
+    )
 
 
 class SmtpSender:
@@ -209,6 +265,11 @@ class SmtpSender:
     def __init__(self, options: SmtpOptions):
         self.options = options
         self._limiter = _RateLimiter(options.rate_limit)
+        # The first connection is opened alone: if the server refuses us (TLS, login, EHLO),
+        # that is said once, not once per connection and attempt.
+        self._first = asyncio.Lock()
+        self._proven = False
+        self._fatal: ServerUnreachable | None = None
 
     def _client(self) -> aiosmtplib.SMTP:
         o = self.options
@@ -228,26 +289,59 @@ class SmtpSender:
             validate_certs=o.verify,
             tls_context=context,
             timeout=o.timeout,
+            local_hostname=o.helo,
         )
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._proven:
+            return await self._open()
+        async with self._first:
+            if self._fatal is not None:
+                raise self._fatal
+            try:
+                client = await self._open()
+            except ServerUnreachable as error:
+                self._fatal = error
+                raise
+            self._proven = True
+            return client
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        """A connection that has greeted the server (EHLO, TLS, login as configured)."""
+        server = self.options.describe()
         last: BaseException | None = None
         for attempt in range(self.options.attempts):
             client = self._client()
             try:
                 await client.connect()
+                if client.is_ehlo_or_helo_needed:
+                    await _greet(client)
                 return client
-            except aiosmtplib.SMTPAuthenticationError as error:
-                raise ServerUnreachable(
-                    f"SMTP login to {self.options.describe()} refused: {error.code} {error.message}"
-                ) from None
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
+                client.close()
+                if isinstance(error, aiosmtplib.SMTPConnectResponseError) and error.code >= 500:
+                    raise ServerUnreachable(
+                        f"SMTP server {server} refused the connection: {_reply(error)}"
+                    ) from None
+                if isinstance(error, aiosmtplib.SMTPHeloError) and error.code >= 500:
+                    raise ServerUnreachable(_helo_message(server, _reply(error))) from None
+                if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+                    raise ServerUnreachable(
+                        f"SMTP login to {server} refused: {_reply(error)}"
+                    ) from None
+                if (tls := _tls_failure(error)) is not None:
+                    raise ServerUnreachable(_tls_message(server, tls)) from None
+                if type(error) is aiosmtplib.SMTPException:  # e.g. "STARTTLS not supported"
+                    raise ServerUnreachable(
+                        f"SMTP server {server}: {error} (NEWSLETTER_SMTP_SECURITY)"
+                    ) from None
                 last = error
                 if attempt + 1 < self.options.attempts:
                     await asyncio.sleep(self.options.retry_delay * 2**attempt)
         raise ServerUnreachable(
-            f"cannot connect to SMTP server {self.options.describe()}: "
-            f"{type(last).__name__}: {last}".rstrip(": ")
+            f"cannot connect to SMTP server {server}: {type(last).__name__}: {last}".rstrip(": ")
         )
 
     async def send_all(
@@ -256,7 +350,7 @@ class SmtpSender:
         record: Callable[[Envelope, Outcome], None],
     ) -> DeliveryReport:
         """Send every envelope; `record` is called once per envelope as soon as its fate is known.
-        Stops early, leaving the rest unsent, when the server cannot be reached."""
+        Stops early, leaving the rest unsent, when the server cannot be used."""
         report = DeliveryReport()
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=self.options.connections * 4)
         stop = asyncio.Event()
@@ -300,21 +394,27 @@ class SmtpSender:
         self, client: aiosmtplib.SMTP | None, envelope: Envelope
     ) -> tuple[aiosmtplib.SMTP | None, Outcome]:
         reply = None
+        server = self.options.describe()
         for attempt in range(1, self.options.attempts + 1):
             if client is None or not client.is_connected:
                 client = await self._connect()
             await self._limiter.wait()
             try:
                 _, reply = await client.sendmail(
-                    envelope.sender, [envelope.recipient], envelope.message
+                    envelope.sender,
+                    [envelope.recipient],
+                    envelope.message,
+                    mail_options=_mail_options(client, envelope),
                 )
                 return client, Outcome(SENT_OUTCOME, attempt, reply=reply)
-            except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
-                kind, reply = classify(error)
+            except (TimeoutError, aiosmtplib.SMTPException, OSError, ValueError) as error:
+                kind, reply = classify(error, server)
                 if kind == FAILED_OUTCOME:
                     await _reset(client)
                     return client, Outcome(FAILED_OUTCOME, attempt, reply=reply, error=reply)
-                if kind == "reconnect":
+                if kind == WAIT:
+                    return client, Outcome(DEFERRED_OUTCOME, attempt, error=reply)
+                if kind == RECONNECT:
                     with contextlib.suppress(Exception):
                         client.close()
                     client = None
@@ -323,6 +423,25 @@ class SmtpSender:
             if attempt < self.options.attempts:
                 await asyncio.sleep(self.options.retry_delay * 2 ** (attempt - 1))
         return client, Outcome(DEFERRED_OUTCOME, self.options.attempts, reply=reply, error=reply)
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO for a server that knows no ESMTP) right after connecting: a server that
+    refuses our name says so before any message, as the sender's fault it is."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not client.is_connected:
+            raise
+        await client.helo()
+
+
+def _mail_options(client: aiosmtplib.SMTP, envelope: Envelope) -> list[str]:
+    """SMTPUTF8 (RFC 6531) for an internationalized address; aiosmtplib refuses to send one
+    when the server does not offer it, which defers only that digest."""
+    if envelope.recipient.isascii() and envelope.sender.isascii():
+        return []
+    return ["SMTPUTF8", *(["BODY=8BITMIME"] if client.supports_extension("8bitmime") else [])]
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

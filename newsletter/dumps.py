@@ -13,7 +13,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from .errors import DumpError
 
@@ -53,6 +53,9 @@ CODE_HOSTS = re.compile(
 ANY_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 CODE_WORDS = re.compile(r"\b(code|implementation|repository|source|github)\b", re.IGNORECASE)
 SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z(\"']")
+# C0 and C1 control characters (tabs become spaces): an ESC or OSC sequence in a title would
+# otherwise reach the terminals that print it and the mail clients that show it.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -80,27 +83,42 @@ class ParsedDump:
     papers: tuple[DumpPaper, ...]
 
     def date(self, today: date, year: int | None = None) -> date:
-        """The dump's date: `year` if given, else the latest one not after `today`."""
+        """The dump's date: `year` if given, else the latest one at most `DAYS_AHEAD` days after
+        `today`. A date further ahead than that is refused: it would pin `--date latest`."""
         chosen = year or self.year
-        if chosen is not None:
-            try:
-                return date(chosen, self.month, self.day)
-            except ValueError:
-                raise DumpError(
-                    f"{self.name}, line {self.date_line}: {self.month:02d}-{self.day:02d} "
-                    f"does not exist in {chosen}"
-                ) from None
-        return infer_date(self.month, self.day, today)
+        if chosen is None:
+            return infer_date(self.month, self.day, today)
+        try:
+            dated = date(chosen, self.month, self.day)
+        except ValueError:
+            raise DumpError(
+                f"{self.name}, line {self.date_line}: {self.month:02d}-{self.day:02d} "
+                f"does not exist in {chosen}"
+            ) from None
+        if dated > today + timedelta(days=DAYS_AHEAD):
+            raise DumpError(
+                f"{self.name}, line {self.date_line}: dated {dated.isoformat()}, in the future "
+                f"(today is {today.isoformat()})"
+            )
+        return dated
+
+
+# The page's day starts earlier in time zones east of ours: a dump may be dated a day or two
+# after the day it is ingested, and it is still this year's.
+DAYS_AHEAD = 2
 
 
 def infer_date(month: int, day: int, today: date) -> date:
-    """The latest date with this month and day that is not after `today` (Feb 29: a leap year)."""
-    for year in range(today.year, today.year - 9, -1):
+    """The latest date with this month and day at most `DAYS_AHEAD` days after `today` (so "Nov 26"
+    ingested on Nov 25 is this year's, "Dec 31" ingested on Jan 2 last year's; Feb 29: a leap
+    year)."""
+    latest = today + timedelta(days=DAYS_AHEAD)
+    for year in range(latest.year, latest.year - 9, -1):
         try:
             candidate = date(year, month, day)
         except ValueError:
             continue
-        if candidate <= today:
+        if candidate <= latest:
             return candidate
     raise ValueError(f"no year for month {month} day {day}")
 
@@ -141,7 +159,10 @@ def decode_dump(data: bytes, name: str) -> str:
 
 def parse_dump(data: bytes, name: str) -> ParsedDump:
     text = decode_dump(data, name)
-    lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    lines = [
+        CONTROL_CHARS.sub("", line.replace("\t", " ")).strip()
+        for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    ]
     normalized = "\n\n".join(_paragraphs(lines))
 
     date_index, month, day, year = _find_date_line(lines, name)

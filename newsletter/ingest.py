@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from .db import Appearance, Database, Dump, Paper
+from .db import Appearance, Database, Dump, Paper, chunked
 from .dumps import ParsedDump, parse_dump
 from .errors import DumpError, NewsletterError
 
@@ -58,13 +59,37 @@ def dump_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+# A Daily Papers page lists a few dozen papers; a file far beyond these limits is not one, and
+# taking it would hold the database (and every later run) for minutes.
+MAX_DUMP_BYTES = 64 * 1024 * 1024
+MAX_DUMP_PAPERS = 50_000
+
+
+def read_dump(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_DUMP_BYTES:
+            raise DumpError(
+                f"{path}: {size / 2**20:.0f} MiB, too large for a Daily Papers dump "
+                f"(at most {MAX_DUMP_BYTES // 2**20} MiB); not ingested"
+            )
+        return path.read_bytes()
+    except OSError as error:
+        raise DumpError(f"{path}: cannot be read: {error.strerror or error}") from None
+
+
 def ingest_paths(
     db: Database, paths: Sequence[Path], today: date, year: int | None = None
 ) -> IngestReport:
     report = IngestReport()
     for path in dump_files(paths):
         try:
-            parsed = parse_dump(path.read_bytes(), str(path))
+            parsed = parse_dump(read_dump(path), str(path))
+            if len(parsed.papers) > MAX_DUMP_PAPERS:
+                raise DumpError(
+                    f"{path}: {len(parsed.papers):,} papers, more than a Daily Papers page holds "
+                    f"(at most {MAX_DUMP_PAPERS:,} are taken); not ingested"
+                )
             dump_date = parsed.date(today, year)
         except DumpError as error:
             report.errors.append(str(error))
@@ -87,6 +112,12 @@ def store_dump(
     with db.session() as session:
         if session.scalar(select(Dump.id).where(Dump.sha256 == parsed.sha256)) is not None:
             return None
+        # The same page saved again (an abstract corrected, a paper added): it replaces the
+        # earlier version's appearances rather than adding a second one to every paper. The
+        # earlier version's row stays, so that its file is still recognised as stored.
+        earlier = _same_page(session, parsed, dump_date)
+        if earlier:
+            session.execute(delete(Appearance).where(Appearance.dump_id.in_(earlier)))
         dump = Dump(
             sha256=parsed.sha256,
             filename=filename,
@@ -94,9 +125,10 @@ def store_dump(
             paper_count=len(parsed.papers),
         )
         session.add(dump)
-        keys = {paper.key for paper in parsed.papers}
         known = {
-            paper.key: paper for paper in session.scalars(select(Paper).where(Paper.key.in_(keys)))
+            paper.key: paper
+            for keys in chunked({paper.key for paper in parsed.papers})
+            for paper in session.scalars(select(Paper).where(Paper.key.in_(keys)))
         }
         new_papers = 0
         for item in parsed.papers:
@@ -113,16 +145,41 @@ def store_dump(
                 known[item.key] = paper
                 new_papers += 1
             else:
-                _merge(paper, item.abstract, item.code_url, dump_date)
+                _merge(paper, item.abstract, item.code_url, dump_date, resaved=bool(earlier))
             session.add(
                 Appearance(paper=paper, dump=dump, seen_on=dump_date, position=item.position)
             )
         return StoredDump(filename, dump_date, len(parsed.papers), new_papers)
 
 
-def _merge(paper: Paper, abstract: str, code_url: str | None, seen_on: date) -> None:
-    # A dump cut mid-abstract must not shorten what another dump gave in full.
-    if len(abstract) > len(paper.abstract):
+SAME_PAGE = 0.8  # share of the smaller list's papers two dumps of one date have in common
+
+
+def _same_page(session: Session, parsed: ParsedDump, dump_date: date) -> list[int]:
+    """The stored dumps of `dump_date` that are this page saved at another moment: most of their
+    papers are this one's. (Several different pages can carry one date: the seeds hold three
+    "Mar 11" lists that share a few papers, and each is kept.)"""
+    keys = {paper.key for paper in parsed.papers}
+    stored: dict[int, set[str]] = {}
+    rows = session.execute(
+        select(Appearance.dump_id, Paper.key)
+        .join(Paper, Paper.id == Appearance.paper_id)
+        .join(Dump, Dump.id == Appearance.dump_id)
+        .where(Dump.dump_date == dump_date)
+    )
+    for dump_id, key in rows:
+        stored.setdefault(dump_id, set()).add(key)
+    return [
+        dump_id
+        for dump_id, theirs in stored.items()
+        if len(theirs & keys) >= SAME_PAGE * min(len(theirs), len(keys))
+    ]
+
+
+def _merge(paper: Paper, abstract: str, code_url: str | None, seen_on: date, resaved: bool) -> None:
+    # A dump cut mid-abstract must not shorten what another dump gave in full; a page saved
+    # again gives the corrected text.
+    if len(abstract) > len(paper.abstract) or (resaved and abstract):
         paper.abstract = abstract
     if paper.code_url is None and code_url:
         paper.code_url = code_url

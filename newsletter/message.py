@@ -23,7 +23,7 @@ from urllib.parse import quote
 import dkim
 
 from .config import Settings
-from .render import DigestShape, Pieces, RenderedDigest, reader_values
+from .render import QP_MARK, DigestShape, Pieces, RenderedDigest, reader_values
 from .text import clean_name
 
 TOKEN_SIGNATURE_CHARS = 32
@@ -171,11 +171,25 @@ def build_message(
         # The recipient as an Address, so that quotes in the name survive.
         local, _, domain = to_email.rpartition("@")  # (addr_spec= refuses a UTF-8 local part)
         to = Address(display_name=clean_name(to_name), username=local, domain=domain)
-        message[name] = to if name == "To" else value
+        if name == "Subject" and "=?" in value:
+            message[name] = _EncodedSubject(value)
+        else:
+            message[name] = to if name == "To" else value
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
     message.set_boundary(_boundary(message_id))
     return message
+
+
+class _EncodedSubject(str):
+    """A Subject written as RFC 2047 encoded-words whatever it holds. The `email` package would
+    decode an encoded-word found in a title when it is set and write it out raw, and a mail
+    client would then decode it: text in a title must reach the reader as written."""
+
+    name = "Subject"
+
+    def fold(self, *, policy: policy.Policy) -> str:
+        return f"Subject: {_encoded_words(str(self))}{policy.linesep}"
 
 
 def serialize(message: EmailMessage) -> bytes:
@@ -255,7 +269,7 @@ def _assemble(
 
 
 def _encode_header(name: str, value: str) -> str:
-    if value.isascii():
+    if value.isascii() and not (name == "Subject" and "=?" in value):
         return value
     if name in ("From", "To", "List-Id"):
         display, address = parseaddr(value)
@@ -331,7 +345,7 @@ def _encoded_pieces(pieces: Pieces) -> Encoded:
     return tuple(result)
 
 
-_MARK = "\ue0ff"
+_MARK = QP_MARK
 
 
 def _fill(encoded: Encoded, values: dict[str, str]) -> str:

@@ -218,9 +218,23 @@ def greeting_name(name: str) -> str:
     return name.split(" ")[0] if name else ""
 
 
-# Stand-ins for a reader's own values while a shape is rendered: private-use characters, which no
-# real text holds and HTML escaping leaves alone.
+# Stand-ins for a reader's own values while a shape is rendered: private-use characters, which
+# HTML escaping leaves alone. Real titles can hold them too: a digest whose own text holds one of
+# these (or `QP_MARK`, message.py's) is rendered whole for each reader instead (`has_reserved`).
 SLOTS = {"greeting_name": "\ue000", "email": "\ue001", "unsubscribe_url": "\ue002"}
+QP_MARK = "\ue0ff"
+_RESERVED = re.compile("[" + "".join(SLOTS.values()) + QP_MARK + "]")
+
+
+def has_reserved(content: DigestContent) -> bool:
+    """Whether any text of the digest (every value the templates show) holds a stand-in
+    character, which would be taken for a slot."""
+    texts = [content.list_name, *content.topics]
+    for card in content.papers:
+        texts += [card.title, card.abstract, card.code_url or "", *card.matched]
+    return any(_RESERVED.search(text) for text in texts)
+
+
 _SLOT_NAMES = {mark: name for name, mark in SLOTS.items()}
 _SLOT_SPLIT = re.compile("([" + "".join(SLOTS.values()) + "])")
 

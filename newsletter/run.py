@@ -107,12 +107,13 @@ class RunSummary:
 def prepare(
     db: Database, settings: Settings, today: date
 ) -> tuple[IngestReport | None, SyncReport | None]:
-    """Ingest the seeds folder and sync the subscriber lists, when they exist."""
-    ingest = sync = None
+    """Ingest the seeds folder (when there is one) and sync the subscriber lists. The lists are
+    the source of truth for who is subscribed: a missing or empty folder is an error, never a
+    reason to delist everyone."""
+    ingest = None
     if settings.seeds_dir.is_dir():
         ingest = ingest_paths(db, [settings.seeds_dir], today)
-    if settings.subscribers_dir.is_dir():
-        sync = sync_subscribers(db, load_lists([settings.subscribers_dir]))
+    sync = sync_subscribers(db, load_lists([settings.subscribers_dir]))
     return ingest, sync
 
 
@@ -133,7 +134,7 @@ def run_day(
     parks the run: messages in flight finish, the rest stays pending for the next run."""
     console = console or Console(stderr=True)
     if not dry_run:
-        settings.require_secret()
+        settings.require_sending()
     summary = RunSummary(day, dry_run)
     holder = holder_name()
     record = start_record(db, day, dry_run, holder)
@@ -221,6 +222,7 @@ def smtp_options(settings: Settings) -> SmtpOptions:
         rate_limit=settings.rate_limit,
         attempts=settings.smtp_attempts,
         retry_delay=settings.smtp_retry_delay,
+        helo=settings.helo_name,
     )
 
 

@@ -161,7 +161,9 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
         .where(
             Digest.state.in_(LIVE_STATES),
             Digest.digest_date != day,
-            DigestPaper.paper_id.in_(list(window)),
+            DigestPaper.paper_id.in_(
+                select(Paper.id).where(Paper.first_seen.between(earliest, day))
+            ),
         )
     ):
         already[subscriber_id].add(paper_id)

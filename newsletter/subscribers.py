@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, insert_in_batches, utcnow
-from .errors import NewsletterError, SubscriberListError
+from .errors import NewsletterError, SubscriberListError, UnknownSubscriberError
 from .text import CONTROL, clean_name
 
 FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
@@ -69,15 +69,16 @@ def list_files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.iterdir()
-                    if p.is_file()
-                    and p.suffix.lower() in LIST_SUFFIXES
-                    and not p.name.startswith(".")
-                )
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in LIST_SUFFIXES and not p.name.startswith(".")
             )
+            if not found:  # a folder emptied by mistake must not delist everyone
+                raise NewsletterError(
+                    f"{path}: no subscriber lists (*.yaml, *.yml, *.csv) in this folder"
+                )
+            files.extend(found)
         elif path.is_file():
             if path.suffix.lower() not in LIST_SUFFIXES:
                 raise NewsletterError(
@@ -111,18 +112,39 @@ def load_lists(paths: Sequence[Path]) -> list[SubscriberRow]:
     return rows
 
 
-def sync_subscribers(db: Database, rows: Sequence[SubscriberRow]) -> SyncReport:
+def sync_subscribers(
+    db: Database,
+    rows: Sequence[SubscriberRow],
+    *,
+    scope: Sequence[Path] | None = None,
+    allow_drop: bool = False,
+) -> SyncReport:
     """Make the database's listed subscribers exactly `rows`, in one transaction (tried again
-    once if another process added the same address meanwhile)."""
+    once if another process added the same address meanwhile).
+
+    `scope` limits who can be delisted to the readers last read from those files or folders
+    (`newsletter subscribers one.csv` leaves the other files' readers alone); None: everyone.
+    A sync that would delist more than half of the active readers is refused unless
+    `allow_drop`: a list emptied or cut by mistake must not silently stop everyone's mail."""
     try:
-        return _sync(db, rows)
+        return _sync(db, rows, scope, allow_drop)
     except IntegrityError:
-        return _sync(db, rows)
+        return _sync(db, rows, scope, allow_drop)
 
 
-def _sync(db: Database, rows: Sequence[SubscriberRow]) -> SyncReport:
+def _in_scope(source: str, scope: Sequence[Path] | None) -> bool:
+    if scope is None:
+        return True
+    file = Path(source.rpartition(", line ")[0] or source).resolve()
+    return any(file == place or place in file.parents for place in scope)
+
+
+def _sync(
+    db: Database, rows: Sequence[SubscriberRow], scope: Sequence[Path] | None, allow_drop: bool
+) -> SyncReport:
     added = updated = unchanged = delisted = 0
     by_email = {row.email: row for row in rows}
+    places = None if scope is None else [path.resolve() for path in scope]
     with db.session() as session:
         existing = {s.email: s for s in session.scalars(select(Subscriber))}
         new = [
@@ -144,10 +166,19 @@ def _sync(db: Database, rows: Sequence[SubscriberRow]) -> SyncReport:
             subscriber.listed = True
             updated += changed
             unchanged += not changed
+        active = sum(s.listed and s.status == ACTIVE for s in existing.values())
+        dropped = 0
         for email, subscriber in existing.items():
-            if email not in by_email and subscriber.listed:
+            if email not in by_email and subscriber.listed and _in_scope(subscriber.source, places):
                 subscriber.listed = False
                 delisted += 1
+                dropped += subscriber.status == ACTIVE
+        if not allow_drop and dropped * 2 > active:
+            raise NewsletterError(
+                f"the lists no longer name {dropped} of the {active} active subscribers (more "
+                "than half): nothing was changed. If that is meant, sync with "
+                "`newsletter subscribers --allow-drop`"
+            )
     return SyncReport(added, updated, unchanged, delisted)
 
 
@@ -173,36 +204,74 @@ def _read_list(path: Path, problems: _Problems) -> list[tuple[str, dict[str, Any
     return _read_yaml(path, text, problems)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A safe YAML loader that records each mapping's line under the key `__line__`."""
+class _Entry(dict[Any, Any]):
+    """A YAML mapping that knows the line it starts on."""
+
+    line: int = 0
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
+class _ListLoader(yaml.SafeLoader):
+    """A safe YAML loader for subscriber lists, which take every value as written: scalars are
+    text (`yes`, `no`, `~` and `1.5` stay those words; whole numbers are read by the fields that
+    want them), a key given twice is an error, and aliases are refused (a list needs none, and an
+    alias bomb of a few lines would grow to gigabytes)."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # no implicit types: every scalar is text
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in subscriber lists", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "keys must be text", key_node.start_mark
+                )
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} given twice (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        entry = _Entry(super().construct_mapping(node, deep=True))
+        entry.line = node.start_mark.line + 1
+        return entry
 
 
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_ListLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _ListLoader.construct_mapping
+)
+
+EMPTY = ("", "~", "null", "Null", "NULL")  # YAML's ways of writing "no value" for a field
 
 
 def _read_yaml(path: Path, text: str, problems: _Problems) -> list[tuple[str, dict[str, Any]]]:
     try:
-        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(text, Loader=_ListLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
         reason = getattr(error, "problem", None) or str(error).splitlines()[0]
         problems.add(where, f"invalid YAML: {reason}")
         return []
-    if document is None:
+    if document is None or document in EMPTY:
         return []
     if isinstance(document, dict):
-        extra = sorted(str(k) for k in document if k not in ("subscribers", "__line__"))
+        extra = sorted(str(k) for k in document if k != "subscribers")
         if extra:
             problems.add(f"{path}, line 1", f"unknown key {extra[0]!r} (expected 'subscribers:')")
             return []
-        entries = document.get("subscribers") or []
+        entries = document.get("subscribers")
+        entries = [] if entries in EMPTY else entries
     else:
         entries = document
     if not isinstance(entries, list):
@@ -210,13 +279,13 @@ def _read_yaml(path: Path, text: str, problems: _Problems) -> list[tuple[str, di
         return []
     rows = []
     for number, entry in enumerate(entries, start=1):
-        if not isinstance(entry, dict):
+        if not isinstance(entry, _Entry):
             problems.add(
                 f"{path}, entry {number}", "each subscriber must be a mapping with an email"
             )
             continue
-        line = entry.pop("__line__")
-        rows.append((f"{path}, line {line}", entry))
+        fields = {key: None if value in EMPTY else value for key, value in entry.items()}
+        rows.append((f"{path}, line {entry.line}", fields))
     return rows
 
 
@@ -227,6 +296,10 @@ def _read_csv(path: Path, text: str, problems: _Problems) -> list[tuple[str, dic
     except StopIteration:
         return []
     columns = [column.strip().lower() for column in header]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        problems.add(f"{path}, line 1", f"column {twice[0]!r} given twice")
+        return []
     unknown = [c for c in columns if c not in FIELDS]
     if unknown:
         problems.add(
@@ -246,10 +319,24 @@ def _read_csv(path: Path, text: str, problems: _Problems) -> list[tuple[str, dic
             if len(cells) > len(columns):
                 problems.add(where, f"{len(cells)} cells but {len(columns)} columns")
                 continue
-            rows.append((where, dict(zip(columns, cells, strict=False))))
+            fields: dict[str, Any] = dict(zip(columns, cells, strict=False))
+            for name in LIST_FIELDS:
+                if name in fields:
+                    fields[name] = _csv_terms(fields[name])
+            rows.append((where, fields))
     except csv.Error as error:
         problems.add(f"{path}, line {reader.line_num}", f"invalid CSV: {error}")
     return rows
+
+
+LIST_FIELDS = ("topics", "exclude")
+
+
+def _csv_terms(cell: str) -> list[str]:
+    """A CSV list cell: terms separated by ';' (a comma is part of a term). A term in double
+    quotes keeps a ';' of its own: `"C; C++";Rust` is two terms."""
+    (terms,) = csv.reader([cell], delimiter=";", skipinitialspace=True) if cell.strip() else [[]]
+    return terms
 
 
 def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> SubscriberRow | None:
@@ -257,8 +344,13 @@ def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> Subscribe
     unknown = sorted(str(key) for key in raw if key not in FIELDS)
     if unknown:
         problems.add(where, f"unknown field {unknown[0]!r} (expected {', '.join(FIELDS)})")
+    for name in ("email", "name", "max_papers", "frequency"):
+        if isinstance(raw.get(name), dict | list):
+            problems.add(where, f"{name} must be a single value, not a list or mapping")
+            return None
     email = _email(raw.get("email"), where, problems)
-    topics = _terms(raw.get("topics"))
+    topics = _terms(raw.get("topics"), "topics", where, problems)
+    exclude = _terms(raw.get("exclude"), "exclude", where, problems)
     if not topics:
         problems.add(where, "topics: at least one topic is required")
     max_papers = _max_papers(raw.get("max_papers"), where, problems)
@@ -271,11 +363,22 @@ def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> Subscribe
         email=email,
         name=clean_name(raw.get("name")),
         topics=topics,
-        exclude=_terms(raw.get("exclude")),
+        exclude=exclude,
         max_papers=max_papers,
         frequency=frequency,
         source=where,
     )
+
+
+def normalize_address(value: str) -> str:
+    """An address as it is stored, compared and signed everywhere (lists, `unsubscribe`,
+    `resubscribe`, tokens): NFC, the domain in Unicode (`xn--bcher-kva.example` is
+    `bücher.example`), all lower-case. `NewsletterError` when it is not an address."""
+    try:
+        checked = validate_email(str(value).strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        raise NewsletterError(f"invalid address {str(value).strip()!r}: {error}") from None
+    return checked.normalized.lower()
 
 
 def _email(value: Any, where: str, problems: _Problems) -> str | None:
@@ -283,11 +386,10 @@ def _email(value: Any, where: str, problems: _Problems) -> str | None:
         problems.add(where, "email is required")
         return None
     try:
-        checked = validate_email(str(value).strip(), check_deliverability=False)
-    except EmailNotValidError as error:
-        problems.add(where, f"invalid address {str(value).strip()!r}: {error}")
+        return normalize_address(value)
+    except NewsletterError as error:
+        problems.add(where, str(error))
         return None
-    return checked.normalized.lower()
 
 
 def _max_papers(value: Any, where: str, problems: _Problems) -> int:
@@ -305,42 +407,58 @@ def _max_papers(value: Any, where: str, problems: _Problems) -> int:
     return number
 
 
-def _terms(value: Any) -> tuple[str, ...]:
-    """Topics or exclusions: a YAML list, or a string separated by ';' (or ',' in YAML)."""
+def _terms(value: Any, field: str, where: str, problems: _Problems) -> tuple[str, ...]:
+    """Topics or exclusions: a list (YAML, or a CSV cell split by `_csv_terms`), or one YAML
+    string separated by ';' or ','. Each term is taken as written; one with no word in it
+    (`~`, `-`) is refused rather than guessed at."""
     if value is None:
+        return ()
+    if isinstance(value, dict):
+        problems.add(where, f"{field} must be a list of words, not a mapping")
         return ()
     items = value if isinstance(value, list) else re.split(r"[;,]", str(value))
     terms: dict[str, str] = {}
     for item in items:
+        if isinstance(item, dict | list):
+            problems.add(where, f"{field}: each item must be text, not a list or mapping")
+            continue
         term = " ".join(CONTROL.sub(" ", str(item)).split())
-        if term:
+        if term and not re.search(r"\w", term):
+            problems.add(where, f"{field}: {term!r} has no word in it")
+        elif term:
             terms.setdefault(term.casefold(), term)
     return tuple(terms.values())
 
 
-def unsubscribe(db: Database, email: str) -> bool:
-    """Unsubscribe an address for good; True if it was unsubscribed already. An address not seen
-    yet is remembered, so that a list naming it later does not subscribe it."""
-    address = email.strip().lower()
+NOW, ALREADY, UNKNOWN = "now", "already", "unknown"
+
+
+def unsubscribe(db: Database, email: str) -> str:
+    """Unsubscribe an address for good: `NOW`, `ALREADY` (it was), or `UNKNOWN` (no list or
+    run has named it; it is remembered, so that a list naming it later does not subscribe it)."""
+    address = normalize_address(email)
     with db.session() as session:
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        found = subscriber is not None
         if subscriber is None:
             subscriber = Subscriber(email=address, topics=[], listed=False)
             session.add(subscriber)
         if subscriber.status == UNSUBSCRIBED:
-            return True
+            return ALREADY
         subscriber.status = UNSUBSCRIBED
         subscriber.status_changed_at = utcnow()
-        return False
+        return NOW if found else UNKNOWN
 
 
 def resubscribe(db: Database, email: str) -> bool:
     """Undo an unsubscribe or a suspension, on the subscriber's own request; False if the address
     was not unsubscribed or suspended."""
-    address = email.strip().lower()
+    address = normalize_address(email)
     with db.session() as session:
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
-        if subscriber is None or subscriber.status == ACTIVE:
+        if subscriber is None:
+            raise UnknownSubscriberError(f"{address}: no such subscriber")
+        if subscriber.status == ACTIVE:
             return False
         subscriber.status = ACTIVE
         subscriber.status_changed_at = utcnow()
@@ -349,5 +467,7 @@ def resubscribe(db: Database, email: str) -> bool:
 
 def is_unsubscribed(db: Database, email: str) -> bool:
     with db.session() as session:
-        status = session.scalar(select(Subscriber.status).where(Subscriber.email == email.lower()))
+        status = session.scalar(
+            select(Subscriber.status).where(Subscriber.email == normalize_address(email))
+        )
     return status == UNSUBSCRIBED

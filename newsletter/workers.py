@@ -18,7 +18,7 @@ from email.utils import parseaddr
 
 from .config import Settings
 from .message import MessageShape, message_bytes, sign_dkim, unsubscribe_url
-from .render import DigestContent, Outgoing, Renderer
+from .render import DigestContent, Outgoing, Renderer, has_reserved
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
@@ -53,31 +53,32 @@ class MessageFactory:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.renderer = Renderer()
-        self._shapes: OrderedDict[tuple[object, ...], MessageShape] = OrderedDict()
+        self._shapes: OrderedDict[tuple[object, ...], MessageShape | None] = OrderedDict()
 
-    def shape_for(self, outgoing: Outgoing) -> MessageShape:
+    def shape_for(self, outgoing: Outgoing) -> MessageShape | None:
+        """The digest's shape, or None when its text holds a character the shapes reserve."""
         key = (outgoing.day, outgoing.cards, outgoing.topics, outgoing.frequency, not outgoing.name)
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = MessageShape(self.renderer.shape(digest_content(self.settings, outgoing)))
-            self._shapes[key] = shape
-            if len(self._shapes) > SHAPE_CACHE:
-                self._shapes.popitem(last=False)
-        else:
+        if key in self._shapes:
             self._shapes.move_to_end(key)
+            return self._shapes[key]
+        content = digest_content(self.settings, outgoing)
+        shape = None if has_reserved(content) else MessageShape(self.renderer.shape(content))
+        self._shapes[key] = shape
+        if len(self._shapes) > SHAPE_CACHE:
+            self._shapes.popitem(last=False)
         return shape
 
     def make(self, outgoing: Outgoing, sent_at: datetime | None) -> tuple[str, bytes]:
         """(subject, message bytes) of one digest, dated `sent_at` (None: now)."""
         settings = self.settings
         when = sent_at or datetime.now(settings.tz)
-        if not outgoing.email.isascii():  # rare: rendered whole, built by the `email` package
+        shape = self.shape_for(outgoing) if outgoing.email.isascii() else None
+        if shape is None:  # rare: rendered whole for this reader, MIME by the plain path
             rendered = self.renderer.render(digest_content(settings, outgoing))
             raw = message_bytes(
                 settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, when
             )
             return rendered.subject, sign_dkim(settings, raw)
-        shape = self.shape_for(outgoing)
         raw = shape.message(
             settings,
             outgoing.email,

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 DATA = Path(__file__).resolve().parent / "data"
 TODAY = date(2026, 11, 24)  # ingest day used for year inference in tests
+SECRET = "a-test-secret-of-more-than-32-bytes-0123456789"  # a real send needs 32 bytes or more
 
 
 @pytest.fixture

@@ -28,8 +28,31 @@ class FaultyHandler:
     data_replies: dict[str, list[str]] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)  # address -> times to drop mid-DATA
     always_rcpt: dict[str, str] = field(default_factory=dict)  # address -> reply every time
+    ehlo_reply: str | None = None  # refuse the EHLO (and HELO) name with this reply
+    mail_reply: str | None = None  # refuse MAIL FROM with this reply
+    greeted: list[str] = field(default_factory=list)  # the names clients greeted with
+    mail_options: list[list[str]] = field(default_factory=list)  # MAIL FROM's options, in order
     received: list[tuple[str, bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.greeted.append(hostname)
+        if self.ehlo_reply:
+            return [self.ehlo_reply]
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        self.greeted.append(hostname)
+        return self.ehlo_reply or f"250 {server.hostname}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_reply:
+            return self.mail_reply
+        self.mail_options.append(list(mail_options))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.always_rcpt:

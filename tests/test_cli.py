@@ -100,6 +100,7 @@ def test_preview_writes_an_html_file(seeded, workdir):
 
 
 def test_unsubscribed_addresses_get_nothing_even_while_listed(seeded, workdir):
+    assert seeded("subscribers").code == 0
     assert (
         seeded("unsubscribe", "Ada@Example.org").stdout.strip()
         == "ada@example.org is now unsubscribed"
@@ -119,7 +120,55 @@ def test_unsubscribed_addresses_get_nothing_even_while_listed(seeded, workdir):
         (["run", "--date", "2026-08-08"], {}, "NEWSLETTER_SECRET_KEY"),
         (["ingest", "no/such/folder"], {}, "no/such/folder"),
         (["rank", "--topics", " , "], {}, "--topics"),
+        (["run", "--dry-run", "--date", "0001-01-01"], {}, "--date 0001-01-01"),
+        (["papers", "--date", "9999-12-31"], {}, "--date 9999-12-31"),
+        (
+            ["papers"],
+            {"NEWSLETTER_FROM": "Papers <p@x.example>\r\nBcc: victim@example.org"},
+            "NEWSLETTER_FROM",
+        ),
+        (
+            ["papers"],
+            {"NEWSLETTER_BASE_URL": "https://x.example/\nBcc: v@example.org"},
+            "NEWSLETTER_BASE_URL",
+        ),
+        (
+            ["papers"],
+            {"NEWSLETTER_UNSUBSCRIBE_MAILTO": "u@x.example\r\nBcc: v@x.example"},
+            "NEWSLETTER_UNSUBSCRIBE_MAILTO",
+        ),
+        (["unsubscribe", "not-an-address"], {}, "invalid address"),
+        (["resubscribe", "nobody@example.org"], {}, "no such subscriber"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(cli, args, extra_env, fragment):
     assert_one_line_error(cli(*args, extra_env=extra_env), fragment)
+
+
+def test_addresses_are_the_same_however_they_are_written(seeded, workdir):
+    write_list(
+        workdir / "subscribers", "idn.csv", "email,topics\nUser@Bücher.example,neural networks\n"
+    )
+    assert seeded("subscribers").code == 0
+    result = seeded("unsubscribe", "user@xn--bcher-kva.example")
+    assert result.stdout.strip() == "user@bücher.example is now unsubscribed"
+    listed = json.loads(seeded("subscribers", "--json").stdout)
+    assert {s["email"]: s["status"] for s in listed}["user@bücher.example"] == "unsubscribed"
+    assert seeded("unsubscribe", "USER@BÜCHER.EXAMPLE").stdout.strip() == (
+        "user@bücher.example was already unsubscribed"
+    )
+    unknown = seeded("unsubscribe", "stranger@example.org")
+    assert unknown.code == 0 and "not a known subscriber" in unknown.stdout
+
+
+def test_a_dump_dated_far_ahead_does_not_pin_latest(seeded, workdir):
+    (workdir / "seeds" / "far.txt").write_text(
+        (workdir / "seeds" / next(SEEDS.glob("000_*")).name)
+        .read_text()
+        .replace("Aug 8", "Aug 8, 2999")
+        .replace("Offloading", "Unloading")
+    )
+    result = seeded("run", "--dry-run", "--date", "latest")
+    assert result.code == 0, result.stderr
+    assert "dry-run 2026-08-08:" in result.stdout
+    assert "far.txt, line 11: dated 2999-08-08, in the future" in result.stderr

@@ -19,7 +19,7 @@ from newsletter.config import load_settings
 from newsletter.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
 from newsletter.run import run_day
 
-from .conftest import ROOT, SEEDS, TODAY, write_list
+from .conftest import ROOT, SECRET, SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer, free_port, self_signed_context
 
 AUG_8 = date(2026, 8, 8)
@@ -40,7 +40,7 @@ def smtp_env(env, port, **extra):
         "NEWSLETTER_SMTP_HOST": "127.0.0.1",
         "NEWSLETTER_SMTP_PORT": str(port),
         "NEWSLETTER_SMTP_SECURITY": "none",
-        "NEWSLETTER_SECRET_KEY": "test-secret",
+        "NEWSLETTER_SECRET_KEY": SECRET,
         "NEWSLETTER_SMTP_RETRY_DELAY": "0.05",
         "NEWSLETTER_SMTP_CONNECTIONS": "2",
         "NEWSLETTER_SMTP_TIMEOUT": "10",
@@ -193,7 +193,7 @@ def test_starttls_with_a_self_signed_certificate(db, env, demo, tmp_path):
     handler = FaultyHandler()
     with SmtpServer(handler, tls_context=context, require_starttls=True) as server:
         checked = real_run(db, env, server.port, NEWSLETTER_SMTP_SECURITY="starttls")
-        assert checked.sent == 0 and "CERTIFICATE_VERIFY_FAILED" in (checked.unreachable or "")
+        assert checked.sent == 0 and "certificate" in (checked.unreachable or "")
         unchecked = real_run(
             db,
             env,
@@ -305,3 +305,158 @@ def test_remembered_address_parsing_gives_aiosmtplibs_answers():
     for address in ("Ada <ada@example.org>", "b+tag@example.org", "<c@example.org>"):
         assert aiosmtplib.smtp.parse_address(address) == aiosmtplib.email.parse_address(address)
         assert aiosmtplib.smtp.parse_address(address) == address.split("<")[-1].rstrip(">")
+
+
+# --- Faults of the sender are not the readers' ---------------------------------------------------
+
+
+def all_pending_and_nobody_charged(db):
+    assert {state for state, _ in states(db).values()} == {PENDING}
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+        assert not session.scalars(
+            select(Digest.last_error).where(Digest.last_error.is_not(None))
+        ).all()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "553 5.7.1 <papers@digest.example>: Sender address rejected",
+        "530 5.7.0 Authentication required",
+    ],
+)
+def test_a_refused_sender_stops_the_run_and_charges_no_reader(db, env, demo, cli, reply):
+    handler = FaultyHandler(mail_reply=reply)
+    with SmtpServer(handler) as server:
+        result = cli("run", "--date", "2026-08-08", extra_env=smtp_env({}, server.port))
+        assert result.code == 1 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert "refused our sender" in line and reply.split()[0] in line and "left pending" in line
+        all_pending_and_nobody_charged(db)
+        for _ in range(3):  # three such days used to suspend the whole list
+            assert real_run(db, env, server.port).sent == 0
+        all_pending_and_nobody_charged(db)
+        handler.mail_reply = None
+        good = real_run(db, env, server.port)
+    assert good.sent == len(handler.counts()) >= 4 and good.failed == 0
+
+
+def test_a_refused_ehlo_name_stops_the_run_and_charges_no_reader(db, env, demo):
+    handler = FaultyHandler(ehlo_reply="504 5.5.2 <localhost>: Helo command rejected: need FQDN")
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port, NEWSLETTER_SMTP_HELO="localhost")
+        assert summary.sent == summary.failed == 0 and summary.pending >= 4
+        assert (
+            "refused our greeting" in summary.unreachable
+            and "NEWSLETTER_SMTP_HELO" in summary.unreachable
+        )
+        all_pending_and_nobody_charged(db)
+        assert set(handler.greeted) == {"localhost"}
+        handler.ehlo_reply = None
+        good = real_run(db, env, server.port, NEWSLETTER_SMTP_HELO="mail.digest.example")
+    assert good.sent == summary.pending
+    assert handler.greeted[-1] == "mail.digest.example"
+
+
+def test_the_default_ehlo_name_is_fully_qualified(db, env, demo, monkeypatch):
+    import socket
+
+    handler = FaultyHandler()
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: "buildbox")  # no dot: not a usable name
+    with SmtpServer(handler) as server:
+        assert real_run(db, env, server.port).sent >= 4
+    assert set(handler.greeted) == {"digest.example"}  # the domain of NEWSLETTER_FROM
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: "mx1.lab.example")
+    with SmtpServer(FaultyHandler()) as server:
+        run_handler = server.handler
+        real_run(db, env, server.port)
+    assert set(run_handler.greeted) <= {"mx1.lab.example"}
+
+
+def test_552_after_data_is_temporary(db, env, demo):
+    handler = FaultyHandler(data_replies={"ada@example.org": ["552 5.2.2 Mailbox full"] * 3})
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port)
+    assert summary.failed == 0 and summary.deferred == 1
+    assert states(db)["ada@example.org"][0] == DEFERRED
+
+
+def test_a_certificate_failure_is_said_once_and_not_retried(db, env, demo, tmp_path):
+    handler = FaultyHandler()
+    context = self_signed_context(tmp_path)
+    with SmtpServer(handler, tls_context=context, require_starttls=True) as server:
+        summary = real_run(
+            db, env, server.port, NEWSLETTER_SMTP_SECURITY="starttls", NEWSLETTER_SMTP_ATTEMPTS="3"
+        )
+    assert "certificate" in summary.unreachable and "NEWSLETTER_SMTP_VERIFY" in summary.unreachable
+    assert len(handler.greeted) == 1  # one connection, not connections x attempts
+    all_pending_and_nobody_charged(db)
+
+
+def idn_list(workdir):
+    write_list(
+        workdir / "subscribers",
+        "l.csv",
+        "email,topics\njörg@example.org,neural networks\nplain@example.org,neural networks\n"
+        "other@example.org,neural networks\n",
+    )
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+
+
+def test_an_internationalized_address_goes_out_as_smtputf8(db, env, workdir):
+    idn_list(workdir)
+    handler = FaultyHandler()
+    with SmtpServer(handler, enable_SMTPUTF8=True) as server:
+        summary = real_run(db, env, server.port, date(2026, 3, 11))
+    assert summary.sent == 3 and set(handler.counts()) == {
+        "jörg@example.org",
+        "plain@example.org",
+        "other@example.org",
+    }
+    assert any("SMTPUTF8" in options for options in handler.mail_options)
+    raw = dict(handler.received)["jörg@example.org"]
+    message = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "jörg@example.org"
+
+
+def test_without_smtputf8_only_the_internationalized_digest_waits(db, env, workdir):
+    idn_list(workdir)
+    handler = FaultyHandler()
+    with SmtpServer(handler, enable_SMTPUTF8=False) as server:
+        summary = real_run(db, env, server.port, date(2026, 3, 11))
+    assert (summary.sent, summary.deferred, summary.failed) == (2, 1, 0)
+    assert set(handler.counts()) == {"plain@example.org", "other@example.org"}
+    with db.session() as session:
+        digest = session.scalar(select(Digest).where(Digest.state == DEFERRED))
+        assert "SMTPUTF8" in digest.last_error and digest.subscriber.status == "active"
+
+
+def test_a_password_is_never_sent_in_clear_to_another_host(cli, demo):
+    extra = smtp_env({}, 25, NEWSLETTER_SMTP_USERNAME="digest", NEWSLETTER_SMTP_PASSWORD="pw")
+    result = cli(
+        "run",
+        "--date",
+        "2026-08-08",
+        extra_env={**extra, "NEWSLETTER_SMTP_HOST": "smtp.example.org"},
+    )
+    assert result.code == 1 and "in clear" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        (None, "not set"),
+        ("short-key", "too short"),
+        ("papers-digest-DEVELOPMENT-KEY-not-for-production", "development key"),
+    ],
+)
+def test_a_real_run_needs_a_real_secret_key(cli, demo, key, said):
+    extra = smtp_env({}, free_port())
+    extra.pop("NEWSLETTER_SECRET_KEY")
+    if key:
+        extra["NEWSLETTER_SECRET_KEY"] = key
+    result = cli("run", "--date", "2026-08-08", extra_env=extra)
+    assert result.code == 1 and said in result.stderr and "Traceback" not in result.stderr

@@ -143,7 +143,11 @@ def test_date_far_down_a_text_is_not_a_dump_date():
         (3, 11, date(2026, 11, 24), date(2026, 3, 11)),
         (12, 31, date(2027, 1, 2), date(2026, 12, 31)),  # Dec 31 ingested on Jan 2: last year
         (11, 24, date(2026, 11, 24), date(2026, 11, 24)),  # today itself
-        (11, 25, date(2026, 11, 24), date(2025, 11, 25)),  # tomorrow: a year ago
+        (11, 25, date(2026, 11, 24), date(2026, 11, 25)),  # tomorrow: the page's day ahead
+        (11, 26, date(2026, 11, 24), date(2026, 11, 26)),  # two days ahead: still this year
+        (11, 27, date(2026, 11, 24), date(2025, 11, 27)),  # three days ahead: a year ago
+        (1, 1, date(2026, 12, 31), date(2027, 1, 1)),  # New Year's page seen on Dec 31
+        (1, 3, date(2026, 12, 31), date(2026, 1, 3)),
         (2, 29, date(2026, 11, 24), date(2024, 2, 29)),  # the latest leap year
     ],
 )
@@ -156,6 +160,12 @@ def test_explicit_year_overrides_and_impossible_dates_are_refused():
     assert dump.date(date(2026, 11, 24), year=2024) == date(2024, 2, 29)
     with pytest.raises(DumpError, match="leap.txt, line 11"):
         dump.date(date(2026, 11, 24), year=2025)
+
+
+def test_a_dump_dated_in_the_far_future_is_refused():
+    dump = parse_dump(make_dump("Mar 11, 2999", [("T", "Abstract. " * 40)]).encode(), "far.txt")
+    with pytest.raises(DumpError, match=r"far.txt, line 11: dated 2999-03-11, in the future"):
+        dump.date(date(2026, 11, 24))
 
 
 def test_code_links_from_abstracts():

@@ -14,7 +14,7 @@ import pytest
 from newsletter.run import run_day
 
 from .browser import chromium, html_part, measure, without_style_blocks
-from .conftest import ROOT, SEEDS, TODAY
+from .conftest import ROOT, SECRET, SEEDS, TODAY
 
 needs_chromium = pytest.mark.skipif(
     chromium() is None, reason="Chromium is not installed (make test installs Debian's chromium)"
@@ -42,7 +42,7 @@ def digests(tmp_path_factory) -> list[Path]:
             "NEWSLETTER_OUTBOX_DIR": str(work / "outbox"),
             "NEWSLETTER_FROM": "Trending Papers <papers@digest.example>",
             "NEWSLETTER_BASE_URL": "https://digest.example",
-            "NEWSLETTER_SECRET_KEY": "layout-test",
+            "NEWSLETTER_SECRET_KEY": SECRET,
         }
     )
     db = Database(settings.database_url)

@@ -20,7 +20,7 @@ from newsletter.config import load_settings
 from newsletter.db import SENT, Database, Digest
 from newsletter.run import run_day
 
-from .conftest import ROOT, SEEDS, TODAY
+from .conftest import ROOT, SECRET, SEEDS, TODAY
 from .smtp_server import FaultyHandler, SmtpServer
 
 MAR_11 = date(2026, 3, 11)
@@ -62,7 +62,7 @@ def test_a_real_run_streamed_in_small_batches_sends_every_digest_once(
                 "NEWSLETTER_SMTP_HOST": "127.0.0.1",
                 "NEWSLETTER_SMTP_PORT": str(server.port),
                 "NEWSLETTER_SMTP_SECURITY": "none",
-                "NEWSLETTER_SECRET_KEY": "test-secret",
+                "NEWSLETTER_SECRET_KEY": SECRET,
                 "NEWSLETTER_WORKERS": "2",
             }
         )

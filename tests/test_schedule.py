@@ -20,7 +20,7 @@ from newsletter.config import load_settings
 from newsletter.runs import LeaseHeld, acquire
 from newsletter.schedule import create_scheduler, next_run
 
-from .conftest import SEEDS, abstract_about, make_dump, write_list
+from .conftest import SECRET, SEEDS, abstract_about, make_dump, write_list
 from .smtp_server import FaultyHandler, SmtpServer
 from .test_deliver import smtp_env, start_run
 
@@ -112,7 +112,7 @@ def test_schedule_prints_the_next_run_and_stops_cleanly_without_leaking_secrets(
     secret_env = {
         **os.environ,
         **env,
-        "NEWSLETTER_SECRET_KEY": "very-secret-key-123",
+        "NEWSLETTER_SECRET_KEY": SECRET,
         "NEWSLETTER_SMTP_PASSWORD": "hunter2-password",
         "NEWSLETTER_TIMEZONE": "Europe/Berlin",
         "NEWSLETTER_SEND_AT": "07:00",

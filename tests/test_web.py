@@ -25,7 +25,7 @@ from newsletter.run import run_day
 from .conftest import ROOT, SEEDS, TODAY, parse_eml
 from .smtp_server import free_port
 
-SECRET = "web-test-secret"
+SECRET = "web-test-secret-0123456789-0123456789-abc"
 
 
 @pytest.fixture
