@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import os
 import ssl
 import tempfile
@@ -32,8 +33,19 @@ import aiosmtplib.smtp
 _FILE_SAFE = "@.+-_=!#$&'*^`{|}~"
 
 
+FILENAME_BYTES = 200  # file systems allow 255 bytes a name; room for the suffix and a temp prefix
+
+
 def address_filename(address: str, suffix: str) -> str:
-    return quote(address, safe=_FILE_SAFE) + suffix
+    """A safe file name for an address: %-escaped, and cut with a hash of the whole address when
+    it would be too long (a valid address can have 254 characters, escaped three times as many)."""
+    name = quote(address, safe=_FILE_SAFE)
+    if len(name) + len(suffix) > FILENAME_BYTES:
+        tag = hashlib.sha256(address.encode("utf-8")).hexdigest()[:16]
+        head = name[: FILENAME_BYTES - len(suffix) - len(tag) - 1]
+        name = head[: head.rfind("%")] if "%" in head[-2:] else head  # never half an escape
+        name = f"{name}~{tag}"
+    return name + suffix
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -171,8 +171,10 @@ def build_message(
         # The recipient as an Address, so that quotes in the name survive.
         local, _, domain = to_email.rpartition("@")  # (addr_spec= refuses a UTF-8 local part)
         to = Address(display_name=clean_name(to_name), username=local, domain=domain)
-        if name == "Subject" and "=?" in value:
-            message[name] = _EncodedSubject(value)
+        if "=?" in value and name in ("Subject", "To"):
+            message[name] = _AsWritten(
+                name, formataddr((to.display_name, to_email)) if name == "To" else value
+            )
         else:
             message[name] = to if name == "To" else value
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
@@ -181,15 +183,20 @@ def build_message(
     return message
 
 
-class _EncodedSubject(str):
-    """A Subject written as RFC 2047 encoded-words whatever it holds. The `email` package would
-    decode an encoded-word found in a title when it is set and write it out raw, and a mail
-    client would then decode it: text in a title must reach the reader as written."""
+class _AsWritten(str):
+    """A header value the `email` package must not parse: given a value holding an encoded-word
+    (`=?utf-8?b?...?=` in a title or a name), it would decode it on the way in and write the
+    decoded text out raw, and the reader's client would then show something no one wrote."""
 
-    name = "Subject"
+    def __new__(cls, name: str, value: str) -> _AsWritten:
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    name: str
 
     def fold(self, *, policy: policy.Policy) -> str:
-        return f"Subject: {_encoded_words(str(self))}{policy.linesep}"
+        return f"{self.name}: {_encode_header(self.name, str(self))}{policy.linesep}"
 
 
 def serialize(message: EmailMessage) -> bytes:
@@ -269,10 +276,15 @@ def _assemble(
 
 
 def _encode_header(name: str, value: str) -> str:
-    if value.isascii() and not (name == "Subject" and "=?" in value):
+    """A header value as it is written: ASCII as it is, the rest RFC 2047 encoded; text that
+    looks like an encoded-word is encoded too, so that no client decodes what a title or a name
+    holds."""
+    if value.isascii() and "=?" not in value:
         return value
     if name in ("From", "To", "List-Id"):
         display, address = parseaddr(value)
+        if "=?" in display:
+            return f"{_encoded_words(display)} <{address}>"
         return formataddr((display, address), charset="utf-8")
     return _encoded_words(value)
 

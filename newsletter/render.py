@@ -25,6 +25,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, sel
 from markupsafe import escape
 from premailer import Premailer
 
+from .text import clean_name
+
 EXCERPT_CHARS = 300
 SUBJECT_TITLE_CHARS = 90
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -180,7 +182,7 @@ class Renderer:
     def shape(self, content: DigestContent) -> DigestShape:
         """The digest as every reader with the same papers, topics and cadence gets it, cut where
         the reader's own values go (`content`'s name only counts for being empty or not)."""
-        greeting = SLOTS["greeting_name"] if content.name else ""
+        greeting = SLOTS["greeting_name"] if greeting_name(content.name) else ""
         rendered = self._render(content, greeting, SLOTS["email"], SLOTS["unsubscribe_url"])
         return DigestShape(
             rendered.subject, rendered.preheader, _cut(rendered.html), _cut(rendered.text)
@@ -215,7 +217,7 @@ class Renderer:
 
 
 def greeting_name(name: str) -> str:
-    return name.split(" ")[0] if name else ""
+    return clean_name(name).split(" ")[0] if name else ""
 
 
 # Stand-ins for a reader's own values while a shape is rendered: private-use characters, which

@@ -9,6 +9,7 @@ run depends on.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import threading
 import time
@@ -53,6 +54,9 @@ from .subscribers import SyncReport, load_lists, sync_subscribers
 from .workers import MessageMaker, digest_content
 
 log = logging.getLogger(__name__)
+
+# Write errors that concern one file only: the dry-run goes on with the others.
+ONE_FILE_ERRORS = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
 
 
 @dataclass
@@ -192,9 +196,21 @@ def _run(
         with MessageMaker(settings, len(digests), sent_at) as maker, _bar(console) as bar:
             task = bar.add_task("Writing digests", total=len(digests))
             for outgoing, _, message in maker.stream([digests]):
-                writer.write(day, outgoing.email, message)
-                summary.written += 1
                 bar.advance(task)
+                try:
+                    writer.write(day, outgoing.email, message)
+                except OSError as error:
+                    if error.errno not in ONE_FILE_ERRORS:  # the outbox itself: stop here
+                        raise NewsletterError(
+                            f"outbox {writer.directory}: cannot write "
+                            f"{writer.path_for(day, outgoing.email).name}: "
+                            f"{error.strerror or error}"
+                        ) from None
+                    summary.warnings.append(
+                        f"{writer.path_for(day, outgoing.email)}: not written: {error.strerror}"
+                    )
+                    continue
+                summary.written += 1
         lap("write")
         return
     composition.outgoing.clear()  # the stored rows are claimed in batches as they are sent

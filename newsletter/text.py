@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line separators
 
 
 def clean_name(value: Any) -> str:

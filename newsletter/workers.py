@@ -18,7 +18,7 @@ from email.utils import parseaddr
 
 from .config import Settings
 from .message import MessageShape, message_bytes, sign_dkim, unsubscribe_url
-from .render import DigestContent, Outgoing, Renderer, has_reserved
+from .render import DigestContent, Outgoing, Renderer, greeting_name, has_reserved
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
@@ -57,7 +57,8 @@ class MessageFactory:
 
     def shape_for(self, outgoing: Outgoing) -> MessageShape | None:
         """The digest's shape, or None when its text holds a character the shapes reserve."""
-        key = (outgoing.day, outgoing.cards, outgoing.topics, outgoing.frequency, not outgoing.name)
+        greets = bool(greeting_name(outgoing.name))
+        key = (outgoing.day, outgoing.cards, outgoing.topics, outgoing.frequency, greets)
         if key in self._shapes:
             self._shapes.move_to_end(key)
             return self._shapes[key]

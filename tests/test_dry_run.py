@@ -132,3 +132,66 @@ def test_addresses_with_a_slash_stay_inside_the_outbox(db, settings, workdir):
     run_day(db, settings, date(2026, 3, 11), today=TODAY, dry_run=True)
     files = list(Path(workdir / "outbox").rglob("*.eml"))
     assert [f.name for f in files] == ["odd%2Fname@example.org.eml"]
+
+
+def gnn_day(workdir, addresses):
+    (workdir / "seeds" / "d.txt").write_text(
+        make_dump("Mar 11", [("Graph Neural Networks", abstract_about("graph neural networks"))])
+    )
+    rows = "".join(f"{address},graph neural networks\n" for address in addresses)
+    write_list(workdir / "subscribers", "l.csv", "email,topics\n" + rows)
+
+
+def test_a_very_long_address_gets_a_bounded_file_name_and_the_others_go_on(db, settings, workdir):
+    long = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 10 + ".example"
+    gnn_day(workdir, [long, "ada@example.org", "jörg@bücher.example"])
+    summary = run_day(db, settings, date(2026, 3, 11), today=TODAY, dry_run=True)
+    assert summary.written == 3 and not summary.warnings
+    files = {path.name: path for path in (workdir / "outbox" / "2026-03-11").glob("*.eml")}
+    assert all(len(name.encode()) <= 200 for name in files)
+    addressed = {parse_eml(path)["To"].addresses[0].addr_spec for path in files.values()}
+    assert long in addressed and "ada@example.org" in addressed
+
+
+def test_an_outbox_that_is_a_file_is_one_line(cli, workdir):
+    gnn_day(workdir, ["ada@example.org"])
+    (workdir / "blocked").write_text("not a folder")
+    result = cli("run", "--dry-run", "--date", "2026-03-11", "--outbox", str(workdir / "blocked"))
+    assert result.code == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: outbox {workdir}/blocked: cannot write")
+
+
+def test_encoded_words_and_private_use_characters_in_titles_reach_readers_as_written(
+    db, settings, workdir
+):
+    titles = [
+        "=?utf-8?b?8J+UkiBBY2NvdW50IGxvY2tlZA==?= Graph Neural Networks",
+        "Graph Neural Networks \ue0ff with a private-use mark",
+        "Graph Neural Networks \ue002 and another",
+    ]
+    (workdir / "seeds" / "d.txt").write_text(
+        make_dump(
+            "Mar 11",
+            [
+                (t, abstract_about("graph neural networks", unique=f"u{n}"))
+                for n, t in enumerate(titles)
+            ],
+        )
+    )
+    write_list(
+        workdir / "subscribers",
+        "l.csv",
+        "email,topics\nada@example.org,graph neural networks\nbob@example.org,graph neural networks\n",
+    )
+    summary = run_day(db, settings, date(2026, 3, 11), today=TODAY, dry_run=True)
+    assert summary.written == 2
+    for address in ("ada@example.org", "bob@example.org"):
+        message = parse_eml(workdir / "outbox" / "2026-03-11" / f"{address}.eml")
+        assert "🔒" not in str(message["Subject"])
+        text = message.get_body(("plain",)).get_content()
+        for title in titles:
+            assert title in " ".join(text.split())
+        token = str(message["List-Unsubscribe"]).split("/unsubscribe/")[1].split(">")[0]
+        assert verify_token(settings.signing_key, token) == address
+        assert text.count("/unsubscribe/") == 1  # the reader's link once, never inside a title

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections import Counter
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from newsletter.db import Appearance, Dump, Paper
 from newsletter.ingest import ingest_paths
@@ -104,3 +105,57 @@ def test_year_option_and_inference(db, tmp_path):
             date(2021, 5, 5),
             date(2026, 12, 31),
         ]
+
+
+def test_a_page_saved_again_is_the_same_page(db, tmp_path):
+    papers = [(f"Paper number {n}", abstract_about("topic", unique=f"p{n}")) for n in range(12)]
+    (tmp_path / "a.txt").write_text(make_dump("Mar 12", papers))
+    corrected = [*papers]
+    corrected[3] = (papers[3][0], "A corrected abstract about topic. It is shorter now.")
+    (tmp_path / "b.txt").write_text(make_dump("Mar 12", corrected))
+    report = ingest_paths(db, [tmp_path], TODAY)
+    assert len(report.stored) == 2 and not report.errors
+    with db.session() as session:
+        per_paper = Counter(session.scalars(select(Appearance.paper_id)))
+        assert set(per_paper.values()) == {1}  # not a second appearance each
+        abstract = session.scalar(select(Paper.abstract).where(Paper.title == "Paper number 3"))
+    assert abstract.startswith("A corrected abstract")
+    again = ingest_paths(db, [tmp_path], TODAY)  # both files are still there: nothing moves
+    assert len(again.unchanged) == 2 and table_counts(db)[2] == 12
+
+
+def test_control_characters_never_reach_titles(db, tmp_path):
+    title = "Evil \x1b]0;pwned\x07Title \x1b[31mred\x1b[0m\ttabbed\x85"
+    (tmp_path / "c.txt").write_text(make_dump("Mar 12", [(title, abstract_about("x\x1b[2J"))]))
+    ingest_paths(db, [tmp_path], TODAY)
+    with db.session() as session:
+        paper = session.scalar(select(Paper))
+    assert paper.title == "Evil ]0;pwnedTitle [31mred[0m tabbed"
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f]", paper.title + paper.abstract)
+
+
+def test_a_big_dump_is_taken_in_chunks_and_a_huge_one_refused_in_one_line(
+    db, tmp_path, monkeypatch
+):
+    from newsletter import ingest
+
+    if db.engine.dialect.name == "sqlite":  # as old SQLite builds have it: 999 variables
+        limit = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+        event.listen(db.engine, "connect", lambda connection, _: connection.setlimit(limit, 999))
+        db.engine.dispose()
+    papers = [(f"Paper {n} on topic", f"About topic {n}. " * 3) for n in range(1200)]
+    (tmp_path / "big.txt").write_text(make_dump("Mar 12", papers))
+    report = ingest_paths(db, [tmp_path / "big.txt"], TODAY)
+    assert not report.errors and report.stored[0].new_papers == 1200
+    monkeypatch.setattr(ingest, "MAX_DUMP_PAPERS", 1000)
+    (tmp_path / "huge.txt").write_text(make_dump("Mar 13", papers))
+    (tmp_path / "fine.txt").write_text(make_dump("Mar 14", papers[:5]))
+    report = ingest_paths(db, [tmp_path / "huge.txt", tmp_path / "fine.txt"], TODAY)
+    assert report.errors == [
+        f"{tmp_path}/huge.txt: 1,200 papers, more than a Daily Papers page holds "
+        "(at most 1,000 are taken); not ingested"
+    ]
+    assert [d.name for d in report.stored] == ["fine.txt"]
+    monkeypatch.setattr(ingest, "MAX_DUMP_BYTES", 100)
+    report = ingest_paths(db, [tmp_path / "huge.txt"], TODAY)
+    assert "too large for a Daily Papers dump" in report.errors[0]
