@@ -335,10 +335,31 @@ def schedule(app: App, dry_run: bool, outbox: Path | None) -> None:
 
 @cli.command(name="status")
 @click.option("--last", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def status_command(app: App, last: int) -> None:
+def status_command(app: App, last: int, as_json: bool) -> None:
     """Last runs, unsent and failed digests, suspended subscribers, the next scheduled run."""
     state = run_status(app.db, last)
+    fire = next_run(app.settings)
+    if as_json:
+        report = {
+            "runs": [
+                {
+                    "date": r.run_date.isoformat(),
+                    "dry_run": r.dry_run,
+                    "started_at": r.started_at.isoformat() + "Z",
+                    "finished_at": r.finished_at.isoformat() + "Z" if r.finished_at else None,
+                    "outcome": r.outcome,
+                    "counts": r.counts or {},
+                }
+                for r in state.runs
+            ],
+            "digests": state.digests,
+            "suspended": state.suspended,
+            "next_run": fire.isoformat(),
+        }
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
     table = Table("date", "mode", "started (UTC)", "finished (UTC)", "outcome", "counts")
     for r in state.runs:
         counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (r.counts or {}).items() if v)
@@ -359,7 +380,6 @@ def status_command(app: App, last: int) -> None:
     )
     suspended = ", ".join(state.suspended) or "none"
     out.print(f"suspended subscribers: {suspended}", highlight=False)
-    fire = next_run(app.settings)
     out.print(f"next scheduled run: {fire:%Y-%m-%d %H:%M} {app.settings.timezone}", highlight=False)
 
 

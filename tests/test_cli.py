@@ -172,3 +172,28 @@ def test_a_dump_dated_far_ahead_does_not_pin_latest(seeded, workdir):
     assert result.code == 0, result.stderr
     assert "dry-run 2026-08-08:" in result.stdout
     assert "far.txt, line 11: dated 2999-08-08, in the future" in result.stderr
+
+
+def test_subscribers_and_status_as_json_for_scripts(seeded, workdir):
+    listed = json.loads(seeded("subscribers", "--json").stdout)
+    assert {s["email"] for s in listed} >= {"ada@example.org", "grace.hopper@example.org"}
+    ada = next(s for s in listed if s["email"] == "ada@example.org")
+    assert {"email", "name", "status", "topics", "frequency", "max_papers", "bounce_score"} <= set(
+        ada
+    )
+    assert ada["status"] == "active" and ada["topics"][0] == "quantization"
+    seeded("run", "--dry-run", "--date", "latest")
+    state = json.loads(seeded("status", "--json").stdout)
+    assert state["runs"][0]["date"] == "2026-08-08" and state["runs"][0]["dry_run"] is True
+    assert state["digests"] == {"pending": 0, "deferred": 0, "failed": 0}
+    assert state["next_run"] and state["suspended"] == []
+
+
+def test_a_long_list_is_summarised(cli, workdir):
+    rows = "".join(f"reader{n:04d}@example.org,graph networks\n" for n in range(450))
+    write_list(workdir / "subscribers", "many.csv", "email,topics\n" + rows)
+    result = cli("subscribers")
+    assert result.code == 0
+    assert "... and 250 more (--json lists them all)" in result.stdout
+    assert "450 subscriber(s): 450 active" in result.stdout
+    assert result.stdout.count("@example.org") == 200

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from newsletter.db import UNSUBSCRIBED, Subscriber
-from newsletter.errors import SubscriberListError
+from newsletter.errors import NewsletterError, SubscriberListError
 from newsletter.subscribers import load_lists, sync_subscribers
 
 from .conftest import ROOT, write_list
@@ -107,6 +107,37 @@ def test_shipped_example_lists_are_valid():
             "l.csv, line 2: max_papers 'lots'",
         ),
         ("l.csv", "name,topics\nAda,x\n", "l.csv, line 1: missing column 'email'"),
+        # Silent coercions are errors naming the place now.
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    topics: [x]\n    topics: [y]\n",
+            "l.yaml, line 4: invalid YAML: key 'topics' given twice (first on line 3)",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    name: {first: Ada}\n    topics: [x]\n",
+            "l.yaml, line 2: name must be a single value",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    topics: [x, ~]\n",
+            "l.yaml, line 2: topics: '~' has no word in it",
+        ),
+        (
+            "l.yaml",
+            "subscribers:\n  - email: a@example.org\n    topics: [x, {y: z}]\n",
+            "l.yaml, line 2: topics: each item must be text",
+        ),
+        (
+            "l.csv",
+            "email,topics,email\na@example.org,x,b@example.org\n",
+            "l.csv, line 1: column 'email' given twice",
+        ),
+        (
+            "l.yaml",
+            "base: &t [a, b]\nsubscribers:\n  - email: a@example.org\n    topics: *t\n",
+            "l.yaml, line 4: invalid YAML: aliases (*name) are not allowed",
+        ),
     ],
 )
 def test_bad_rows_are_named_by_file_and_line(tmp_path, name, text, expected):
@@ -162,3 +193,78 @@ def test_names_cannot_carry_line_breaks(tmp_path):
     )
     (row,) = load_lists([tmp_path])
     assert row.name == "Eve Bcc: victim@example.org"
+
+
+def test_yaml_words_are_taken_as_written(tmp_path):
+    write_list(
+        tmp_path,
+        "a.yaml",
+        "subscribers:\n  - email: a@example.org\n    name: No\n"
+        "    topics: [yes, no, on, 1.10, 2024-05-01, null models]\n    max_papers: 010\n",
+    )
+    (row,) = load_lists([tmp_path])
+    assert row.name == "No"
+    assert row.topics == ("yes", "no", "on", "1.10", "2024-05-01", "null models")
+    assert row.max_papers == 10
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    bomb = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for n in range(1, 9):
+        bomb.append(
+            f"{'abcdefghi'[n]}: &{'abcdefghi'[n]} ["
+            + ", ".join([f"*{'abcdefghi'[n - 1]}"] * 9)
+            + "]"
+        )
+    text = "\n".join(bomb) + "\nsubscribers:\n  - email: a@example.org\n    topics: *i\n"
+    write_list(tmp_path, "bomb.yaml", text)
+    with pytest.raises(SubscriberListError, match="aliases"):
+        load_lists([tmp_path])
+
+
+def test_csv_list_cells_split_at_semicolons_only(tmp_path):
+    write_list(
+        tmp_path,
+        "l.csv",
+        'email,name,topics\na@example.org,"Lovelace; Ada","graph networks, GNNs;""C; C++"";Rust"\n',
+    )
+    (row,) = load_lists([tmp_path])
+    assert row.name == "Lovelace; Ada"
+    assert row.topics == ("graph networks, GNNs", "C; C++", "Rust")
+
+
+def test_an_empty_or_missing_folder_delists_nobody(db, tmp_path):
+    write_list(tmp_path, "a.yaml", GOOD_YAML)
+    sync_subscribers(db, load_lists([tmp_path]))
+    (tmp_path / "a.yaml").unlink()
+    with pytest.raises(NewsletterError, match="no subscriber lists"):
+        load_lists([tmp_path])
+    with pytest.raises(NewsletterError, match="no such file or folder"):
+        load_lists([tmp_path / "gone"])
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.listed))) == {True}
+
+
+def test_a_sync_that_drops_most_readers_is_refused_unless_asked(db, tmp_path):
+    rows = "".join(f"r{n}@example.org,x\n" for n in range(10))
+    write_list(tmp_path, "l.csv", "email,topics\n" + rows)
+    sync_subscribers(db, load_lists([tmp_path]))
+    write_list(tmp_path, "l.csv", "email,topics\n" + rows.split("\n", 4)[-1])  # 6 of 10 left
+    assert sync_subscribers(db, load_lists([tmp_path])).delisted == 4
+    write_list(tmp_path, "l.csv", "email,topics\nr9@example.org,x\n")
+    with pytest.raises(NewsletterError, match="no longer name 5 of the 6 active subscribers"):
+        sync_subscribers(db, load_lists([tmp_path]))
+    with db.session() as session:
+        assert session.scalar(select(func.count()).where(Subscriber.listed)) == 6
+    assert sync_subscribers(db, load_lists([tmp_path]), allow_drop=True).delisted == 5
+
+
+def test_syncing_one_file_leaves_the_other_files_readers_alone(db, tmp_path):
+    write_list(tmp_path, "a.yaml", GOOD_YAML)
+    write_list(tmp_path, "b.csv", GOOD_CSV)
+    sync_subscribers(db, load_lists([tmp_path]))
+    one = tmp_path / "b.csv"
+    report = sync_subscribers(db, load_lists([one]), scope=[one])
+    assert report.delisted == 0 and report.unchanged == 2
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.listed))) == {True}
