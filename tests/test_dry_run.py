@@ -182,7 +182,8 @@ def test_encoded_words_and_private_use_characters_in_titles_reach_readers_as_wri
     write_list(
         workdir / "subscribers",
         "l.csv",
-        "email,topics\nada@example.org,graph neural networks\nbob@example.org,graph neural networks\n",
+        "email,topics\nada@example.org,graph neural networks\n"
+        "bob@example.org,graph neural networks\n",
     )
     summary = run_day(db, settings, date(2026, 3, 11), today=TODAY, dry_run=True)
     assert summary.written == 2
