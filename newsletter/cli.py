@@ -417,7 +417,8 @@ def resubscribe(app: App, email: str) -> None:
 def serve(app: App, host: str, port: int) -> None:
     """Serve the unsubscribe links: GET shows a confirmation page, POST unsubscribes (RFC 8058)."""
     app.settings.require_secret("the unsubscribe endpoint")
-    serve_unsubscribe(app.db, app.settings, host, port)
+    app.db.close()  # brings the schema up to date; the endpoint opens its own
+    serve_unsubscribe(app.settings, host, port)
 
 
 def main(argv: list[str] | None = None) -> None:

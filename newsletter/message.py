@@ -54,7 +54,7 @@ def verify_token(key: str, token: str) -> str | None:
         email = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    if not signature or not hmac.compare_digest(signature, _signature(key, email)):
+    if not signature.isascii() or not hmac.compare_digest(signature, _signature(key, email)):
         return None
     return email
 

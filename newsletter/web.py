@@ -4,21 +4,31 @@ GET on a link shows a page naming the address with one button; POST unsubscribes
 answers 200 — the RFC 8058 one-click POST (`List-Unsubscribe=One-Click`) that mail clients send
 and the button's form are the same request. The token in the link is an HMAC of the address, so a
 link that was tampered with, or made for another address, gets 400 and changes nothing.
+
+The handlers are plain functions, which Starlette runs in a thread pool: a database busy with a
+big run's writes never stalls the event loop. A write that finds the database locked is tried
+again until `patience` runs out, and only then answered 503 with Retry-After, so the client asks
+again: an unsubscribe is never lost.
 """
 
 from __future__ import annotations
 
+import time
 from html import escape
 
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
 from .db import Database
 from .message import verify_token
-from .subscribers import is_unsubscribed, unsubscribe
+from .errors import NewsletterError
+from .subscribers import is_unsubscribed, normalize_address, unsubscribe
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -29,19 +39,56 @@ line-height:1.5}}button{{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}}
 button:focus{{outline:3px solid #f0b429}}</style></head>
 <body><h1>{title}</h1>{body}</body></html>"""
 
+# Every answer: not cached (it names an address), not sniffed, no referrer leaking the token, and
+# never in a frame (a page could overlay the button and have it clicked: clickjacking).
+SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+]
+PATIENCE = 20.0  # seconds a write waits for a locked database before answering 503
+RETRY_AFTER = 30  # seconds a client is asked to wait after a 503
+
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(PAGE.format(title=escape(title), body=body), status_code=status)
 
 
-def create_app(db: Database, settings: Settings) -> Starlette:
+class _SecurityHeaders:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, add_headers if scope["type"] == "http" else send)
+
+
+def _locked(error: OperationalError) -> bool:
+    text = str(error.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+def create_app(db: Database, settings: Settings, patience: float = PATIENCE) -> Starlette:
     def address_of(request: Request) -> str | None:
         return verify_token(settings.signing_key, request.path_params["token"])
 
-    async def confirm(request: Request) -> HTMLResponse:
-        address = address_of(request)
-        if address is None:
-            return _invalid()
+    def busy() -> Response:
+        response = _page(
+            "Please try again",
+            "<p>We could not record this just now. Please try again in a minute.</p>",
+            status=503,
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+        return response
+
+    def confirm(request: Request, address: str) -> Response:
         if is_unsubscribed(db, address):
             return _page("Unsubscribed", f"<p>{escape(address)} is unsubscribed already.</p>")
         return _page(
@@ -51,25 +98,49 @@ def create_app(db: Database, settings: Settings) -> Starlette:
             f'<button type="submit">Unsubscribe</button></form>',
         )
 
-    async def one_click(request: Request) -> HTMLResponse:
-        address = address_of(request)
-        if address is None:
-            return _invalid()
-        unsubscribe(db, address)
+    def one_click(request: Request, address: str) -> Response:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                unsubscribe(db, address)
+                break
+            except OperationalError as error:
+                if not _locked(error) or time.monotonic() >= deadline:
+                    if _locked(error):
+                        return busy()
+                    raise
+                time.sleep(0.2)
         return _page(
             "Unsubscribed",
             f"<p>{escape(address)} will get no more digests. You can close this page.</p>",
         )
 
-    async def health(_: Request) -> PlainTextResponse:
+    def link(request: Request) -> Response:
+        address = address_of(request)
+        if address is None:
+            return _invalid()
+        try:
+            address = normalize_address(address)
+        except NewsletterError:
+            return _invalid()
+        try:
+            if request.method == "POST":
+                return one_click(request, address)
+            return confirm(request, address)
+        except OperationalError as error:
+            if _locked(error):
+                return busy()
+            raise
+
+    def health(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     return Starlette(
         routes=[
             Route("/", health),
-            Route("/unsubscribe/{token}", confirm, methods=["GET"]),
-            Route("/unsubscribe/{token}", one_click, methods=["POST"]),
-        ]
+            Route("/unsubscribe/{token}", link, methods=["GET", "POST"]),
+        ],
+        middleware=[Middleware(_SecurityHeaders)],
     )
 
 
@@ -81,7 +152,9 @@ def _invalid() -> HTMLResponse:
     )
 
 
-def serve(db: Database, settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    # Short waits for a lock, tried again until PATIENCE: a thread is never held for long.
+    db = Database(settings.database_url, busy_timeout=2.0)
     uvicorn.run(create_app(db, settings), host=host, port=port, log_level="info")

@@ -162,3 +162,91 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(db, env, dem
     signed = {h.strip().lower() for h in str(header).split("h=")[1].split(";")[0].split(":")}
     assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject"} <= signed
     assert not dkim.verify(raw.replace(b"Subject: Papers", b"Subject: Pap3rs"), dnsfunc=dns)
+
+
+def http_full(method, url, body=None):
+    data = body.encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def test_odd_requests_get_clear_answers_and_every_answer_is_protected(server):
+    good = unsubscribe_token(SECRET, "ada@example.org")
+    for method, token, expected in [
+        ("GET", urllib.parse.quote("é.ü"), 400),  # non-ASCII token: not a 500
+        ("POST", urllib.parse.quote(good + "é"), 400),
+        ("GET", good, 200),
+        ("PUT", good, 405),
+    ]:
+        code, headers, _ = http_full(method, f"{server}/unsubscribe/{token}", "")
+        assert code == expected, (method, token, code)
+        assert headers["cache-control"] == "no-store"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["content-security-policy"] == "frame-ancestors 'none'"
+        if code == 405:
+            assert {m.strip() for m in headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+def hold_write_lock(db_path, seconds):
+    """Another program writing to the database: holds its write lock for `seconds`."""
+    import sqlite3
+    import threading
+
+    connection = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("UPDATE subscribers SET name = name")
+    released = threading.Event()
+
+    def release():
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        connection.close()
+        released.set()
+
+    threading.Thread(target=release, daemon=True).start()
+    return released
+
+
+def test_a_busy_database_delays_an_unsubscribe_but_never_loses_it(server, db, workdir):
+    link = f"{server}/unsubscribe/{unsubscribe_token(SECRET, 'ada@example.org')}"
+    released = hold_write_lock(workdir / "newsletter.db", 3)
+    started = time.monotonic()
+    assert http_full("GET", f"{server}/")[0] == 200  # the event loop is free meanwhile
+    assert time.monotonic() - started < 2
+    code, _, page = http_full("POST", link, "List-Unsubscribe=One-Click")
+    assert released.is_set() and code == 200 and "no more digests" in page
+    assert status_of(db, "ada@example.org") == "unsubscribed"
+
+
+def test_a_database_locked_for_too_long_answers_503_with_retry_after(cli, env, demo, workdir):
+    from starlette.testclient import TestClient
+
+    from newsletter.db import Database
+    from newsletter.web import create_app
+
+    assert cli("subscribers").code == 0
+    settings = load_settings({**env, "NEWSLETTER_SECRET_KEY": SECRET})
+    db = Database(settings.database_url, busy_timeout=0.1)
+    client = TestClient(create_app(db, settings, patience=0.5))
+    link = f"/unsubscribe/{unsubscribe_token(SECRET, 'alan@example.org')}"
+    released = hold_write_lock(workdir / "newsletter.db", 2)
+    answer = client.post(link, content="List-Unsubscribe=One-Click")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
+    released.wait(10)
+    assert client.post(link, content="List-Unsubscribe=One-Click").status_code == 200
+    assert status_of(db, "alan@example.org") == "unsubscribed"
+    db.close()
+
+
+@pytest.mark.parametrize("key", [None, "short", "papers-digest-DEVELOPMENT-KEY-not-for-production"])
+def test_serve_refuses_to_start_without_a_real_key(cli, key):
+    result = cli(
+        "serve", "--port", str(free_port()), extra_env={"NEWSLETTER_SECRET_KEY": key or ""}
+    )
+    assert result.code == 1 and "NEWSLETTER_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
