@@ -7,10 +7,10 @@ pending to sent, deferred or failed). Nothing here knows about parsing, ranking 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-import functools
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
