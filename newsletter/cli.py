@@ -17,9 +17,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from .config import Settings, load_settings
-from .db import ACTIVE, Database, Dump, Subscriber, upgrade_schema
+from .db import ACTIVE, Database, Dump, Subscriber, unavailable, upgrade_schema
 from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
 from .ingest import ingest_paths
@@ -421,6 +422,13 @@ def serve(app: App, host: str, port: int) -> None:
     serve_unsubscribe(app.settings, host, port)
 
 
+def _database_url() -> str:
+    try:
+        return load_settings().database_url
+    except NewsletterError:
+        return "NEWSLETTER_DATABASE_URL"
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="newsletter", standalone_mode=False)
@@ -430,6 +438,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except NewsletterError as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except DatabaseError as error:  # the database went away or filled up mid-command
+        if not isinstance(error, OperationalError) and type(error) is not DatabaseError:
+            raise  # a constraint or SQL error is a bug: keep the traceback
+        click.echo(f"error: {unavailable(_database_url(), error)}", err=True)
+        sys.exit(1)
+    except OSError as error:
+        if error.filename is None:
+            raise
+        click.echo(f"error: {error.filename}: {error.strerror or error}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -7,6 +7,7 @@ pending to sent, deferred or failed). Nothing here knows about parsing, ranking 
 
 from __future__ import annotations
 
+import fcntl
 import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,8 +38,8 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -47,6 +48,8 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
+
+from .errors import NewsletterError
 
 # Digest states. A digest is created pending; only a real SMTP send moves it on.
 PENDING = "pending"
@@ -223,12 +226,24 @@ class Database:
 
     def __init__(self, url: str, *, upgrade: bool = True, busy_timeout: float = 30.0):
         self.url = url
-        _make_sqlite_folder(url)
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        try:
+            _make_sqlite_folder(url)
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        except (ArgumentError, OSError) as error:
+            raise DatabaseUnavailable(unavailable(url, error)) from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout))
         if upgrade:
-            upgrade_schema(self.engine)
+            try:
+                upgrade_schema(self.engine)
+            except (OperationalError, OSError) as error:
+                self.engine.dispose()
+                raise DatabaseUnavailable(unavailable(url, error)) from None
+            except DatabaseError as error:
+                self.engine.dispose()
+                if type(error) is not DatabaseError:  # a bug, not the environment
+                    raise
+                raise DatabaseUnavailable(unavailable(url, error)) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -239,6 +254,34 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class DatabaseUnavailable(NewsletterError):
+    """The database cannot be opened, written or reached: the environment, not a bug."""
+
+
+def unavailable(url: str, error: BaseException) -> str:
+    """One line naming the database (its password hidden) and what is wrong with it."""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = "NEWSLETTER_DATABASE_URL"
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        reason = str(error.orig)
+    elif isinstance(error, OSError):
+        reason = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    else:
+        reason = str(error)
+    reason = " ".join(reason.split("\n")[0].split()) or type(error).__name__
+    hint = ""
+    lowered = reason.lower()
+    if "file is not a database" in lowered or "malformed" in lowered:
+        hint = " (the file is damaged or not a SQLite database: restore it from a backup)"
+    elif "readonly" in lowered or "read-only" in lowered or "permission" in lowered:
+        hint = " (it is read-only here: check the file's and its folder's permissions)"
+    elif "connection refused" in lowered or "could not connect" in lowered:
+        hint = " (is the database server running and reachable?)"
+    return f"database {shown}: {reason}{hint}"
 
 
 INSERT_BATCH = 5000  # rows per bulk INSERT
@@ -299,22 +342,36 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     before = current_revision(engine)
     if before == head:
         return before, head
-    try:
-        with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
-                )
-            found = MigrationContext.configure(connection).get_current_revision()
+    with _sqlite_migration_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        # Under the lock: another process may have migrated while we waited.
+        found = MigrationContext.configure(connection).get_current_revision()
+        if found != head:
             config = _alembic_config(connection)
             if found is None and inspect(connection).has_table("digests"):
                 command.stamp(config, BASELINE)
             command.upgrade(config, "head")
-    except (OperationalError, ProgrammingError):
-        # Another process migrating the same SQLite file at the same moment: fine if it finished.
-        if current_revision(engine) != head:
-            raise
     return before, head
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """One process migrates a SQLite file at a time (PostgreSQL has its advisory lock): two first
+    runs started together would otherwise both create the schema. The lock is an flock on a file
+    beside the database, never on the database file itself: closing another descriptor of that
+    file would drop SQLite's own POSIX locks."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    with open(lock_path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _make_sqlite_folder(url: str) -> None:

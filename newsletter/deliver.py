@@ -15,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import ssl
 import tempfile
 import time
@@ -217,6 +218,16 @@ def _tls_failure(error: BaseException) -> ssl.SSLError | None:
     return None
 
 
+# Refusals that arrive at RCPT but are about us, not the reader: Postfix delays its client, HELO
+# and sender restrictions to RCPT by default (smtpd_delay_reject=yes), so a bad EHLO name or a
+# refused sender is answered there, for every reader alike; so is a relay that is not ours.
+SENDER_FAULT_AT_RCPT = re.compile(
+    r"helo command rejected|sender address rejected|client host rejected|"
+    r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|authentication required",
+    re.IGNORECASE,
+)
+
+
 def classify(error: BaseException, server: str) -> tuple[str, str]:
     """The failure rules in one place: (outcome, reason) for an error while sending one message.
 
@@ -248,6 +259,8 @@ def classify(error: BaseException, server: str) -> tuple[str, str]:
         raise ServerUnreachable(_helo_message(server, reply)) from None
     if isinstance(error, aiosmtplib.SMTPAuthenticationError):
         raise ServerUnreachable(f"SMTP login to {server} refused: {reply}") from None
+    if error.code == 530 or SENDER_FAULT_AT_RCPT.search(error.message):
+        raise ServerUnreachable(f"SMTP server {server} refused us: {reply}") from None
     reader_reply = isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError)
     if permanent and reader_reply and error.code != 552:
         return FAILED_OUTCOME, reply

@@ -197,3 +197,22 @@ def test_a_long_list_is_summarised(cli, workdir):
     assert "... and 250 more (--json lists them all)" in result.stdout
     assert "450 subscriber(s): 450 active" in result.stdout
     assert result.stdout.count("@example.org") == 200
+
+
+def test_a_database_that_cannot_be_used_is_one_line(cli, workdir):
+    (workdir / "damaged.db").write_bytes(b"this is no SQLite file, " * 200)
+    (workdir / "afile").write_text("x")
+    assert cli("papers").code == 0  # makes newsletter.db
+    read_only = f"sqlite:///file:{workdir / 'newsletter.db'}?mode=ro&uri=true"
+    for url, fragment in [
+        (f"sqlite:///{workdir / 'damaged.db'}", "file is not a database"),
+        (f"sqlite:///{workdir / 'afile' / 'x.db'}", "afile"),
+        ("postgresql+psycopg://digest:s3cret@127.0.0.1:1/digest", "Connection refused"),
+    ]:
+        result = cli("papers", extra_env={"NEWSLETTER_DATABASE_URL": url})
+        assert_one_line_error(result, "error: database ", fragment)
+        assert "s3cret" not in result.stderr
+    result = cli(
+        "run", "--dry-run", "--date", "2026-08-08", extra_env={"NEWSLETTER_DATABASE_URL": read_only}
+    )
+    assert_one_line_error(result, "readonly database")

@@ -460,3 +460,26 @@ def test_a_real_run_needs_a_real_secret_key(cli, demo, key, said):
         extra["NEWSLETTER_SECRET_KEY"] = key
     result = cli("run", "--date", "2026-08-08", extra_env=extra)
     assert result.code == 1 and said in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname",
+        "553 5.7.1 <papers@digest.example>: Sender address rejected: not owned by user",
+        "554 5.7.1 <ada@example.org>: Relay access denied",
+        "450 4.7.1 Client host rejected: cannot find your hostname, [127.0.0.1]",
+    ],
+)
+def test_a_refusal_of_us_given_at_rcpt_charges_no_reader(db, env, demo, reply):
+    # Postfix delays its HELO, sender and client restrictions to RCPT (smtpd_delay_reject=yes).
+    handler = FaultyHandler(
+        always_rcpt={a: reply for a in ("ada@example.org", "grace.hopper@example.org")}
+    )
+    handler.always_rcpt.update({a: reply for a in ("alan@example.org", "fei.li@example.com")})
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port, NEWSLETTER_SMTP_CONNECTIONS="1")
+    assert summary.failed == 0 and summary.unreachable and reply[:3] in summary.unreachable
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+        assert not session.scalars(select(Digest).where(Digest.state == FAILED)).all()
