@@ -483,3 +483,38 @@ def test_a_refusal_of_us_given_at_rcpt_charges_no_reader(db, env, demo, reply):
     with db.session() as session:
         assert set(session.scalars(select(Subscriber.status))) == {"active"}
         assert not session.scalars(select(Digest).where(Digest.state == FAILED)).all()
+
+
+# --- Against a real Postfix -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def postfix():
+    from .postfix import Postfix, available
+
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    with Postfix(
+        free_port(),
+        smtpd_helo_required="yes",
+        smtpd_helo_restrictions="reject_non_fqdn_helo_hostname",
+    ) as server:
+        yield server
+
+
+def test_a_postfix_that_wants_a_qualified_helo_name(db, env, workdir, postfix, monkeypatch):
+    import socket
+
+    idn_list(workdir)
+    day = date(2026, 3, 11)
+    refused = real_run(db, env, postfix.port, day, NEWSLETTER_SMTP_HELO="localhost")
+    # Postfix answers the HELO restriction at RCPT (smtpd_delay_reject): still ours, not theirs.
+    assert refused.failed == 0 and "Helo command rejected" in refused.unreachable
+    assert {state for state, _ in states(db, day).values()} == {PENDING}
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: "localhost")  # a machine with no FQDN
+    good = real_run(db, env, postfix.port, day)
+    assert (good.sent, good.failed, good.deferred) == (3, 0, 0)  # jörg@ too, over SMTPUTF8
+    assert postfix.wait_for_log("Helo command rejected", "status=sent", count=3)
