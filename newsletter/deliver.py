@@ -228,19 +228,45 @@ SENDER_FAULT_AT_RCPT = re.compile(
 )
 
 
+def sender_fault(error: BaseException, server: str) -> str | None:
+    """Why `error` says the server refuses *us*, for every reader alike (a refused greeting, EHLO
+    name, MAIL FROM or login, TLS, a relay that is not ours), or None when it does not."""
+    if (tls := _tls_failure(error)) is not None:
+        return _tls_message(server, tls)
+    if type(error) is aiosmtplib.SMTPException:  # e.g. "STARTTLS extension not supported"
+        return f"SMTP server {server}: {error} (NEWSLETTER_SMTP_SECURITY)"
+    if not isinstance(error, aiosmtplib.SMTPResponseException):
+        return None
+    reply = _reply(error)
+    permanent = 500 <= error.code < 600
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        return f"SMTP login to {server} refused: {reply}"
+    if isinstance(error, aiosmtplib.SMTPConnectResponseError) and permanent:
+        return f"SMTP server {server} refused the connection: {reply}"
+    if isinstance(error, aiosmtplib.SMTPHeloError) and permanent:
+        return (
+            f"SMTP server {server} refused our greeting (EHLO): {reply} "
+            "(set NEWSLETTER_SMTP_HELO to this machine's public host name)"
+        )
+    if isinstance(error, aiosmtplib.SMTPSenderRefused) and permanent:
+        return f"SMTP server {server} refused our sender <{error.sender}> at MAIL FROM: {reply}"
+    if error.code == 530 or SENDER_FAULT_AT_RCPT.search(error.message):
+        return f"SMTP server {server} refused us: {reply}"
+    return None
+
+
 def classify(error: BaseException, server: str) -> tuple[str, str]:
     """The failure rules in one place: (outcome, reason) for an error while sending one message.
 
     Only the reader's server speaking about the reader charges the reader: 5xx at RCPT, or to
     the message after DATA, fails that address for good (552 at DATA is temporary: RFC 5321
-    4.5.3.1.10). Refusals of *us* (EHLO name, MAIL FROM, login, TLS) raise `ServerUnreachable`:
-    the run stops and nobody is charged. 4xx is temporary; a dropped connection is retried on a
-    new one; an address this server cannot carry (no SMTPUTF8) waits, with the reason."""
+    4.5.3.1.10). A refusal of *us* (`sender_fault`) raises `ServerUnreachable`: the run stops
+    and nobody is charged. 4xx is temporary; a dropped connection is retried on a new one; an
+    address this server cannot carry (no SMTPUTF8) waits, with the reason."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
         error = error.recipients[0]
-    tls = _tls_failure(error)
-    if tls is not None:
-        raise ServerUnreachable(_tls_message(server, tls)) from None
+    if (fault := sender_fault(error, server)) is not None:
+        raise ServerUnreachable(fault) from None
     if isinstance(error, aiosmtplib.SMTPNotSupported):
         return WAIT, f"{server} cannot carry this message: {error}"
     if isinstance(error, UnicodeError | ValueError):
@@ -250,19 +276,8 @@ def classify(error: BaseException, server: str) -> tuple[str, str]:
     ):
         return RECONNECT, f"{type(error).__name__}: {error}".strip()
     reply = _reply(error)
-    permanent = 500 <= error.code < 600
-    if isinstance(error, aiosmtplib.SMTPSenderRefused) and permanent:
-        raise ServerUnreachable(
-            f"SMTP server {server} refused our sender <{error.sender}> at MAIL FROM: {reply}"
-        ) from None
-    if isinstance(error, aiosmtplib.SMTPHeloError) and permanent:
-        raise ServerUnreachable(_helo_message(server, reply)) from None
-    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
-        raise ServerUnreachable(f"SMTP login to {server} refused: {reply}") from None
-    if error.code == 530 or SENDER_FAULT_AT_RCPT.search(error.message):
-        raise ServerUnreachable(f"SMTP server {server} refused us: {reply}") from None
     reader_reply = isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError)
-    if permanent and reader_reply and error.code != 552:
+    if 500 <= error.code < 600 and reader_reply and error.code != 552:
         return FAILED_OUTCOME, reply
     return DEFERRED_OUTCOME, reply
 
@@ -275,13 +290,6 @@ def _tls_message(server: str, error: ssl.SSLError) -> str:
             "NEWSLETTER_SMTP_HOST, or NEWSLETTER_SMTP_VERIFY=false for a self-signed test server)"
         )
     return f"TLS with SMTP server {server} failed: {error.reason or error}"
-
-
-def _helo_message(server: str, reply: str) -> str:
-    return (
-        f"SMTP server {server} refused our greeting (EHLO): {reply} "
-        "(set NEWSLETTER_SMTP_HELO to this machine's public host name)"
-    )
 
 
 class SmtpSender:
@@ -346,22 +354,8 @@ class SmtpSender:
                 return client
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
                 client.close()
-                if isinstance(error, aiosmtplib.SMTPConnectResponseError) and error.code >= 500:
-                    raise ServerUnreachable(
-                        f"SMTP server {server} refused the connection: {_reply(error)}"
-                    ) from None
-                if isinstance(error, aiosmtplib.SMTPHeloError) and error.code >= 500:
-                    raise ServerUnreachable(_helo_message(server, _reply(error))) from None
-                if isinstance(error, aiosmtplib.SMTPAuthenticationError):
-                    raise ServerUnreachable(
-                        f"SMTP login to {server} refused: {_reply(error)}"
-                    ) from None
-                if (tls := _tls_failure(error)) is not None:
-                    raise ServerUnreachable(_tls_message(server, tls)) from None
-                if type(error) is aiosmtplib.SMTPException:  # e.g. "STARTTLS not supported"
-                    raise ServerUnreachable(
-                        f"SMTP server {server}: {error} (NEWSLETTER_SMTP_SECURITY)"
-                    ) from None
+                if (fault := sender_fault(error, server)) is not None:
+                    raise ServerUnreachable(fault) from None
                 last = error
                 if attempt + 1 < self.options.attempts:
                     await asyncio.sleep(self.options.retry_delay * 2**attempt)

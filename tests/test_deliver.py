@@ -518,3 +518,13 @@ def test_a_postfix_that_wants_a_qualified_helo_name(db, env, workdir, postfix, m
     good = real_run(db, env, postfix.port, day)
     assert (good.sent, good.failed, good.deferred) == (3, 0, 0)  # jörg@ too, over SMTPUTF8
     assert postfix.wait_for_log("Helo command rejected", "status=sent", count=3)
+
+
+def test_no_setting_shows_the_password():
+    from newsletter.run import smtp_options
+
+    settings = load_settings(
+        {"NEWSLETTER_SMTP_PASSWORD": "hunter2-secret", "NEWSLETTER_SECRET_KEY": SECRET}
+    )
+    assert "hunter2-secret" not in repr(settings) + repr(smtp_options(settings))
+    assert SECRET not in repr(settings)

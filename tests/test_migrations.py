@@ -60,7 +60,7 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_data(database_u
     assert [tuple(row) for row in kept] == [("pending", "<d1@x>", None)]
 
 
-def test_two_first_runs_at_once_on_a_new_sqlite_file_both_work(workdir, env):
+def test_two_first_runs_at_once_on_a_new_sqlite_file_both_work(workdir):
     import os
     import subprocess
     import sys
@@ -71,7 +71,7 @@ def test_two_first_runs_at_once_on_a_new_sqlite_file_both_work(workdir, env):
             subprocess.Popen(
                 [sys.executable, "-m", "newsletter", "papers"],
                 cwd=workdir,
-                env={**os.environ, **env, "NEWSLETTER_DATABASE_URL": url},
+                env={**os.environ, "NEWSLETTER_DATABASE_URL": url},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
