@@ -382,10 +382,12 @@ def _make_sqlite_folder(url: str) -> None:
 
 def _sqlite_pragmas(busy_timeout: float, connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
+    # First: switching a new file to WAL takes a lock that a second process opening it at the
+    # same moment must wait for, not fail on.
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     # In WAL mode, NORMAL loses no committed transaction when the process dies (only on power
     # loss), and saves an fsync per recorded delivery.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cursor.close()
