@@ -66,7 +66,7 @@ def test_first_runs_at_once_on_a_new_sqlite_file_all_work(workdir):
     import sys
 
     # Lost about one time in three before (the migration), one in thirty (switching to WAL).
-    for attempt in range(4):
+    for attempt in range(3):
         url = f"sqlite:///{workdir / f'race{attempt}.db'}"
         started = [
             subprocess.Popen(
