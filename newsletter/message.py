@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import dkim
+import idna
 
 from .config import Settings
 from .render import QP_MARK, DigestShape, Pieces, RenderedDigest, reader_values
@@ -57,6 +58,20 @@ def verify_token(key: str, token: str) -> str | None:
     if not signature.isascii() or not hmac.compare_digest(signature, _signature(key, email)):
         return None
     return email
+
+
+def mailbox_address(email: str) -> str:
+    """The address as it goes into headers and RCPT: an internationalized domain in its ASCII
+    form (`user@bücher.example` is `user@xn--bcher-kva.example`), so that only a non-ASCII local
+    part needs a server with SMTPUTF8. Addresses are stored in Unicode form, as the lists have
+    them; tokens made for either form name the same reader."""
+    local, _, domain = email.rpartition("@")
+    if domain.isascii() or not local.isascii():
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return email
 
 
 def unsubscribe_url(settings: Settings, email: str) -> str:

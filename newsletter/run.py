@@ -39,7 +39,7 @@ from .deliver import (
 )
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
-from .message import scheduled_time
+from .message import mailbox_address, scheduled_time
 from .outbox import (
     OutcomeRecorder,
     claim_batch,
@@ -289,7 +289,8 @@ def send_digests(
                     return  # parked: what is claimed and unsent goes back to pending below
                 assert outgoing.digest_id is not None
                 subjects[outgoing.digest_id] = subject
-                yield Envelope(outgoing.digest_id, settings.sender_address, outgoing.email, message)
+                to = mailbox_address(outgoing.email)
+                yield Envelope(outgoing.digest_id, settings.sender_address, to, message)
 
         def record(envelope: Envelope, outcome: Outcome) -> None:
             recorder.record(envelope.key, outcome, subjects.pop(envelope.key, ""))

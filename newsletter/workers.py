@@ -13,11 +13,12 @@ import multiprocessing
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from email.utils import parseaddr
 
 from .config import Settings
-from .message import MessageShape, message_bytes, sign_dkim, unsubscribe_url
+from .message import MessageShape, mailbox_address, message_bytes, sign_dkim, unsubscribe_url
 from .render import DigestContent, Outgoing, Renderer, greeting_name, has_reserved
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
@@ -73,20 +74,15 @@ class MessageFactory:
         """(subject, message bytes) of one digest, dated `sent_at` (None: now)."""
         settings = self.settings
         when = sent_at or datetime.now(settings.tz)
-        shape = self.shape_for(outgoing) if outgoing.email.isascii() else None
+        if (to := mailbox_address(outgoing.email)) != outgoing.email:
+            outgoing = replace(outgoing, email=to)
+        shape = self.shape_for(outgoing) if to.isascii() else None
         if shape is None:  # rare: rendered whole for this reader, MIME by the plain path
             rendered = self.renderer.render(digest_content(settings, outgoing))
-            raw = message_bytes(
-                settings, rendered, outgoing.email, outgoing.name, outgoing.message_id, when
-            )
+            raw = message_bytes(settings, rendered, to, outgoing.name, outgoing.message_id, when)
             return rendered.subject, sign_dkim(settings, raw)
         raw = shape.message(
-            settings,
-            outgoing.email,
-            outgoing.name,
-            outgoing.message_id,
-            when,
-            unsubscribe_url(settings, outgoing.email),
+            settings, to, outgoing.name, outgoing.message_id, when, unsubscribe_url(settings, to)
         )
         return shape.subject, sign_dkim(settings, raw)
 

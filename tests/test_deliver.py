@@ -17,7 +17,9 @@ from sqlalchemy import select
 
 from newsletter.config import load_settings
 from newsletter.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
+from newsletter.message import verify_token
 from newsletter.run import run_day
+from newsletter.subscribers import normalize_address
 
 from .conftest import ROOT, SECRET, SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer, free_port, self_signed_context
@@ -423,11 +425,23 @@ def test_an_internationalized_address_goes_out_as_smtputf8(db, env, workdir):
 
 def test_without_smtputf8_only_the_internationalized_digest_waits(db, env, workdir):
     idn_list(workdir)
+    with (workdir / "subscribers" / "l.csv").open("a") as listed:
+        listed.write("Reader@Bücher.example,neural networks\n")  # only the domain: IDNA will do
     handler = FaultyHandler()
     with SmtpServer(handler, enable_SMTPUTF8=False) as server:
         summary = real_run(db, env, server.port, date(2026, 3, 11))
-    assert (summary.sent, summary.deferred, summary.failed) == (2, 1, 0)
-    assert set(handler.counts()) == {"plain@example.org", "other@example.org"}
+    assert (summary.sent, summary.deferred, summary.failed) == (3, 1, 0)
+    assert set(handler.counts()) == {
+        "plain@example.org",
+        "other@example.org",
+        "reader@xn--bcher-kva.example",
+    }
+    raw = dict(handler.received)["reader@xn--bcher-kva.example"]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert raw.isascii() and message["To"].addresses[0].addr_spec == "reader@xn--bcher-kva.example"
+    link = message.get_body(("plain",)).get_content().split("/unsubscribe/")[1].split()[0]
+    settings = load_settings(smtp_env(env, server.port))
+    assert normalize_address(verify_token(settings.signing_key, link)) == "reader@bücher.example"
     with db.session() as session:
         digest = session.scalar(select(Digest).where(Digest.state == DEFERRED))
         assert "SMTPUTF8" in digest.last_error and digest.subscriber.status == "active"
