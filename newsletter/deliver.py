@@ -222,10 +222,16 @@ def _tls_failure(error: BaseException) -> ssl.SSLError | None:
 # and sender restrictions to RCPT by default (smtpd_delay_reject=yes), so a bad EHLO name or a
 # refused sender is answered there, for every reader alike; so is a relay that is not ours.
 SENDER_FAULT_AT_RCPT = re.compile(
-    r"helo command rejected|sender address rejected|client host rejected|"
+    r"helo command rejected|sender address rejected|client host rejected|blocked using|"
     r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|authentication required",
     re.IGNORECASE,
 )
+# Refusals worded otherwise are caught by what they have in common: a server that refuses the
+# first few readers of a run alike, on policy grounds (5.7.x), and has accepted none, is refusing
+# us. Those failures are held back, not charged, until the server has accepted a message.
+ALIKE_REFUSALS = 3
+_POLICY = re.compile(r"^5\.7\.\d{1,3}\b")
+_ADDRESSES = re.compile(r"<[^>]*>|\S+@\S+")
 
 
 def sender_fault(error: BaseException, server: str) -> str | None:
@@ -374,9 +380,34 @@ class SmtpSender:
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=self.options.connections * 4)
         stop = asyncio.Event()
 
+        held: list[tuple[Envelope, Outcome]] = []  # policy refusals before any acceptance
+        accepted = False
+
         def done(envelope: Envelope, outcome: Outcome) -> None:
+            nonlocal accepted
+            if outcome.kind == FAILED_OUTCOME and not accepted and _policy_refusal(outcome):
+                held.append((envelope, outcome))
+                replies = {_ADDRESSES.sub("<>", o.reply or "") for _, o in held}
+                if len(held) >= ALIKE_REFUSALS and len(replies) == 1:
+                    report.unreachable = report.unreachable or (
+                        f"SMTP server {self.options.describe()} refused the first "
+                        f"{len(held)} readers alike and accepted none, which is a refusal of "
+                        f"us: {outcome.reply}"
+                    )
+                    held.clear()  # not charged: they stay pending
+                    stop.set()
+                return
+            if outcome.kind == SENT_OUTCOME and not accepted:
+                accepted = True
+                flush()
             report.outcomes[outcome.kind] = report.outcomes.get(outcome.kind, 0) + 1
             record(envelope, outcome)
+
+        def flush() -> None:
+            while held:
+                envelope, outcome = held.pop(0)
+                report.outcomes[outcome.kind] = report.outcomes.get(outcome.kind, 0) + 1
+                record(envelope, outcome)
 
         async def produce() -> None:
             try:
@@ -407,6 +438,8 @@ class SmtpSender:
                         await client.quit()
 
         await asyncio.gather(produce(), *(work() for _ in range(self.options.connections)))
+        if not stop.is_set():
+            flush()  # refusals that were not alike: the readers' own
         return report
 
     async def _deliver(
@@ -442,6 +475,12 @@ class SmtpSender:
             if attempt < self.options.attempts:
                 await asyncio.sleep(self.options.retry_delay * 2 ** (attempt - 1))
         return client, Outcome(DEFERRED_OUTCOME, self.options.attempts, reply=reply, error=reply)
+
+
+def _policy_refusal(outcome: Outcome) -> bool:
+    """A permanent refusal on policy grounds (RFC 3463 5.7.x), which may be about us."""
+    reply = (outcome.reply or "").split(" ", 1)
+    return len(reply) == 2 and bool(_POLICY.match(reply[1]))
 
 
 async def _greet(client: aiosmtplib.SMTP) -> None:

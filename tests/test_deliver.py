@@ -542,3 +542,35 @@ def test_no_setting_shows_the_password():
     )
     assert "hunter2-secret" not in repr(settings) + repr(smtp_options(settings))
     assert SECRET not in repr(settings)
+
+
+def test_readers_refused_alike_on_policy_before_any_acceptance_are_not_charged(db, env, demo):
+    # Worded like none of the known refusals of a sender, but the same for everyone.
+    reply = "550 5.7.1 Message rejected: {} is not permitted by local policy"
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        handler.always_rcpt.update(
+            {a: reply.format(f"<{a}>") for a in addresses_due(db, env, server.port)}
+        )
+        summary = real_run(db, env, server.port)
+    assert summary.failed == 0 and summary.pending >= 4
+    assert "refused the first 3 readers alike" in (summary.unreachable or "")
+    with db.session() as session:
+        assert not session.scalars(select(Digest).where(Digest.state == FAILED)).all()
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+
+
+def addresses_due(db, env, port):
+    """The addresses a run of Aug 8 sends to (composed by a dry-run, which stores nothing)."""
+    settings = load_settings(smtp_env(env, port))
+    run_day(db, settings, AUG_8, today=TODAY, dry_run=True)
+    outbox = settings.outbox_dir / AUG_8.isoformat()
+    return [path.stem for path in outbox.glob("*.eml")]
+
+
+def test_a_policy_refusal_of_one_reader_among_accepted_ones_is_theirs(db, env, demo):
+    handler = FaultyHandler(always_rcpt={"ada@example.org": "550 5.7.1 <ada@example.org>: spam"})
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port, NEWSLETTER_SMTP_CONNECTIONS="1")
+    assert summary.failed == 1 and summary.unreachable is None
+    assert states(db)["ada@example.org"][0] == FAILED
