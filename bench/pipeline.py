@@ -213,6 +213,7 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
         for outgoing in batch:
             with clock.stage("render"):  # once per digest shape, then from the cache
                 shape = factory.shape_for(outgoing)
+                assert shape is not None, "a seed paper holds a reserved character"
             with clock.stage("mime"):  # every message: headers, own values, DKIM if configured
                 message = sign_dkim(
                     settings,
