@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from newsletter.dumps import find_code_url, infer_date, normalize_title, parse_dump
 from newsletter.errors import DumpError
@@ -190,3 +194,38 @@ def test_normalized_titles_identify_a_paper():
 
 def test_all_seed_files_are_present():
     assert len(list(SEEDS.glob("*.txt"))) == 5
+
+
+# --- No input can crash ingest --------------------------------------------------------------------
+
+
+PIECES = [
+    "Mar 11",
+    "\n",
+    "\n\n",
+    "\r\n",
+    "\ufeff",
+    "\x00",
+    "\x1b[31m",
+    "\ue0ff",
+    "https://github.com/a/b",
+    "=?utf-8?b?8J+UkiA=?=",
+    "Title",
+    "We study things. It works. Code is here.",
+    " " * 3,
+    "é",
+]
+
+
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=20)), max_size=30))
+def test_any_text_is_a_dump_or_one_line_refusal(pieces):
+    data = "".join(pieces).encode("utf-8", "surrogatepass")
+    try:
+        dump = parse_dump(data, "x.txt")
+    except DumpError as error:
+        assert "\n" not in str(error) and str(error).startswith("x.txt")
+        return
+    assert dump.papers and all(p.title for p in dump.papers)
+    for paper in dump.papers:  # no control character survives into what is stored and shown
+        assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]", paper.title + paper.abstract)

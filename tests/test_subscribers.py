@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from newsletter.db import UNSUBSCRIBED, Subscriber
@@ -268,3 +271,50 @@ def test_syncing_one_file_leaves_the_other_files_readers_alone(db, tmp_path):
     assert report.delisted == 0 and report.unchanged == 2
     with db.session() as session:
         assert set(session.scalars(select(Subscriber.listed))) == {True}
+
+
+LIST_PIECES = [
+    "subscribers:\n",
+    "  - email: a@example.org\n",
+    "    topics: [x, yes, ~]\n",
+    "    name: ",
+    "&a ",
+    "*a",
+    "{",
+    "}",
+    "[",
+    "]",
+    ": ",
+    "\n",
+    "\t",
+    "email,topics\n",
+    "b@example.org,x;y\n",
+    '"',
+    ",",
+    ";",
+    "\x00",
+    "\ue0ff",
+    "jörg@bücher.example",
+    "!!python/object:os.system ",
+    "max_papers: 010\n",
+    "frequency: weekly\n",
+    "<<: *a\n",
+]
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["l.yaml", "l.csv"]),
+    st.lists(st.one_of(st.sampled_from(LIST_PIECES), st.text(max_size=10)), max_size=25),
+)
+def test_any_list_text_loads_or_is_refused_line_by_line(tmp_path_factory, name, pieces):
+    folder = tmp_path_factory.mktemp("lists")
+    (folder / name).write_text("".join(pieces), encoding="utf-8", errors="surrogatepass")
+    try:
+        rows = load_lists([folder])
+    except SubscriberListError as error:
+        assert all("\n" not in p and p.startswith(str(folder / name)) for p in error.problems)
+        return
+    for row in rows:  # whatever loads is text as written, never a guessed type
+        assert all(isinstance(t, str) and t for t in row.topics + row.exclude)
+        assert isinstance(row.name, str) and "\n" not in row.name
