@@ -196,3 +196,34 @@ def test_encoded_words_and_private_use_characters_in_titles_reach_readers_as_wri
         token = str(message["List-Unsubscribe"]).split("/unsubscribe/")[1].split(">")[0]
         assert verify_token(settings.signing_key, token) == address
         assert text.count("/unsubscribe/") == 1  # the reader's link once, never inside a title
+
+
+@pytest.fixture
+def tiny_outbox(tmp_path):
+    """A 64 KiB file system: room for two digests, not for five."""
+    import subprocess
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_outbox_is_one_line_and_leaves_no_half_written_file(cli, workdir, tiny_outbox):
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    for listed in (ROOT / "subscribers").iterdir():
+        shutil.copy(listed, workdir / "subscribers")
+    result = cli("run", "--dry-run", "--date", "2026-08-08", "--outbox", str(tiny_outbox))
+    assert result.code == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: outbox {tiny_outbox}: cannot write") and "No space" in line
+    written = list((tiny_outbox / "2026-08-08").iterdir())
+    assert written and all(p.suffix == ".eml" for p in written)  # no temporary file left
+    for path in written:
+        assert parse_eml(path)["Message-ID"]  # each one whole
