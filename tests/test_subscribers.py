@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -318,3 +318,77 @@ def test_any_list_text_loads_or_is_refused_line_by_line(tmp_path_factory, name, 
     for row in rows:  # whatever loads is text as written, never a guessed type
         assert all(isinstance(t, str) and t for t in row.topics + row.exclude)
         assert isinstance(row.name, str) and "\n" not in row.name
+
+
+ADDRESS_PIECES = [
+    "a",
+    "Z",
+    "0",
+    ".",
+    "..",
+    "@",
+    "@@",
+    "+",
+    "-",
+    "_",
+    "'",
+    '"',
+    " ",
+    "é",
+    "ü",
+    "xn--bcher-kva",
+    "example",
+    ".org",
+    ".ORG",
+    "b" * 64,
+    "c" * 70,
+    "localhost",
+    "[",
+    "]",
+    "(",
+    ")",
+    ",",
+    "\\",
+    "=",
+    "~",
+    "!",
+    "%",
+    "*",
+    "`",
+]
+
+
+@example("Ada@Example.ORG")
+@example("a.b+tag@sub.example.org")
+@example("user@xn--bcher-kva.example")
+@example("user@BÜCHER.example")
+@example("a..b@example.org")
+@example(".a@example.org")
+@example("a.@example.org")
+@example("a@example")
+@example("a@localhost")
+@example("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb@example.org")
+@example("ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc@example.org")
+@example(
+    "x@ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd.eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff.gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg.org"
+)
+@example("a@-example.org")
+@example("o'brien@example.ie")
+@example("a@example.org.")
+@example("a b@example.org")
+@example('"quoted"@example.org')
+@example("jörg@example.org")
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(ADDRESS_PIECES), min_size=1, max_size=12).map("".join))
+def test_the_quick_address_check_agrees_with_email_validator(text):
+    from newsletter.subscribers import _validated, normalize_address
+
+    try:
+        expected = _validated(text)
+    except NewsletterError:
+        expected = None
+    try:
+        ours = normalize_address(text)
+    except NewsletterError:
+        ours = None
+    assert ours == expected
