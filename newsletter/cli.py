@@ -17,10 +17,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError
 
 from .config import Settings, load_settings
-from .db import ACTIVE, Database, Dump, Subscriber, unavailable, upgrade_schema
+from .db import ACTIVE, Database, Dump, Subscriber, environmental, unavailable, upgrade_schema
 from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
 from .ingest import ingest_paths
@@ -440,8 +440,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     except DatabaseError as error:  # the database went away or filled up mid-command
-        if not isinstance(error, OperationalError) and type(error) is not DatabaseError:
-            raise  # a constraint or SQL error is a bug: keep the traceback
+        if not environmental(error):
+            raise  # a bug: keep the traceback
         click.echo(f"error: {unavailable(_database_url(), error)}", err=True)
         sys.exit(1)
     except OSError as error:

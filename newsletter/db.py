@@ -236,12 +236,9 @@ class Database:
         if upgrade:
             try:
                 upgrade_schema(self.engine)
-            except (OperationalError, OSError) as error:
+            except (DatabaseError, OSError) as error:
                 self.engine.dispose()
-                raise DatabaseUnavailable(unavailable(url, error)) from None
-            except DatabaseError as error:
-                self.engine.dispose()
-                if type(error) is not DatabaseError:  # a bug, not the environment
+                if not environmental(error):
                     raise
                 raise DatabaseUnavailable(unavailable(url, error)) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -258,6 +255,12 @@ class Database:
 
 class DatabaseUnavailable(NewsletterError):
     """The database cannot be opened, written or reached: the environment, not a bug."""
+
+
+def environmental(error: BaseException) -> bool:
+    """Whether a database error comes from the environment (unreachable, locked, read-only,
+    damaged, full) rather than from our SQL: a constraint or syntax error is a bug."""
+    return isinstance(error, OperationalError | OSError) or type(error) is DatabaseError
 
 
 def unavailable(url: str, error: BaseException) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from .errors import DumpError
+from .text import CONTROL
 
 MONTHS = {
     name: number
@@ -53,9 +54,6 @@ CODE_HOSTS = re.compile(
 ANY_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 CODE_WORDS = re.compile(r"\b(code|implementation|repository|source|github)\b", re.IGNORECASE)
 SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z(\"']")
-# C0 and C1 control characters (tabs become spaces): an ESC or OSC sequence in a title would
-# otherwise reach the terminals that print it and the mail clients that show it.
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,9 @@ def decode_dump(data: bytes, name: str) -> str:
 def parse_dump(data: bytes, name: str) -> ParsedDump:
     text = decode_dump(data, name)
     lines = [
-        CONTROL_CHARS.sub("", line.replace("\t", " ")).strip()
+        # Control characters go (tabs become spaces): an ESC or OSC sequence in a title would
+        # otherwise reach the terminals that print it and the mail clients that show it.
+        CONTROL.sub("", line.replace("\t", " ")).strip()
         for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     ]
     normalized = "\n\n".join(_paragraphs(lines))

@@ -106,9 +106,7 @@ def create_app(db: Database, settings: Settings, patience: float = PATIENCE) -> 
                 break
             except OperationalError as error:
                 if not _locked(error) or time.monotonic() >= deadline:
-                    if _locked(error):
-                        return busy()
-                    raise
+                    raise  # `link` answers a lock that outlasted our patience with 503
                 time.sleep(0.2)
         return _page(
             "Unsubscribed",
