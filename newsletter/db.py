@@ -28,6 +28,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -103,6 +104,19 @@ class Paper(Base):
     )
 
 
+class PaperVector(Base):
+    """A paper's sentence vectors (see `embed`), made at ingest for the text they were made of."""
+
+    __tablename__ = "paper_vectors"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(255))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Appearance(Base):
     """One paper at one position of one dump: the trending signal."""
 
@@ -176,7 +190,8 @@ class DigestPaper(Base):
     paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id"), primary_key=True, index=True)
     rank: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
-    matched: Mapped[list[str]] = mapped_column(JSON)
+    matched: Mapped[list[str]] = mapped_column(JSON)  # the reader's topics it matched
+    why: Mapped[list[str] | None] = mapped_column(JSON, default=None)  # what matched, per topic
 
     paper: Mapped[Paper] = relationship()
 

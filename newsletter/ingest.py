@@ -2,7 +2,8 @@
 
 Each file goes in its own transaction, so a file that is refused stores nothing while the other
 files of the same call still go in. A dump is identified by the hash of its normalized text:
-ingesting it again (even with other line ends) changes nothing.
+ingesting it again (even with other line ends) changes nothing. With the `semantic` extra, the
+papers' sentence vectors are made afterwards, a batch per transaction, outside the dumps' own.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db import Appearance, Database, Dump, Paper, chunked
+from . import embed
+from .db import Appearance, Database, Dump, Paper, PaperVector, chunked
 from .dumps import ParsedDump, parse_dump
 from .errors import DumpError, NewsletterError
 
@@ -34,13 +37,15 @@ class IngestReport:
     stored: list[StoredDump] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    embedded: int = 0  # papers whose sentence vectors were made
 
     @property
     def summary(self) -> str:
         new = sum(dump.new_papers for dump in self.stored)
+        embedded = f"; {self.embedded} paper(s) embedded" if self.embedded else ""
         return (
             f"ingested {len(self.stored)} dump(s) with {new} new paper(s); "
-            f"{len(self.unchanged)} already stored; {len(self.errors)} refused"
+            f"{len(self.unchanged)} already stored; {len(self.errors)} refused{embedded}"
         )
 
 
@@ -102,7 +107,60 @@ def ingest_paths(
             report.unchanged.append(str(path))
         else:
             report.stored.append(stored)
+    report.embedded = embed_papers(db)
     return report
+
+
+EMBED_BATCH = 64  # papers per transaction when storing vectors
+
+
+def embed_papers(db: Database, encoder: embed.Encoder | None = None) -> int:
+    """Make the sentence vectors of the papers that have none, or whose text changed since (an
+    abstract completed by a later dump); the number of papers done. Without the `semantic` extra
+    nothing is done and ranking goes by words alone."""
+    encoder = encoder or embed.load()
+    if encoder is None:
+        return 0
+    with db.session() as session:
+        rows = session.execute(
+            select(
+                Paper.id, Paper.title, Paper.abstract, PaperVector.model, PaperVector.text_sha256
+            ).outerjoin(PaperVector, PaperVector.paper_id == Paper.id)
+        ).all()
+    todo: list[tuple[int, list[str], str]] = []
+    for paper_id, title, abstract, model, sha256 in rows:
+        texts = embed.paper_texts(title, abstract)
+        key = embed.text_key(texts)
+        if model != encoder.name or sha256 != key:
+            todo.append((paper_id, texts, key))
+    for start in range(0, len(todo), EMBED_BATCH):
+        batch = todo[start : start + EMBED_BATCH]
+        vectors = encoder.encode([text for _, texts, _ in batch for text in texts])
+        with db.session() as session:
+            ids = [paper_id for paper_id, _, _ in batch]
+            session.execute(delete(PaperVector).where(PaperVector.paper_id.in_(ids)))
+            at = 0
+            for paper_id, texts, key in batch:
+                session.add(
+                    PaperVector(
+                        paper_id=paper_id,
+                        model=encoder.name,
+                        text_sha256=key,
+                        vectors=embed.pack(vectors[at : at + len(texts)]),
+                    )
+                )
+                at += len(texts)
+    return len(todo)
+
+
+def load_vectors(session: Session, encoder: embed.Encoder | None) -> dict[int, np.ndarray]:
+    """Stored sentence vectors by paper id (made by this model), for ranking."""
+    if encoder is None:
+        return {}
+    rows = session.execute(
+        select(PaperVector.paper_id, PaperVector.vectors).where(PaperVector.model == encoder.name)
+    )
+    return {paper_id: embed.unpack(blob) for paper_id, blob in rows}
 
 
 def store_dump(

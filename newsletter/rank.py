@@ -1,45 +1,59 @@
 """Score papers against a subscriber's topics (pure: plain values in, ranked records out).
 
-Each topic becomes one or more queries: the topic itself, its parts when it coordinates two
-things ("convex and bilevel optimization" → "convex optimization", "bilevel optimization"), and
-its spellings from a small reviewed table of the field's acronyms ("LLM" ↔ "large language
-model"). Each query is scored with BM25 (bm25s, English Snowball stemmer) over title and abstract,
-the title counted twice, normalised by the query's own IDF mass so queries are comparable, and
-raised when the query stands as a phrase in the title or abstract. A paper is relevant to a topic
-only when one query finds most of its words in it (IDF-weighted coverage) and scores high enough
-in absolute terms and next to the best paper; those topics are the paper's "matched" topics, shown
-in the email as why it was picked. The trending signal (page position, appearances) is blended in
-with a small weight, so it orders relevant papers and never lets an off-topic one in.
+A topic is read as one or more concepts: the topic itself and, when it joins several things, each
+of them ("EEG, MRI and medical diagnosis" -> EEG, MRI, medical diagnosis; "convex and bilevel
+optimization" -> convex optimization, bilevel optimization). A paper is compared with each
+concept in two ways:
+
+- words: BM25 (bm25s, English Snowball stemmer) over title and abstract, the title counted twice,
+  in units of the concept's own IDF mass, times the share of that mass the paper contains, raised
+  when the concept stands as a phrase in the title or abstract; spellings from a small reviewed
+  table of the field's acronyms count as the concept ("LLM" = "large language model");
+- meaning (with the `semantic` extra): the cosine between the concept's sentence vector and the
+  paper's, half its whole title-and-abstract vector and half its closest sentence (see `embed`).
+
+A logistic model turns the best concept's scores into the probability that a reader of the topic
+wants the paper, and a paper is relevant to the topic when that probability reaches the model's
+cut. The coefficients and the cut were fitted on the tuning half of our labelled topics
+(`python -m bench.tune`) and are reported on the other half, which was not looked at while
+choosing them (`make bench`). Without the extra, a words-only model fitted the same way is used.
+
+A reader's papers are shared among their topics: each topic with relevant papers gets its turn,
+so one broad topic does not crowd out the others. The trending signal (page position,
+appearances) orders relevant papers with a small weight and never lets an irrelevant one in.
+Each pick carries why: the topic and what matched (the words, or "close in meaning").
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import bm25s
 import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
+if TYPE_CHECKING:
+    from .embed import Encoder
+
 TITLE_WEIGHT = 2  # the title is indexed this many times
-MIN_COVERAGE = 0.5  # share of a query's IDF mass a paper must contain
-MIN_SCORE = 0.3  # normalised BM25: about a third of the query's weight, each word once
-MIN_RELATIVE = 0.2  # share of the best paper's score for the topic
-PHRASE_IN_TITLE = 0.6  # bonus factors when the whole query stands as a phrase
+PHRASE_IN_TITLE = 0.6  # bonus factors when the whole concept stands as a phrase
 PHRASE_IN_ABSTRACT = 0.25
+WORDS_CAP = 3.0  # a words score above this says nothing more
+WHOLE_SHARE = 0.5  # meaning: weight of the whole-paper vector against the closest sentence
+WORDS_SHOWN = 0.5  # "why" names the words when the paper holds this share of the concept's
 TREND_WEIGHT = 0.15
-EXTRA_TOPIC_WEIGHT = 0.25  # each further matched topic adds this share of its relevance
 SAME_TITLE = 0.8  # word overlap (Jaccard) above which two titles name the same work
 SAME_ABSTRACT = 0.7
 
 _STOPWORDS = frozenset(STOPWORDS_EN)
 _WORD = re.compile(r"\w+(?:-\w+)*")
 _COORDINATED = re.compile(r"^(?P<a>[\w-]+)\s+(?:and|or|&|/)\s+(?P<b>[\w-]+)\s+(?P<head>.+)$", re.I)
-_PARTS = re.compile(r"\s+(?:and|or|&)\s+|\s*/\s*", re.I)
 
 # Spellings of the same thing in this field, reviewed by hand: each group's members are
 # interchangeable in a query. Keep entries unambiguous in ML papers.
@@ -90,8 +104,40 @@ class PaperText:
 class Ranked:
     paper_id: int
     score: float  # relevance blended with trending, 0..1
-    relevance: float
-    matched: tuple[str, ...]
+    relevance: float  # probability that a reader of its best topic wants it
+    matched: tuple[str, ...]  # the reader's topics it is relevant to, best first
+    why: tuple[str, ...] = ()  # per matched topic: "topic (what matched)"
+
+
+@dataclass(frozen=True)
+class RelevanceModel:
+    """P(relevant) = logistic(bias + sum of weight * feature). A topic is served from a set of
+    papers only when its best paper there reaches `topic_cut`; then every paper reaching `cut`
+    is relevant. (One cut for both would drop a real topic's weaker papers, or let an unrelated
+    field's nearest papers in.)"""
+
+    bias: float
+    weights: tuple[tuple[str, float], ...]
+    cut: float
+    topic_cut: float
+
+    def probability(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        z = np.full(len(next(iter(features.values()))), self.bias)
+        for name, weight in self.weights:
+            z = z + weight * features[name]
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+# Fitted by `python -m bench.tune` on bench/ranking-tune.json (27 topics, 6 off-topic queries).
+SEMANTIC = RelevanceModel(
+    bias=-5.427,
+    weights=(("meaning", 7.578), ("meaning_gap", 6.835), ("words", 4.739)),
+    cut=0.05,
+    topic_cut=0.3,
+)
+LEXICAL = RelevanceModel(
+    bias=-4.17, weights=(("words", 7.59), ("words_gap", 1.607)), cut=0.35, topic_cut=0.35
+)
 
 
 @cache
@@ -103,20 +149,29 @@ def tokenize(text: str, keep_all: bool = False, joined: bool = True) -> list[str
     """Lower-cased, stemmed words; plural acronyms fold too (LLMs -> llm), and a hyphenated word
     gives its parts and, if `joined`, its joined form (bi-level -> bi, level, bilevel). Stop words
     and one-letter words are dropped unless `keep_all` (phrases such as "part 5" need them)."""
+    return [stem for _, stem in _tokens(text, keep_all, joined)]
+
+
+def _tokens(text: str, keep_all: bool = False, joined: bool = True) -> list[tuple[str, str]]:
+    """(word as written, stem) pairs, as `tokenize` gives the stems."""
     words: list[str] = []
-    for match in _WORD.findall(text.lower()):
+    for match in _WORD.findall(text):
         parts = match.split("-")
         words.extend(parts)
         if joined and len(parts) > 1:
             words.append("".join(parts))
     if not keep_all:
-        words = [w for w in words if len(w) > 1 and w not in _STOPWORDS]
-    stems = _stemmer().stemWords(words)
+        words = [w for w in words if len(w) > 1 and w.lower() not in _STOPWORDS]
+    lowered = [w.lower() for w in words]
+    stems = _stemmer().stemWords(lowered)
     return [
-        stem[:-1]
-        if stem == word and len(word) > 3 and word.endswith("s") and word[-2] != "s"
-        else stem
-        for word, stem in zip(words, stems, strict=True)
+        (
+            word,
+            stem[:-1]
+            if stem == low and len(low) > 3 and low.endswith("s") and low[-2] != "s"
+            else stem,
+        )
+        for word, low, stem in zip(words, lowered, stems, strict=True)
     ]
 
 
@@ -125,26 +180,34 @@ def _synonym_groups() -> tuple[tuple[tuple[str, ...], ...], ...]:
     return tuple(tuple(tuple(tokenize(member)) for member in group) for group in SYNONYMS)
 
 
-def expand_topic(topic: str) -> list[list[str]]:
-    """The token queries that stand for a topic: itself, its coordinated parts, their synonyms."""
-    texts = [topic]
-    coordinated = _COORDINATED.match(topic.strip())
+_JOINED = re.compile(r"\s*[,;]\s*|\s+(?:and|with|or|&)\s+|\s*/\s*", re.I)
+
+
+def concepts(topic: str) -> list[str]:
+    """The topic and the things it joins: "X with Y and Z" -> [the topic, X, Y, Z]."""
+    topic = " ".join(topic.split())
+    found = [topic]
+    coordinated = _COORDINATED.match(topic)
     if coordinated:
-        texts += [
+        found += [
             f"{coordinated['a']} {coordinated['head']}",
             f"{coordinated['b']} {coordinated['head']}",
         ]
-    elif _PARTS.search(topic):
-        texts += [part for part in _PARTS.split(topic) if part.strip()]
-    queries: list[list[str]] = []
-    for text in texts:
-        # "bi-level" asks for bi + level, and as a second query for bilevel
-        spellings = [tokenize(text, joined=False), tokenize(text.replace("-", ""))]
-        for spelling in spellings:
-            for tokens in _with_synonyms(spelling):
-                if tokens and tokens not in queries:
-                    queries.append(tokens)
-    return queries
+    found += [part for part in _JOINED.split(topic) if part.strip()]
+    return [c for c in dict.fromkeys(part.strip() for part in found) if tokenize(c, keep_all=True)]
+
+
+def spellings(concept: str) -> list[list[str]]:
+    """The token queries that stand for one concept: as written ("bi-level" as bi + level, and
+    joined as bilevel) and with each acronym of the table spelt out or shortened."""
+    queries = [tokenize(concept, joined=False)]
+    queries += _with_synonyms(tokenize(concept))
+    return [q for n, q in enumerate(queries) if q and q not in queries[:n]]
+
+
+def expand_topic(topic: str) -> list[list[str]]:
+    """Every token query of every concept of a topic."""
+    return [q for concept in concepts(topic) for q in spellings(concept)]
 
 
 def _with_synonyms(tokens: list[str]) -> list[list[str]]:
@@ -181,10 +244,33 @@ def trending(appearances: int, best_position: int) -> float:
     return 0.6 * position + 0.4 * repeat
 
 
-class TopicIndex:
-    """A BM25 index over a set of papers; topics are scored once and cached."""
+@dataclass
+class _Scored:
+    """One topic against every paper: its relevance and what each concept found."""
 
-    def __init__(self, papers: Sequence[PaperText]):
+    concepts: list[str]
+    probability: np.ndarray  # per paper, 0 where below the cut
+    words: np.ndarray  # concepts x papers
+    coverage: np.ndarray  # concepts x papers: share of the best spelling's IDF mass present
+    best_spelling: list[list[list[str]]]  # per concept, per paper index: filled lazily
+    spelling_scores: list[np.ndarray]  # per concept: spellings x papers
+    spelling_tokens: list[list[list[str]]]  # per concept: its spellings
+    meaning: np.ndarray | None  # concepts x papers
+
+
+class TopicIndex:
+    """A BM25 index (and, with the `semantic` extra, sentence vectors) over a set of papers;
+    topics are scored once and cached."""
+
+    def __init__(
+        self,
+        papers: Sequence[PaperText],
+        vectors: Mapping[int, np.ndarray] | None = None,
+        encoder: Encoder | None | bool = True,
+    ):
+        """`vectors`: stored sentence vectors by paper id (see `embed`); papers without them are
+        embedded here. `encoder`: True for the shared one if the extra is installed, None or
+        False for words only."""
         self.papers = list(papers)
         self.position = {paper.id: i for i, paper in enumerate(self.papers)}
         self._titles = [tokenize(p.title) for p in self.papers]
@@ -195,6 +281,7 @@ class TopicIndex:
         ]
         self._phrases: dict[int, tuple[list[str], list[str]]] = {}  # filled when exclusions ask
         self._title_sets: dict[int, set[str]] = {}
+        self._surface: dict[int, dict[str, str]] = {}
         self._excluded: dict[str, frozenset[int]] = {}
         self._terms = [set(doc) for doc in documents]
         self._df: dict[str, int] = {}
@@ -205,52 +292,122 @@ class TopicIndex:
         if self.papers:
             self._bm25.index([doc or [""] for doc in documents], show_progress=False)
         self._trend = np.array([trending(p.appearances, p.best_position) for p in self.papers])
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, _Scored] = {}
+        if encoder is True:
+            from . import embed
+
+            encoder = embed.load()
+        self.encoder: Encoder | None = encoder or None
+        self.model = SEMANTIC if self.encoder is not None else LEXICAL
+        if self.encoder is not None and self.papers:
+            self._load_vectors(vectors or {})
+
+    @property
+    def semantic(self) -> bool:
+        return self.encoder is not None
+
+    def _load_vectors(self, vectors: Mapping[int, np.ndarray]) -> None:
+        from . import embed
+
+        if self.encoder is None:
+            return
+        missing = [p for p in self.papers if p.id not in vectors]
+        made: dict[int, np.ndarray] = {}
+        if missing:
+            texts = [embed.paper_texts(p.title, p.abstract) for p in missing]
+            flat = self.encoder.encode([t for group in texts for t in group])
+            at = 0
+            for paper, group in zip(missing, texts, strict=True):
+                made[paper.id] = flat[at : at + len(group)]
+                at += len(group)
+        blocks = [vectors.get(p.id, made.get(p.id)) for p in self.papers]
+        self._whole = np.vstack([block[0] for block in blocks])
+        self._sentences = np.vstack([block[1:] for block in blocks])
+        self._starts = np.cumsum([0] + [len(block) - 1 for block in blocks[:-1]])
 
     def _idf(self, term: str) -> float:
         n, df = len(self.papers), self._df.get(term, 0)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
+    def features(self, topic: str) -> dict[str, np.ndarray]:
+        """Per paper, what the relevance model reads (the best concept's scores)."""
+        return self._features(self._score(topic))
+
+    def _features(self, scored: _Scored) -> dict[str, np.ndarray]:
+        words = np.minimum(scored.words, WORDS_CAP)
+        features = {
+            "words": words.max(axis=0),
+            "words_gap": (words - words.max(axis=1, keepdims=True)).max(axis=0),
+        }
+        if scored.meaning is not None:
+            meaning = scored.meaning
+            features["meaning"] = meaning.max(axis=0)
+            features["meaning_gap"] = (meaning - meaning.max(axis=1, keepdims=True)).max(axis=0)
+        return features
+
     def relevance(self, topic: str) -> np.ndarray:
-        """Per paper, 0..1 relevance to `topic`; 0 where the paper is not relevant at all."""
-        key = topic.casefold()
+        """Per paper, the probability a reader of `topic` wants it; 0 below the model's cut."""
+        return self._scored(topic).probability
+
+    def _scored(self, topic: str) -> _Scored:
+        key = " ".join(topic.casefold().split())
         if key not in self._cache:
-            self._cache[key] = self._score_topic(topic)
+            scored = self._score(topic)
+            if self.papers:
+                probability = self.model.probability(self._features(scored))
+                scored.probability = np.where(probability >= self.model.cut, probability, 0.0)
+            self._cache[key] = scored
         return self._cache[key]
 
-    def _score_topic(self, topic: str) -> np.ndarray:
-        best = np.zeros(len(self.papers))
-        if not self.papers:
-            return best
-        for query in expand_topic(topic):
-            best = np.maximum(best, self._score_query(query))
-        top = best.max()
-        if top < MIN_SCORE:
-            return np.zeros(len(self.papers))
-        relevant = (best >= MIN_SCORE) & (best >= MIN_RELATIVE * top)
-        return np.where(relevant, best / top, 0.0)
-
-    def _score_query(self, query: list[str]) -> np.ndarray:
-        """BM25 of one token query, in units of the query's IDF mass, with a phrase bonus; 0 for
-        papers that lack too much of it."""
-        terms = list(dict.fromkeys(query))
-        weights = np.array([self._idf(t) for t in terms])
-        if weights.sum() <= 0:
-            return np.zeros(len(self.papers))
-        present = np.array([[t in doc for t in terms] for doc in self._terms], dtype=float)
-        coverage = present @ weights / weights.sum()
-        scores = np.asarray(self._bm25.get_scores(terms), dtype=float) / weights.sum()
-        phrase = np.array(
-            [
-                PHRASE_IN_TITLE
-                if _contains(title, query)
-                else PHRASE_IN_ABSTRACT
-                if len(query) > 1 and _contains(abstract, query)
-                else 0.0
-                for title, abstract in zip(self._titles, self._abstracts, strict=True)
-            ]
+    def _score(self, topic: str) -> _Scored:
+        found = concepts(topic) if self.papers else []
+        n = len(self.papers)
+        per_concept = [self._words(concept) for concept in found]
+        scored = _Scored(
+            concepts=found,
+            probability=np.zeros(n),
+            words=np.array([w for w, _, _ in per_concept]).reshape(len(found), n),
+            coverage=np.array([c for _, c, _ in per_concept]).reshape(len(found), n),
+            best_spelling=[],
+            spelling_scores=[s for _, _, (s, _) in per_concept],
+            spelling_tokens=[t for _, _, (_, t) in per_concept],
+            meaning=None,
         )
-        return np.where(coverage >= MIN_COVERAGE, scores * coverage * (1.0 + phrase), 0.0)
+        if self.encoder is not None and found:
+            queries = self.encoder.encode(found)  # concepts x dims
+            whole = self._whole @ queries.T  # papers x concepts
+            closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0)
+            scored.meaning = (WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest).T
+        return scored
+
+    def _words(self, concept: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, list]]:
+        """A concept's words score and coverage per paper (best spelling), and per spelling."""
+        n = len(self.papers)
+        queries = spellings(concept)
+        scores = np.zeros((len(queries), n))
+        coverage = np.zeros(n)
+        for row, query in enumerate(queries):
+            terms = list(dict.fromkeys(query))
+            weights = np.array([self._idf(t) for t in terms])
+            if weights.sum() <= 0:
+                continue
+            present = np.array([[t in doc for t in terms] for doc in self._terms], dtype=float)
+            share = present @ weights / weights.sum()
+            bm25 = np.asarray(self._bm25.get_scores(terms), dtype=float) / weights.sum()
+            phrase = np.array(
+                [
+                    PHRASE_IN_TITLE
+                    if _contains(title, query)
+                    else PHRASE_IN_ABSTRACT
+                    if len(query) > 1 and _contains(abstract, query)
+                    else 0.0
+                    for title, abstract in zip(self._titles, self._abstracts, strict=True)
+                ]
+            )
+            scores[row] = bm25 * share * (1.0 + phrase)
+            coverage = np.maximum(coverage, share)
+        best = scores.max(axis=0) if len(queries) else np.zeros(n)
+        return best, coverage, (scores, queries)
 
     def rank(
         self,
@@ -258,38 +415,107 @@ class TopicIndex:
         candidates: Iterable[int] | None = None,
         limit: int | None = None,
     ) -> list[Ranked]:
-        """Relevant papers among `candidates` (ids; default all), best first."""
+        """Relevant papers among `candidates` (ids; default all), best first, each topic with
+        relevant papers getting its share of `limit`."""
         if not self.papers or not topics:
             return []
         matrix = np.vstack([self.relevance(topic) for topic in topics])  # topics x papers
-        ordered = -np.sort(-matrix, axis=0)
-        relevance = ordered[0] + EXTRA_TOPIC_WEIGHT * ordered[1:].sum(axis=0)
-        relevance = np.minimum(relevance, 1.0)
-        score = (1 - TREND_WEIGHT) * relevance + TREND_WEIGHT * self._trend
         if candidates is None:
-            indices = np.flatnonzero(relevance > 0)
+            indices = np.arange(len(self.papers))
         else:
             indices = np.array(
                 [self.position[c] for c in candidates if c in self.position], dtype=int
             )
-            indices = indices[relevance[indices] > 0]
-        # Best score first; ties go to the higher paper on the page, then the lower id.
-        order = self._without_duplicates(
-            sorted(
-                indices.tolist(),
-                key=lambda i: (-score[i], self.papers[i].best_position, self.papers[i].id),
-            ),
-            limit,
-        )
+        if len(indices):
+            served = matrix[:, indices].max(axis=1) >= self.model.topic_cut
+            matrix = matrix * served[:, None]
+        relevance = matrix.max(axis=0)
+        indices = indices[relevance[indices] > 0]
+        score = (1 - TREND_WEIGHT) * relevance + TREND_WEIGHT * self._trend
+        if len(topics) == 1 or limit is None:
+            order = self._without_duplicates(self._best_first(indices.tolist(), score), limit)
+        else:
+            order = self._shared(matrix, indices, limit)
+            order.sort(key=self._order_key(score))
         return [
             Ranked(
                 paper_id=self.papers[i].id,
                 score=round(float(score[i]), 4),
                 relevance=round(float(relevance[i]), 4),
-                matched=tuple(topics[t] for t in np.argsort(-matrix[:, i]) if matrix[t, i] > 0),
+                matched=tuple(topics[t] for t in self._topics_of(matrix, i)),
+                why=tuple(
+                    self.why(topics[t], self.papers[i].id) for t in self._topics_of(matrix, i)
+                ),
             )
             for i in order
         ]
+
+    @staticmethod
+    def _topics_of(matrix: np.ndarray, i: int) -> list[int]:
+        return [int(t) for t in np.argsort(-matrix[:, i], kind="stable") if matrix[t, i] > 0]
+
+    def _order_key(self, score: np.ndarray):
+        # Best score first; ties go to the higher paper on the page, then the lower id.
+        return lambda i: (-score[i], self.papers[i].best_position, self.papers[i].id)
+
+    def _best_first(self, indices: list[int], score: np.ndarray) -> list[int]:
+        return sorted(indices, key=self._order_key(score))
+
+    def _shared(self, matrix: np.ndarray, indices: np.ndarray, limit: int) -> list[int]:
+        """Up to `limit` papers, the topics taking turns, each its best paper not yet taken."""
+        queues = []
+        for row in matrix:
+            own = indices[row[indices] > 0].tolist()
+            queues.append(
+                self._best_first(own, (1 - TREND_WEIGHT) * row + TREND_WEIGHT * self._trend)
+            )
+        kept: list[int] = []
+        taken: set[int] = set()
+        while len(kept) < limit and any(queues):
+            for queue in queues:
+                while queue:
+                    i = queue.pop(0)
+                    if i in taken:
+                        continue
+                    taken.add(i)
+                    if not any(self._same_work(i, j) for j in kept):
+                        kept.append(i)
+                        break
+                if len(kept) >= limit:
+                    break
+        return kept
+
+    def why(self, topic: str, paper_id: int) -> str:
+        """What made a paper relevant to a topic: "topic (“word”, “word”)" when a concept's words
+        are in it, else "topic (close in meaning[ to “concept”])"."""
+        scored = self._scored(topic)
+        i = self.position[paper_id]
+        if not scored.concepts:
+            return topic
+        best = int(np.argmax(scored.coverage[:, i] * (scored.words[:, i] > 0)))
+        if scored.coverage[best, i] >= WORDS_SHOWN and scored.words[best, i] > 0:
+            row = int(np.argmax(scored.spelling_scores[best][:, i]))
+            words = self._written(i, scored.spelling_tokens[best][row])
+            if words:
+                return f"{topic} ({', '.join(f'“{w}”' for w in words)})"
+        if scored.meaning is not None:
+            nearest = int(np.argmax(scored.meaning[:, i]))
+            concept = scored.concepts[nearest]
+            if nearest == 0 or concept.casefold() == topic.casefold():
+                return f"{topic} (close in meaning)"
+            return f"{topic} (close in meaning to “{concept}”)"
+        return topic
+
+    def _written(self, i: int, query: list[str]) -> list[str]:
+        """The paper's own words for the stems of `query` it contains, in query order."""
+        if i not in self._surface:
+            paper = self.papers[i]
+            surface: dict[str, str] = {}
+            for word, stem in _tokens(f"{paper.title} {paper.abstract}"):
+                surface.setdefault(stem, word)
+            self._surface[i] = surface
+        surface = self._surface[i]
+        return [surface[t] for t in dict.fromkeys(query) if t in surface][:5]
 
     def _without_duplicates(self, order: list[int], limit: int | None) -> list[int]:
         """Keep the better of papers that look like the same work under two titles."""
