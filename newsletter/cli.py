@@ -19,12 +19,13 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import DatabaseError
 
+from .compose import topic_index
 from .config import Settings, load_settings
 from .db import ACTIVE, Database, Dump, Subscriber, environmental, unavailable, upgrade_schema
 from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
 from .ingest import ingest_paths
-from .rank import TopicIndex, parse_topics
+from .rank import parse_topics
 from .run import preview, run_day
 from .runs import status as run_status
 from .schedule import next_run, run_forever
@@ -287,19 +288,24 @@ def rank(app: App, topics: str, day: str | None, limit: int, as_json: bool) -> N
     with app.db.session() as session:
         stored = {p.id: p for p in load_papers(session)}
         new_on = app.resolve_date(day) if day else None
-    index = TopicIndex([p.text() for p in stored.values()])
+        index = topic_index(session, stored.values())
     candidates = [p.id for p in stored.values() if new_on is None or p.first_seen == new_on]
     ranked = index.rank(wanted, candidates, limit=limit)
     rows: list[dict[str, Any]] = [
-        {"title": stored[r.paper_id].title, "score": r.score, "matched": list(r.matched)}
+        {
+            "title": stored[r.paper_id].title,
+            "score": r.score,
+            "matched": list(r.matched),
+            "why": list(r.why),
+        }
         for r in ranked
     ]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table("#", "score", "title", "matched")
+    table = Table("#", "score", "title", "why")
     for number, row in enumerate(rows, start=1):
-        table.add_row(str(number), f"{row['score']:.3f}", row["title"], ", ".join(row["matched"]))
+        table.add_row(str(number), f"{row['score']:.3f}", row["title"], "; ".join(row["why"]))
     out.print(table)
 
 

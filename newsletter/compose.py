@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
+from . import embed
 from .config import Settings
 from .db import (
     ACTIVE,
@@ -39,7 +40,7 @@ from .outbox import digests_by_id, unsent_ids
 from .rank import TopicIndex
 from .render import Outgoing, PaperCard
 from .runs import Heartbeat, wait_for_lease
-from .select import Due, PaperInfo, drop_excluded, load_papers, plan_day
+from .select import Due, PaperInfo, drop_excluded, load_papers, load_vectors, plan_day
 from .subscribers import normalize_address
 
 
@@ -53,7 +54,8 @@ class Composition:
     failed: int = 0  # their digest for this date failed permanently
 
 
-Picked = list[tuple[int, tuple[str, ...], float]]  # (paper id, matched topics, score), best first
+# (paper id, matched topics, why: "topic (what matched)" per topic, score), best first
+Picked = list[tuple[int, tuple[str, ...], tuple[str, ...], float]]
 
 
 def compose_day(
@@ -67,7 +69,7 @@ def compose_day(
         plan = plan_day(session, day)
         composition.not_due = plan.not_due
         papers = {p.id: p for p in load_papers(session, until=day)}
-        index = TopicIndex([p.text() for p in papers.values()])
+        index = topic_index(session, papers.values())
         cards = _Cards(papers)
         earlier = [d.digest_id for d in plan.due if d.digest_id] if keep else []
         stored = _stored_papers(session, earlier)
@@ -95,7 +97,7 @@ def compose_day(
         new.sort(key=lambda item: id(item[1]))
         ids = _store_digests(session, settings, day, new) if persist else {}
         for due, picked in new if keep else ():
-            chosen = cards.of([(pid, matched) for pid, matched, _ in picked])
+            chosen = cards.of([(pid, why) for pid, _, why, _ in picked])
             composition.outgoing.append(
                 _outgoing(settings, due, ids.get(due.subscriber_id), chosen)
             )
@@ -175,12 +177,12 @@ class _Cards:
         self._made: dict[tuple[int, tuple[str, ...]], PaperCard] = {}
 
     def of(self, chosen: list[tuple[int, tuple[str, ...]]]) -> tuple[PaperCard, ...]:
-        return tuple(self.card(pid, matched) for pid, matched in chosen)
+        return tuple(self.card(pid, why) for pid, why in chosen)
 
-    def card(self, paper_id: int, matched: tuple[str, ...]) -> PaperCard:
-        key = (paper_id, matched)
+    def card(self, paper_id: int, why: tuple[str, ...]) -> PaperCard:
+        key = (paper_id, why)
         if key not in self._made:
-            self._made[key] = _card(self.papers[paper_id], matched)
+            self._made[key] = _card(self.papers[paper_id], why)
         return self._made[key]
 
 
@@ -201,9 +203,9 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
             stored = _stored_papers(session, [due.digest_id])[due.digest_id]
             cards = _Cards(papers).of(stored)
         else:
-            index = TopicIndex([p.text() for p in papers.values()])
+            index = topic_index(session, papers.values())
             picked = pick_papers(index, due)
-            cards = _Cards(papers).of([(pid, matched) for pid, matched, _ in picked])
+            cards = _Cards(papers).of([(pid, why) for pid, _, why, _ in picked])
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
 
@@ -254,16 +256,27 @@ def stored_digests(
         yield loader.load(ids)
 
 
+def topic_index(session: Session, papers: Iterable[PaperInfo]) -> TopicIndex:
+    """The ranking index of these papers, with their stored sentence vectors when the
+    `semantic` extra is installed."""
+    encoder = embed.load()
+    return TopicIndex(
+        [p.text() for p in papers], vectors=load_vectors(session, encoder), encoder=encoder
+    )
+
+
 def pick_papers(index: TopicIndex, due: Due) -> Picked:
-    """(paper id, matched topics, score) of the best relevant papers for this subscriber."""
+    """(paper id, matched topics, why, score) of the best relevant papers for this subscriber."""
     candidates = drop_excluded(index, due.candidates, due.exclude)
     ranked = index.rank(due.topics, candidates, limit=due.max_papers)
-    return [(r.paper_id, r.matched, r.score) for r in ranked]
+    return [(r.paper_id, r.matched, r.why, r.score) for r in ranked]
 
 
 def _stored_papers(
     session: Session, digest_ids: list[int]
 ) -> dict[int, list[tuple[int, tuple[str, ...]]]]:
+    """Per digest, its papers in order with why each was picked (digests stored before reasons
+    were kept show the topics they matched)."""
     stored: dict[int, list[tuple[int, tuple[str, ...]]]] = defaultdict(list)
     # The reasons as their stored JSON text, decoded once per distinct text: thousands of rows
     # repeat the same few.
@@ -271,13 +284,14 @@ def _stored_papers(
     decoded: dict[str, tuple[str, ...]] = {}
     for chunk in chunked(digest_ids):
         rows = session.execute(
-            select(DigestPaper.digest_id, DigestPaper.paper_id, matched_text)
+            select(DigestPaper.digest_id, DigestPaper.paper_id, DigestPaper.why, matched_text)
             .where(DigestPaper.digest_id.in_(chunk))
             .order_by(DigestPaper.digest_id, DigestPaper.rank)
         )
-        for digest_id, paper_id, text in rows:
+        for digest_id, paper_id, why, matched in rows:
+            text = why if why is not None else matched
             if text not in decoded:
-                decoded[text] = tuple(json.loads(text))
+                decoded[text] = tuple(json.loads(text) or ())
             stored[digest_id].append((paper_id, decoded[text]))
     return stored
 
@@ -308,6 +322,12 @@ def _store_digests(
             select(Digest.subscriber_id, Digest.id).where(Digest.digest_date == day)
         ).all()
     )
+    encoded: dict[tuple[str, ...], str] = {}
+
+    def encode(why: tuple[str, ...]) -> str:
+        encoded[why] = json.dumps(list(why), ensure_ascii=False)
+        return encoded[why]
+
     rows = [
         {
             "digest_id": ids[due.subscriber_id],
@@ -315,19 +335,20 @@ def _store_digests(
             "rank": rank,
             "score": score,
             "matched": list(matched),
+            "why": encoded[why] if why in encoded else encode(why),
         }
         for due, picked in new
-        for rank, (pid, matched, score) in enumerate(picked, start=1)
+        for rank, (pid, matched, why, score) in enumerate(picked, start=1)
     ]
     insert_in_batches(session, DigestPaper.__table__, rows)
     return ids
 
 
-def _card(paper: PaperInfo, matched: tuple[str, ...]) -> PaperCard:
+def _card(paper: PaperInfo, why: tuple[str, ...]) -> PaperCard:
     return PaperCard(
         title=paper.title,
         abstract=paper.abstract,
-        matched=matched,
+        why=why,
         code_url=paper.code_url,
         appearances=paper.appearances,
         best_position=paper.best_position,

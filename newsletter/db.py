@@ -191,7 +191,9 @@ class DigestPaper(Base):
     rank: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
     matched: Mapped[list[str]] = mapped_column(JSON)  # the reader's topics it matched
-    why: Mapped[list[str] | None] = mapped_column(JSON, default=None)  # what matched, per topic
+    # What matched, per topic: a JSON list as text, encoded once per distinct list by the
+    # caller (a run stores hundreds of thousands of rows that repeat a few thousand lists).
+    why: Mapped[str | None] = mapped_column(Text, default=None)
 
     paper: Mapped[Paper] = relationship()
 

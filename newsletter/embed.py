@@ -33,7 +33,7 @@ DIMENSIONS = 384
 # Tokens of title + abstract read for the whole-paper vector. The model was trained on 128;
 # on the tuning topics 128 ranked better than 256 (nDCG@10 0.780 vs 0.749) at half the cost.
 MAX_TOKENS = 128
-BATCH = 16  # texts per forward pass; texts of like length are batched together
+BATCH_TOKENS = 1024  # tokens per forward pass (padding included); like lengths go together
 MAX_SENTENCES = 24  # of an abstract; the seeds have 10 on average
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MIN_SENTENCE = 20  # characters; shorter pieces ("et al.", "i.e.") are not sentences
@@ -78,18 +78,24 @@ class Encoder:
         self.tokenizer.enable_truncation(MAX_TOKENS)
         weights = load_file(str(model_dir / "model.safetensors"))
         self.w = {
-            name.removeprefix("bert."): (
-                np.ascontiguousarray(value.T)
-                if name.endswith("dense.weight")
-                or name.endswith(("query.weight", "key.weight", "value.weight"))
-                else value
-            )
+            name.removeprefix("bert."): np.ascontiguousarray(value.T)
+            if name.endswith("dense.weight")
+            else value
             for name, value in weights.items()
             if value.dtype == np.float32
         }
+        for n in range(self.layers):  # query, key and value as one matrix product
+            p = f"encoder.layer.{n}.attention.self."
+            self.w[p + "qkv.weight"] = np.ascontiguousarray(
+                np.concatenate([self.w[p + f"{m}.weight"].T for m in ("query", "key", "value")], 1)
+            )
+            self.w[p + "qkv.bias"] = np.concatenate(
+                [self.w[p + f"{m}.bias"] for m in ("query", "key", "value")]
+            )
         with (model_dir / "model.safetensors").open("rb") as file:
             weights_hash = hashlib.sha256(file.read(1 << 20)).hexdigest()[:12]
-        self.name = f"all-MiniLM-L6-v2/{weights_hash}/max{MAX_TOKENS}"
+        # stored vectors are remade when any of these change
+        self.name = f"all-MiniLM-L6-v2/{weights_hash}/max{MAX_TOKENS}/numpy-tanh"
         self._cache = _VectorCache(self.name)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -113,9 +119,16 @@ class Encoder:
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         encodings = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), BATCH):
-            chunk = order[start : start + BATCH]
-            width = max(len(encodings[i].ids) for i in chunk)
+        start = 0
+        while start < len(order):
+            # texts of like length together, as many as fit BATCH_TOKENS (the longest decides)
+            end = start + 1
+            while end < len(order) and (end - start + 1) * len(encodings[order[end]].ids) <= max(
+                BATCH_TOKENS, len(encodings[order[start]].ids)
+            ):
+                end += 1
+            chunk = order[start:end]
+            width = len(encodings[chunk[-1]].ids)
             ids = np.zeros((len(chunk), width), dtype=np.int64)
             mask = np.zeros((len(chunk), width), dtype=np.float32)
             for row, i in enumerate(chunk):
@@ -123,73 +136,77 @@ class Encoder:
                 ids[row, : len(tokens)] = tokens
                 mask[row, : len(tokens)] = 1.0
             out[chunk] = self._forward(ids, mask)
+            start = end
         return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The encoder on one batch; dense layers as one matrix product over every token."""
         w = self.w
-        width = ids.shape[1]
+        batch, width = ids.shape
         x = (
             w["embeddings.word_embeddings.weight"][ids]
             + w["embeddings.position_embeddings.weight"][:width]
             + w["embeddings.token_type_embeddings.weight"][0]
-        )
+        ).reshape(batch * width, DIMENSIONS)
         x = _layer_norm(x, w, "embeddings.LayerNorm", self.eps)
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padding is never attended
         for n in range(self.layers):
             p = f"encoder.layer.{n}."
-            x = _layer_norm(
-                x
-                + self._attention(x, bias, p) @ w[p + "attention.output.dense.weight"]
-                + w[p + "attention.output.dense.bias"],
-                w,
-                p + "attention.output.LayerNorm",
-                self.eps,
-            )
-            hidden = _gelu(
-                x @ w[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"]
-            )
-            x = _layer_norm(
-                x + hidden @ w[p + "output.dense.weight"] + w[p + "output.dense.bias"],
-                w,
-                p + "output.LayerNorm",
-                self.eps,
-            )
+            attended = self._attention(x, bias, batch, width, p)
+            x += attended @ w[p + "attention.output.dense.weight"]
+            x += w[p + "attention.output.dense.bias"]
+            x = _layer_norm(x, w, p + "attention.output.LayerNorm", self.eps)
+            hidden = x @ w[p + "intermediate.dense.weight"]
+            hidden += w[p + "intermediate.dense.bias"]
+            hidden = _gelu(hidden)
+            x += hidden @ w[p + "output.dense.weight"]
+            x += w[p + "output.dense.bias"]
+            x = _layer_norm(x, w, p + "output.LayerNorm", self.eps)
+        x = x.reshape(batch, width, DIMENSIONS)
         pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)[:, None]
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def _attention(self, x: np.ndarray, bias: np.ndarray, p: str) -> np.ndarray:
-        w = self.w
-        batch, width, size = x.shape
-        head = size // self.heads
-
-        def split(name: str) -> np.ndarray:
-            y = x @ w[p + f"attention.self.{name}.weight"] + w[p + f"attention.self.{name}.bias"]
-            return y.reshape(batch, width, self.heads, head).transpose(0, 2, 1, 3)
-
-        q, k, v = split("query"), split("key"), split("value")
-        scores = q @ k.transpose(0, 1, 3, 2) / np.float32(math.sqrt(head)) + bias
+    def _attention(
+        self, x: np.ndarray, bias: np.ndarray, batch: int, width: int, p: str
+    ) -> np.ndarray:
+        head = DIMENSIONS // self.heads
+        qkv = x @ self.w[p + "attention.self.qkv.weight"]
+        qkv += self.w[p + "attention.self.qkv.bias"]
+        qkv = qkv.reshape(batch, width, 3, self.heads, head).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        scores = q @ k.transpose(0, 1, 3, 2)
+        scores *= np.float32(1.0 / math.sqrt(head))
+        scores += bias
         scores -= scores.max(axis=-1, keepdims=True)
-        probs = np.exp(scores)
-        probs /= probs.sum(axis=-1, keepdims=True)
-        return (probs @ v).transpose(0, 2, 1, 3).reshape(batch, width, size)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        return (scores @ v).transpose(0, 2, 1, 3).reshape(batch * width, DIMENSIONS)
 
 
 def _layer_norm(x: np.ndarray, w: dict, name: str, eps: float) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * w[name + ".weight"] + w[name + ".bias"]
+    centred = x - mean
+    var = np.einsum("ij,ij->i", centred, centred)[:, None] / np.float32(x.shape[-1])
+    centred *= 1.0 / np.sqrt(var + np.float32(eps))
+    centred *= w[name + ".weight"]
+    centred += w[name + ".bias"]
+    return centred
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """BERT's exact GELU, x * Phi(x), with erf from Abramowitz & Stegun 7.1.26 (error < 1.5e-7)."""
-    z = np.abs(x) / np.float32(math.sqrt(2.0))
-    t = 1.0 / (1.0 + 0.3275911 * z)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    erf = np.sign(x) * (1.0 - poly * np.exp(-z * z))
-    return (0.5 * x * (1.0 + erf)).astype(np.float32)
+    """GELU in its tanh form, in place: a third faster on numpy than the exact erf form BERT
+    was trained with, and the sentence vectors agree to a cosine of 0.999998."""
+    inner = x * x
+    inner *= np.float32(0.044715)
+    inner += 1.0
+    inner *= x
+    inner *= np.float32(math.sqrt(2.0 / math.pi))
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    inner *= x
+    inner *= np.float32(0.5)
+    return inner
 
 
 class _VectorCache:

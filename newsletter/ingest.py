@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -151,16 +150,6 @@ def embed_papers(db: Database, encoder: embed.Encoder | None = None) -> int:
                 )
                 at += len(texts)
     return len(todo)
-
-
-def load_vectors(session: Session, encoder: embed.Encoder | None) -> dict[int, np.ndarray]:
-    """Stored sentence vectors by paper id (made by this model), for ranking."""
-    if encoder is None:
-        return {}
-    rows = session.execute(
-        select(PaperVector.paper_id, PaperVector.vectors).where(PaperVector.model == encoder.name)
-    )
-    return {paper_id: embed.unpack(blob) for paper_id, blob in rows}
 
 
 def store_dump(

@@ -46,6 +46,7 @@ PHRASE_IN_TITLE = 0.6  # bonus factors when the whole concept stands as a phrase
 PHRASE_IN_ABSTRACT = 0.25
 WORDS_CAP = 3.0  # a words score above this says nothing more
 WHOLE_SHARE = 0.5  # meaning: weight of the whole-paper vector against the closest sentence
+COMMON_WORD = 0.25  # share of papers above which a matched word is not named in "why"
 WORDS_SHOWN = 0.5  # "why" names the words when the paper holds this share of the concept's
 TREND_WEIGHT = 0.15
 SAME_TITLE = 0.8  # word overlap (Jaccard) above which two titles name the same work
@@ -293,6 +294,8 @@ class TopicIndex:
             self._bm25.index([doc or [""] for doc in documents], show_progress=False)
         self._trend = np.array([trending(p.appearances, p.best_position) for p in self.papers])
         self._cache: dict[str, _Scored] = {}
+        self._why: dict[tuple[str, int], str] = {}
+        self._same: dict[tuple[int, int], bool] = {}
         if encoder is True:
             from . import embed
 
@@ -437,18 +440,20 @@ class TopicIndex:
         else:
             order = self._shared(matrix, indices, limit)
             order.sort(key=self._order_key(score))
-        return [
-            Ranked(
-                paper_id=self.papers[i].id,
-                score=round(float(score[i]), 4),
-                relevance=round(float(relevance[i]), 4),
-                matched=tuple(topics[t] for t in self._topics_of(matrix, i)),
-                why=tuple(
-                    self.why(topics[t], self.papers[i].id) for t in self._topics_of(matrix, i)
-                ),
+        ranked = []
+        for i in order:
+            best = self._topics_of(matrix, i)
+            paper_id = self.papers[i].id
+            ranked.append(
+                Ranked(
+                    paper_id=paper_id,
+                    score=round(float(score[i]), 4),
+                    relevance=round(float(relevance[i]), 4),
+                    matched=tuple(topics[t] for t in best),
+                    why=tuple(self.why(topics[t], paper_id) for t in best),
+                )
             )
-            for i in order
-        ]
+        return ranked
 
     @staticmethod
     def _topics_of(matrix: np.ndarray, i: int) -> list[int]:
@@ -488,6 +493,12 @@ class TopicIndex:
     def why(self, topic: str, paper_id: int) -> str:
         """What made a paper relevant to a topic: "topic (“word”, “word”)" when a concept's words
         are in it, else "topic (close in meaning[ to “concept”])"."""
+        key = (topic, paper_id)  # the reader's own spelling of the topic is shown
+        if key not in self._why:
+            self._why[key] = self._explain(topic, paper_id)
+        return self._why[key]
+
+    def _explain(self, topic: str, paper_id: int) -> str:
         scored = self._scored(topic)
         i = self.position[paper_id]
         if not scored.concepts:
@@ -507,15 +518,27 @@ class TopicIndex:
         return topic
 
     def _written(self, i: int, query: list[str]) -> list[str]:
-        """The paper's own words for the stems of `query` it contains, in query order."""
+        """The paper's own words for `query`: the phrase as written when it stands whole in the
+        title or abstract, else its telling words in query order (a word found in over
+        COMMON_WORD of the papers tells the reader nothing)."""
+        paper = self.papers[i]
+        if len(query) > 1:
+            for text in (paper.title, paper.abstract):
+                pairs = _tokens(text, joined=False)
+                stems = [stem for _, stem in pairs]
+                at = _find(stems, query)
+                if at >= 0:
+                    return [" ".join(_as_word(w) for w, _ in pairs[at : at + len(query)])]
         if i not in self._surface:
-            paper = self.papers[i]
             surface: dict[str, str] = {}
             for word, stem in _tokens(f"{paper.title} {paper.abstract}"):
-                surface.setdefault(stem, word)
+                surface.setdefault(stem, _as_word(word))
             self._surface[i] = surface
         surface = self._surface[i]
-        return [surface[t] for t in dict.fromkeys(query) if t in surface][:5]
+        common = COMMON_WORD * len(self.papers)
+        found = [t for t in dict.fromkeys(query) if t in surface]
+        telling = [t for t in found if self._df.get(t, 0) <= common] or found[:1]
+        return [surface[t] for t in telling][:5]
 
     def _without_duplicates(self, order: list[int], limit: int | None) -> list[int]:
         """Keep the better of papers that look like the same work under two titles."""
@@ -528,6 +551,12 @@ class TopicIndex:
         return kept
 
     def _same_work(self, i: int, j: int) -> bool:
+        pair = (i, j) if i < j else (j, i)
+        if pair not in self._same:
+            self._same[pair] = self._looks_alike(i, j)
+        return self._same[pair]
+
+    def _looks_alike(self, i: int, j: int) -> bool:
         titles = _jaccard(self._title_words(i), self._title_words(j))
         if titles >= SAME_TITLE:
             return True
@@ -560,6 +589,11 @@ class TopicIndex:
             self._phrases[i] = (tokenize(paper.title, True), tokenize(paper.abstract, True))
         title, abstract = self._phrases[i]
         return _contains(title, wanted) or _contains(abstract, wanted)
+
+
+def _as_word(word: str) -> str:
+    """ "Quantization" in a title is the word quantization; "LLMs" stays as written."""
+    return word.lower() if word[1:].islower() else word
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

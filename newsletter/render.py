@@ -36,7 +36,7 @@ DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 class PaperCard:
     title: str
     abstract: str
-    matched: tuple[str, ...]
+    why: tuple[str, ...]  # per matched topic: "topic (what matched)"
     code_url: str | None
     appearances: int
     best_position: int
@@ -233,7 +233,7 @@ def has_reserved(content: DigestContent) -> bool:
     character, which would be taken for a slot."""
     texts = [content.list_name, *content.topics]
     for card in content.papers:
-        texts += [card.title, card.abstract, card.code_url or "", *card.matched]
+        texts += [card.title, card.abstract, card.code_url or "", *card.why]
     return any(_RESERVED.search(text) for text in texts)
 
 

@@ -14,10 +14,21 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .db import ACTIVE, LIVE_STATES, Appearance, Digest, DigestPaper, Paper, Subscriber
+from . import embed
+from .db import (
+    ACTIVE,
+    LIVE_STATES,
+    Appearance,
+    Digest,
+    DigestPaper,
+    Paper,
+    PaperVector,
+    Subscriber,
+)
 from .rank import PaperText, TopicIndex
 
 WINDOW_DAYS = 7
@@ -222,3 +233,13 @@ def drop_excluded(
         return list(candidates)
     dropped = frozenset().union(*(index.excluded(phrase) for phrase in exclude))
     return [paper_id for paper_id in candidates if paper_id not in dropped]
+
+
+def load_vectors(session: Session, encoder: embed.Encoder | None) -> dict[int, np.ndarray]:
+    """Stored sentence vectors by paper id (made by this model), for ranking."""
+    if encoder is None:
+        return {}
+    rows = session.execute(
+        select(PaperVector.paper_id, PaperVector.vectors).where(PaperVector.model == encoder.name)
+    )
+    return {paper_id: embed.unpack(blob) for paper_id, blob in rows}

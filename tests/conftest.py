@@ -8,6 +8,7 @@ import email.policy
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
@@ -26,6 +27,14 @@ SEEDS = ROOT / "seeds"
 DATA = Path(__file__).resolve().parent / "data"
 TODAY = date(2026, 11, 24)  # ingest day used for year inference in tests
 SECRET = "a-test-secret-of-more-than-32-bytes-0123456789"  # a real send needs 32 bytes or more
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Sentence vectors of the seed papers are made once (about 20 s) and then found in this
+    # cache by every test's database, in this process and in the CLI's subprocesses.
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    folder = cache.mkdir("xdg-cache") if cache is not None else tempfile.mkdtemp()
+    os.environ["XDG_CACHE_HOME"] = str(folder)
 
 
 @pytest.fixture

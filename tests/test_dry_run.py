@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -60,13 +61,19 @@ def test_each_paper_card_carries_title_reason_excerpt_signal_and_links(db, demo,
     top = message["Subject"].removeprefix("Papers for Aug 8, 2026: ").split(" (+")[0]
     assert top.rstrip("…")[:40] in html and top.rstrip("…")[:30] in text
     for fragment in (
-        "Why: matches",
+        "Why: ",
         "Trending: #",
         "arxiv.org/search/?query=",
         "huggingface.co/papers?q=",
         "Unsubscribe",
     ):
         assert fragment in html and fragment in text.replace("Unsubscribe:", "Unsubscribe")
+    # why each paper is there: a topic of hers and what matched, words or meaning
+    reasons = re.findall(r"Why: (.+)", text)
+    assert reasons
+    for line in reasons:
+        for reason in line.split("; "):
+            assert re.fullmatch(r".+ \((“[^”]+”(, “[^”]+”)*|close in meaning( to “.+”)?)\)", reason)
     assert 'style="' in html  # CSS inlined for clients that strip <style>
     assert "@media" in html  # media queries kept for those that do not
     assert "display:none" in html.replace(" ", "")  # the preheader

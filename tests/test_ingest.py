@@ -9,7 +9,8 @@ from datetime import date
 
 from sqlalchemy import event, func, select
 
-from newsletter.db import Appearance, Dump, Paper
+from newsletter import embed
+from newsletter.db import Appearance, Dump, Paper, PaperVector
 from newsletter.ingest import ingest_paths
 
 from .conftest import SEEDS, TODAY, abstract_about, make_dump
@@ -159,3 +160,52 @@ def test_a_big_dump_is_taken_in_chunks_and_a_huge_one_refused_in_one_line(
     monkeypatch.setattr(ingest, "MAX_DUMP_BYTES", 100)
     report = ingest_paths(db, [tmp_path / "huge.txt"], TODAY)
     assert "too large for a Daily Papers dump" in report.errors[0]
+
+
+def stored_vectors(db) -> dict[str, tuple[str, int]]:
+    with db.session() as session:
+        rows = session.execute(
+            select(Paper.title, PaperVector.text_sha256, PaperVector.vectors).join(
+                PaperVector, PaperVector.paper_id == Paper.id
+            )
+        )
+        return {title: (sha, len(embed.unpack(blob))) for title, sha, blob in rows}
+
+
+def test_every_paper_gets_its_sentence_vectors_once(seeded_db, tmp_path):
+    vectors = stored_vectors(seeded_db)
+    assert len(vectors) == 182
+    # the whole paper, its title and each sentence of its abstract
+    assert min(count for _, count in vectors.values()) >= 3
+    again = ingest_paths(seeded_db, [SEEDS], TODAY)
+    assert again.embedded == 0 and stored_vectors(seeded_db) == vectors
+
+
+def test_a_completed_abstract_gets_new_vectors(db, tmp_path):
+    cut = make_dump("Mar 11", [("Sparse Attention Kernels", "We propose fast kernels.")])
+    full = make_dump(
+        "Mar 12",
+        [("Sparse Attention Kernels", "We propose fast kernels. They run on any accelerator.")],
+    )
+    (tmp_path / "a.txt").write_text(cut)
+    assert ingest_paths(db, [tmp_path / "a.txt"], TODAY).embedded == 1
+    before = stored_vectors(db)["Sparse Attention Kernels"]
+    (tmp_path / "b.txt").write_text(full)
+    assert ingest_paths(db, [tmp_path / "b.txt"], TODAY).embedded == 1
+    after = stored_vectors(db)["Sparse Attention Kernels"]
+    assert after[0] != before[0] and after[1] == before[1] + 1  # one sentence more
+
+
+def test_papers_stored_without_the_extra_get_vectors_once_it_is_installed(db, monkeypatch):
+    monkeypatch.setattr(embed, "model_dir", lambda: None)
+    embed.load.cache_clear()
+    try:
+        report = ingest_paths(db, [SEEDS], TODAY)
+        assert report.embedded == 0 and "embedded" not in report.summary
+        assert stored_vectors(db) == {}
+    finally:
+        monkeypatch.undo()
+        embed.load.cache_clear()
+    report = ingest_paths(db, [SEEDS], TODAY)  # the dumps are known; their papers are not done
+    assert report.embedded == 182 and "182 paper(s) embedded" in report.summary
+    assert len(stored_vectors(db)) == 182

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("vectors", sa.LargeBinary, nullable=False),
     )
     with op.batch_alter_table("digest_papers") as batch:
-        batch.add_column(sa.Column("why", sa.JSON, nullable=True))
+        batch.add_column(sa.Column("why", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
