@@ -207,13 +207,13 @@ def test_encoded_words_and_private_use_characters_in_titles_reach_readers_as_wri
 
 @pytest.fixture
 def tiny_outbox(tmp_path):
-    """A 64 KiB file system: room for two digests, not for five."""
+    """A 32 KiB file system: room for a digest or two, not for the four of the day."""
     import subprocess
 
     folder = tmp_path / "tiny"
     folder.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(folder)], capture_output=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
