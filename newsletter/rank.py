@@ -31,15 +31,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
 
 import bm25s
 import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
-if TYPE_CHECKING:
-    from .embed import Encoder
+from . import embed
+from .embed import Encoder
 
 TITLE_WEIGHT = 2  # the title is indexed this many times
 PHRASE_IN_TITLE = 0.6  # bonus factors when the whole concept stands as a phrase
@@ -207,11 +206,6 @@ def spellings(concept: str) -> list[list[str]]:
     return [q for n, q in enumerate(queries) if q and q not in queries[:n]]
 
 
-def expand_topic(topic: str) -> list[list[str]]:
-    """Every token query of every concept of a topic."""
-    return [q for concept in concepts(topic) for q in spellings(concept)]
-
-
 def _with_synonyms(tokens: list[str]) -> list[list[str]]:
     variants = [tokens]
     for group in _synonym_groups():
@@ -254,7 +248,6 @@ class _Scored:
     probability: np.ndarray  # per paper, 0 where below the cut
     words: np.ndarray  # concepts x papers
     coverage: np.ndarray  # concepts x papers: share of the best spelling's IDF mass present
-    best_spelling: list[list[list[str]]]  # per concept, per paper index: filled lazily
     spelling_scores: list[np.ndarray]  # per concept: spellings x papers
     spelling_tokens: list[list[list[str]]]  # per concept: its spellings
     meaning: np.ndarray | None  # concepts x papers
@@ -298,8 +291,6 @@ class TopicIndex:
         self._why: dict[tuple[str, int], str] = {}
         self._same: dict[tuple[int, int], bool] = {}
         if encoder is True:
-            from . import embed
-
             encoder = embed.load()
         self.encoder: Encoder | None = encoder or None
         self.model = SEMANTIC if self.encoder is not None else LEXICAL
@@ -311,8 +302,6 @@ class TopicIndex:
         return self.encoder is not None
 
     def _load_vectors(self, vectors: Mapping[int, np.ndarray]) -> None:
-        from . import embed
-
         if self.encoder is None:
             return
         missing = [p for p in self.papers if p.id not in vectors]
@@ -372,7 +361,6 @@ class TopicIndex:
             probability=np.zeros(n),
             words=np.array([w for w, _, _ in per_concept]).reshape(len(found), n),
             coverage=np.array([c for _, c, _ in per_concept]).reshape(len(found), n),
-            best_spelling=[],
             spelling_scores=[s for _, _, (s, _) in per_concept],
             spelling_tokens=[t for _, _, (_, t) in per_concept],
             meaning=None,
