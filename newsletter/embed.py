@@ -117,7 +117,10 @@ class Encoder:
 
     def _compute(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(list(texts))
+        # a lone surrogate (bytes that were not UTF-8, as Python keeps them) stops the tokenizer
+        encodings = self.tokenizer.encode_batch(
+            [text.encode("utf-8", "replace").decode("utf-8") for text in texts]
+        )
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         start = 0
         while start < len(order):

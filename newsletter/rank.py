@@ -346,7 +346,7 @@ class TopicIndex:
         key = " ".join(topic.casefold().split())
         if key not in self._cache:
             scored = self._score(topic)
-            if self.papers:
+            if scored.concepts:  # a topic with no word in it ("???") finds nothing
                 probability = self.model.probability(self._features(scored))
                 scored.probability = np.where(probability >= self.model.cut, probability, 0.0)
             self._cache[key] = scored

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from newsletter import embed
 
@@ -62,3 +64,15 @@ def test_a_paper_is_embedded_as_whole_title_and_sentences():
     assert embed.paper_texts("Only a title", "") == ["Only a title", "Only a title"]
     packed = embed.pack(np.ones((3, embed.DIMENSIONS), dtype=np.float32) / 2)
     assert embed.unpack(packed).shape == (3, embed.DIMENSIONS) and len(packed) == 3 * 384 * 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.text(
+        st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=300
+    )
+)
+def test_any_text_gives_a_unit_vector(encoder, text):
+    # any code point, lone surrogates (undecodable bytes as Python keeps them) included
+    (vector,) = encoder._compute([text])
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)

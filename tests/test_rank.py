@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from newsletter import embed
 from newsletter.compose import topic_index
@@ -242,3 +244,29 @@ def test_the_labelled_topics_are_split_in_two_halves_and_the_harness_reads_them(
     )
     for row in result["mean"].values():
         assert 0 <= row["f1"] <= 1 and 0 <= row["ndcg@10"] <= 1
+
+
+SMALL = [
+    PaperText(1, "Graph Neural Networks at Scale", "We train graph neural networks. " * 4),
+    PaperText(2, "Post-Training Quantization of LLMs", "We quantize large language models. " * 4),
+    PaperText(3, "Cooking Recipes", "Pasta and sauces. " * 5),
+]
+
+
+@pytest.fixture(scope="module")
+def small_index():
+    return TopicIndex(SMALL)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    topic=st.text(
+        st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=80
+    )
+)
+def test_no_topic_can_crash_ranking_or_be_misreported(small_index, topic):
+    # any code point, lone surrogates (undecodable bytes of a command line) included
+    for ranked in small_index.rank([topic, "graph neural networks"], limit=3):
+        assert len(ranked.why) == len(ranked.matched)
+        for matched, why in zip(ranked.matched, ranked.why, strict=True):
+            assert why.startswith(f"{matched} (")
