@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 TUNING = HERE / "ranking-tune.json"
 TEST = HERE / "ranking-test.json"
-HOLDOUT = HERE / "ranking-holdout.json"  # labelled later, evaluated once (see its "about")
+HOLDOUT = HERE / "ranking-holdout.json"  # labelled later (see its "about")
+FINAL = HERE / "ranking-final.json"  # labelled last: the test set of the final ranker
 K = 10
 
 
@@ -197,7 +198,7 @@ def print_result(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--labels", type=Path, nargs="+", default=[TUNING, TEST, HOLDOUT])
+    parser.add_argument("--labels", type=Path, nargs="+", default=[TUNING, TEST, HOLDOUT, FINAL])
     parser.add_argument("--output", type=Path, default=Path("bench-ranking.json"))
     args = parser.parse_args()
     papers = seed_papers()
