@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -135,21 +136,30 @@ def embed_papers(db: Database, encoder: embed.Encoder | None = None) -> int:
     for start in range(0, len(todo), EMBED_BATCH):
         batch = todo[start : start + EMBED_BATCH]
         vectors = encoder.encode([text for _, texts, _ in batch for text in texts])
-        with db.session() as session:
-            ids = [paper_id for paper_id, _, _ in batch]
-            session.execute(delete(PaperVector).where(PaperVector.paper_id.in_(ids)))
-            at = 0
-            for paper_id, texts, key in batch:
-                session.add(
-                    PaperVector(
-                        paper_id=paper_id,
-                        model=encoder.name,
-                        text_sha256=key,
-                        vectors=embed.pack(vectors[at : at + len(texts)]),
-                    )
-                )
-                at += len(texts)
+        try:
+            _store_vectors(db, encoder.name, batch, vectors)
+        except IntegrityError:  # another process stored this batch just now: theirs stands
+            continue
     return len(todo)
+
+
+def _store_vectors(
+    db: Database, model: str, batch: list[tuple[int, list[str], str]], vectors: np.ndarray
+) -> None:
+    with db.session() as session:
+        ids = [paper_id for paper_id, _, _ in batch]
+        session.execute(delete(PaperVector).where(PaperVector.paper_id.in_(ids)))
+        at = 0
+        for paper_id, texts, key in batch:
+            session.add(
+                PaperVector(
+                    paper_id=paper_id,
+                    model=model,
+                    text_sha256=key,
+                    vectors=embed.pack(vectors[at : at + len(texts)]),
+                )
+            )
+            at += len(texts)
 
 
 def store_dump(
