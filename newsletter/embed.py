@@ -86,12 +86,13 @@ class Encoder:
         }
         for n in range(self.layers):  # query, key and value as one matrix product
             p = f"encoder.layer.{n}.attention.self."
+            names = ("query", "key", "value")
+            weights_ = [self.w.pop(p + f"{m}.weight") for m in names]
+            biases = [self.w.pop(p + f"{m}.bias") for m in names]
             self.w[p + "qkv.weight"] = np.ascontiguousarray(
-                np.concatenate([self.w[p + f"{m}.weight"].T for m in ("query", "key", "value")], 1)
+                np.concatenate([w.T for w in weights_], 1)
             )
-            self.w[p + "qkv.bias"] = np.concatenate(
-                [self.w[p + f"{m}.bias"] for m in ("query", "key", "value")]
-            )
+            self.w[p + "qkv.bias"] = np.concatenate(biases)
         with (model_dir / "model.safetensors").open("rb") as file:
             weights_hash = hashlib.sha256(file.read(1 << 20)).hexdigest()[:12]
         # stored vectors are remade when any of these change

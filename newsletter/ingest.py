@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,24 +115,23 @@ EMBED_BATCH = 64  # papers per transaction when storing vectors
 
 
 def embed_papers(db: Database, encoder: embed.Encoder | None = None) -> int:
-    """Make the sentence vectors of the papers that have none, or whose text changed since (an
-    abstract completed by a later dump); the number of papers done. Without the `semantic` extra
-    nothing is done and ranking goes by words alone."""
+    """Make the sentence vectors of the papers that have none (new, or their text changed since:
+    `store_dump` drops a paper's vectors when a later dump completes its abstract), or that were
+    made by another model; the number of papers done. Without the `semantic` extra nothing is done
+    and ranking goes by words alone."""
     encoder = encoder or embed.load()
     if encoder is None:
         return 0
     with db.session() as session:
         rows = session.execute(
-            select(
-                Paper.id, Paper.title, Paper.abstract, PaperVector.model, PaperVector.text_sha256
-            ).outerjoin(PaperVector, PaperVector.paper_id == Paper.id)
+            select(Paper.id, Paper.title, Paper.abstract)
+            .outerjoin(PaperVector, PaperVector.paper_id == Paper.id)
+            .where(or_(PaperVector.paper_id.is_(None), PaperVector.model != encoder.name))
         ).all()
     todo: list[tuple[int, list[str], str]] = []
-    for paper_id, title, abstract, model, sha256 in rows:
+    for paper_id, title, abstract in rows:
         texts = embed.paper_texts(title, abstract)
-        key = embed.text_key(texts)
-        if model != encoder.name or sha256 != key:
-            todo.append((paper_id, texts, key))
+        todo.append((paper_id, texts, embed.text_key(texts)))
     for start in range(0, len(todo), EMBED_BATCH):
         batch = todo[start : start + EMBED_BATCH]
         vectors = encoder.encode([text for _, texts, _ in batch for text in texts])
@@ -188,6 +187,7 @@ def store_dump(
             for paper in session.scalars(select(Paper).where(Paper.key.in_(keys)))
         }
         new_papers = 0
+        retext: list[int] = []  # stored papers whose abstract this dump completes
         for item in parsed.papers:
             paper = known.get(item.key)
             if paper is None:
@@ -202,10 +202,14 @@ def store_dump(
                 known[item.key] = paper
                 new_papers += 1
             else:
-                _merge(paper, item.abstract, item.code_url, dump_date, resaved=bool(earlier))
+                changed = _merge(paper, item.abstract, item.code_url, dump_date, bool(earlier))
+                if changed and paper.id is not None:
+                    retext.append(paper.id)
             session.add(
                 Appearance(paper=paper, dump=dump, seen_on=dump_date, position=item.position)
             )
+        if retext:
+            session.execute(delete(PaperVector).where(PaperVector.paper_id.in_(retext)))
         return StoredDump(filename, dump_date, len(parsed.papers), new_papers)
 
 
@@ -233,12 +237,18 @@ def _same_page(session: Session, parsed: ParsedDump, dump_date: date) -> list[in
     ]
 
 
-def _merge(paper: Paper, abstract: str, code_url: str | None, seen_on: date, resaved: bool) -> None:
+def _merge(paper: Paper, abstract: str, code_url: str | None, seen_on: date, resaved: bool) -> bool:
+    """Whether the paper's text changed (its sentence vectors are then made again)."""
     # A dump cut mid-abstract must not shorten what another dump gave in full; a page saved
     # again gives the corrected text.
-    if len(abstract) > len(paper.abstract) or (resaved and abstract):
+    changed = False
+    if (len(abstract) > len(paper.abstract) or (resaved and abstract)) and (
+        abstract != paper.abstract
+    ):
         paper.abstract = abstract
+        changed = True
     if paper.code_url is None and code_url:
         paper.code_url = code_url
     if seen_on < paper.first_seen:
         paper.first_seen = seen_on
+    return changed
