@@ -190,7 +190,7 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
     from newsletter.db import Database
     from newsletter.deliver import Envelope, SmtpSender
     from newsletter.ingest import ingest_paths
-    from newsletter.message import sign_dkim, unsubscribe_url
+    from newsletter.signing import sign_dkim
     from newsletter.run import smtp_options
     from newsletter.subscribers import load_lists, sync_subscribers
     from newsletter.workers import MessageFactory
@@ -213,17 +213,11 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
         for outgoing in batch:
             with clock.stage("render"):  # once per digest shape, then from the cache
                 shape = factory.shape_for(outgoing)
-                assert shape is not None, "a seed paper holds a reserved character"
             with clock.stage("mime"):  # every message: headers, own values, DKIM if configured
                 message = sign_dkim(
                     settings,
                     shape.message(
-                        settings,
-                        outgoing.email,
-                        outgoing.name,
-                        outgoing.message_id,
-                        sent_at,
-                        unsubscribe_url(settings, outgoing.email),
+                        settings, outgoing.email, outgoing.name, outgoing.message_id, sent_at
                     ),
                 )
             digests += 1

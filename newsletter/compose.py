@@ -35,7 +35,7 @@ from .db import (
     utcnow,
 )
 from .errors import UnknownSubscriberError
-from .message import message_id_for
+from .tokens import message_id_for
 from .outbox import digests_by_id, unsent_ids
 from .rank import TopicIndex
 from .render import Outgoing, PaperCard

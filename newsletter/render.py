@@ -21,7 +21,16 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    pass_context,
+    select_autoescape,
+)
+from jinja2.runtime import Context
 from markupsafe import escape
 from premailer import Premailer
 
@@ -162,6 +171,7 @@ class Renderer:
             loader=FileSystemLoader(self.templates_dir),
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
+            finalize=_finalize,
         )
 
     @cached_property
@@ -171,76 +181,116 @@ class Renderer:
             autoescape=False,
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            finalize=_finalize,
         )
         env.filters["wrap"] = _wrap
         return env
 
     def render(self, content: DigestContent) -> RenderedDigest:
-        """One reader's digest, every value in place: the reference `shape` is checked against."""
-        return self._render(content, content.name, content.email, content.unsubscribe_url)
+        """One reader's digest, every value in place (a preview, and the reference a filled
+        `shape` is checked against)."""
+        values = self._values(content, content.name, content.email, content.unsubscribe_url)
+        html = self._html_template.render(values)
+        if not self.inline_once:
+            html = inline_css(html)
+        text = _tidy_text(self._text_template.render(values))
+        return RenderedDigest(values["subject"], values["preheader"], html, text)
 
     def shape(self, content: DigestContent) -> DigestShape:
         """The digest as every reader with the same papers, topics and cadence gets it, cut where
-        the reader's own values go (`content`'s name only counts for being empty or not)."""
-        greeting = SLOTS["greeting_name"] if greeting_name(content.name) else ""
-        rendered = self._render(content, greeting, SLOTS["email"], SLOTS["unsubscribe_url"])
-        return DigestShape(
-            rendered.subject, rendered.preheader, _cut(rendered.html), _cut(rendered.text)
-        )
+        the reader's own values go (`content`'s name only counts for being empty or not). The
+        cuts are where the templates output a `Slot`, recorded while rendering: no text of the
+        digest can be taken for one."""
+        greeting = Slot("greeting_name") if greeting_name(content.name) else ""
+        values = self._values(content, greeting, Slot("email"), Slot("unsubscribe_url"))
+        html = _render_pieces(self._html_template, values)
+        text = _tidy_pieces(_render_pieces(self._text_template, values))
+        return DigestShape(values["subject"], values["preheader"], html, text)
 
-    def _render(
-        self, content: DigestContent, name: str, email: str, unsubscribe_url: str
-    ) -> RenderedDigest:
-        subject = subject_for(content)
+    @staticmethod
+    def _values(
+        content: DigestContent, name: str | Slot, email: str | Slot, unsubscribe_url: str | Slot
+    ) -> dict[str, object]:
         count = len(content.papers)
-        preheader = (
-            f"{count} new paper{'' if count == 1 else 's'} on "
-            f"{', '.join(content.topics)}. Top: {content.papers[0].title}"
-        )
-        values = {
-            "subject": subject,
-            "preheader": preheader,
+        return {
+            "subject": subject_for(content),
+            "preheader": (
+                f"{count} new paper{'' if count == 1 else 's'} on "
+                f"{', '.join(content.topics)}. Top: {content.papers[0].title}"
+            ),
             "headline": f"Trending papers for {day_label(content.day)}",
             "list_name": content.list_name,
-            "greeting_name": greeting_name(name),
+            "greeting_name": name if isinstance(name, Slot) else greeting_name(name),
             "topics": content.topics,
             "papers": content.papers,
             "email": email,
             "cadence": "weekly" if content.frequency == "weekly" else "daily",
             "unsubscribe_url": unsubscribe_url,
         }
-        html = self._html_template.render(values)
-        if not self.inline_once:
-            html = inline_css(html)
-        text = self._text_template.render(values)
-        return RenderedDigest(subject, preheader, html, _tidy_text(text))
 
 
 def greeting_name(name: str) -> str:
     return clean_name(name).split(" ")[0] if name else ""
 
 
-# Stand-ins for a reader's own values while a shape is rendered: private-use characters, which
-# HTML escaping leaves alone. Real titles can hold them too: a digest whose own text holds one of
-# these (or `QP_MARK`, message.py's) is rendered whole for each reader instead (`has_reserved`).
-SLOTS = {"greeting_name": "\ue000", "email": "\ue001", "unsubscribe_url": "\ue002"}
-QP_MARK = "\ue0ff"
-_RESERVED = re.compile("[" + "".join(SLOTS.values()) + QP_MARK + "]")
+class Slot:
+    """Where a reader's own value goes in a rendering shared by many readers. Templates show it
+    as a bare `{{ name }}`; any other use of it (a filter, a concatenation) is an error rather
+    than a value silently left out."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __str__(self) -> str:
+        raise TemplateError(f"the reader's {self.name} can only be shown as {{{{ {self.name} }}}}")
+
+    __html__ = __str__
 
 
-def has_reserved(content: DigestContent) -> bool:
-    """Whether any text of the digest (every value the templates show) holds a stand-in
-    character, which would be taken for a slot."""
-    texts = [content.list_name, *content.topics]
-    for card in content.papers:
-        texts += [card.title, card.abstract, card.code_url or "", *card.why]
-    return any(_RESERVED.search(text) for text in texts)
+_SLOTS_SEEN = "_slots_seen"  # the render's list of slots output so far
 
 
-_SLOT_NAMES = {mark: name for name, mark in SLOTS.items()}
-_SLOT_SPLIT = re.compile("([" + "".join(SLOTS.values()) + "])")
+@pass_context
+def _finalize(context: Context, value: object) -> object:
+    """Every `{{ ... }}` passes through here just before it is output: a slot is noted, in
+    order, and outputs nothing."""
+    if isinstance(value, Slot):
+        context[_SLOTS_SEEN].append(value.name)
+        return ""
+    return value
+
 
 Pieces = tuple[str, ...]  # text, slot name, text, slot name, ..., text
+
+
+def _render_pieces(template: Template, values: dict[str, object]) -> Pieces:
+    """The template's output cut at its slots. Jinja yields each `{{ ... }}` as a chunk of its
+    own, right after `_finalize` has seen it: the chunk that follows a noted slot is the slot."""
+    seen: list[str] = []
+    pieces: list[str] = []
+    current: list[str] = []
+    for chunk in template.generate({**values, _SLOTS_SEEN: seen}):
+        if not seen:
+            current.append(chunk)
+            continue
+        if chunk:  # the slot went through a block that buffers its output
+            raise TemplateError(f"the reader's {seen[0]} must be output directly")
+        pieces += ["".join(current), seen.pop()]
+        current = []
+    return (*pieces, "".join(current))
+
+
+def _tidy_pieces(pieces: Pieces) -> Pieces:
+    """`_tidy_text` piece by piece: a slot's value is never empty and holds no line break, so no
+    run of blank lines spans one."""
+    texts = [re.sub(r"\n{3,}", "\n\n", piece) for piece in pieces[::2]]
+    texts[0] = texts[0].lstrip()
+    texts[-1] = texts[-1].rstrip() + "\n"
+    result = list(pieces)
+    result[::2] = texts
+    return tuple(result)
 
 
 @dataclass(frozen=True)
@@ -270,11 +320,6 @@ def reader_values(
         "unsubscribe_url": unsubscribe_url,
     }
     return values, {key: str(escape(value)) for key, value in values.items()}
-
-
-def _cut(rendered: str) -> Pieces:
-    parts = _SLOT_SPLIT.split(rendered)
-    return tuple(_SLOT_NAMES[part] if i % 2 else part for i, part in enumerate(parts))
 
 
 def _join(pieces: Pieces, values: dict[str, str]) -> str:

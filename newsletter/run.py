@@ -39,7 +39,7 @@ from .deliver import (
 )
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
-from .message import mailbox_address, scheduled_time
+from .tokens import mailbox_address, scheduled_time
 from .outbox import (
     OutcomeRecorder,
     claim_batch,

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .config import Settings
 from .db import Database
 from .errors import NewsletterError
-from .message import verify_token
+from .tokens import verify_token
 from .subscribers import is_unsubscribed, normalize_address, unsubscribe
 
 PAGE = """<!DOCTYPE html>

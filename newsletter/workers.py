@@ -13,13 +13,14 @@ import multiprocessing
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import replace
 from datetime import datetime
 from email.utils import parseaddr
 
 from .config import Settings
-from .message import MessageShape, mailbox_address, message_bytes, sign_dkim, unsubscribe_url
-from .render import DigestContent, Outgoing, Renderer, greeting_name, has_reserved
+from .mime import MessageShape
+from .render import DigestContent, Outgoing, Renderer, greeting_name
+from .signing import sign_dkim
+from .tokens import mailbox_address, unsubscribe_url
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
@@ -54,17 +55,16 @@ class MessageFactory:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.renderer = Renderer()
-        self._shapes: OrderedDict[tuple[object, ...], MessageShape | None] = OrderedDict()
+        self._shapes: OrderedDict[tuple[object, ...], MessageShape] = OrderedDict()
 
-    def shape_for(self, outgoing: Outgoing) -> MessageShape | None:
-        """The digest's shape, or None when its text holds a character the shapes reserve."""
+    def shape_for(self, outgoing: Outgoing) -> MessageShape:
+        """The digest's shape, made once for the readers who share it."""
         greets = bool(greeting_name(outgoing.name))
         key = (outgoing.day, outgoing.cards, outgoing.topics, outgoing.frequency, greets)
         if key in self._shapes:
             self._shapes.move_to_end(key)
             return self._shapes[key]
-        content = digest_content(self.settings, outgoing)
-        shape = None if has_reserved(content) else MessageShape(self.renderer.shape(content))
+        shape = MessageShape(self.renderer.shape(digest_content(self.settings, outgoing)))
         self._shapes[key] = shape
         if len(self._shapes) > SHAPE_CACHE:
             self._shapes.popitem(last=False)
@@ -74,16 +74,9 @@ class MessageFactory:
         """(subject, message bytes) of one digest, dated `sent_at` (None: now)."""
         settings = self.settings
         when = sent_at or datetime.now(settings.tz)
-        if (to := mailbox_address(outgoing.email)) != outgoing.email:
-            outgoing = replace(outgoing, email=to)
-        shape = self.shape_for(outgoing) if to.isascii() else None
-        if shape is None:  # rare: rendered whole for this reader, MIME by the plain path
-            rendered = self.renderer.render(digest_content(settings, outgoing))
-            raw = message_bytes(settings, rendered, to, outgoing.name, outgoing.message_id, when)
-            return rendered.subject, sign_dkim(settings, raw)
-        raw = shape.message(
-            settings, to, outgoing.name, outgoing.message_id, when, unsubscribe_url(settings, to)
-        )
+        to = mailbox_address(outgoing.email)
+        shape = self.shape_for(outgoing)
+        raw = shape.message(settings, to, outgoing.name, outgoing.message_id, when)
         return shape.subject, sign_dkim(settings, raw)
 
 

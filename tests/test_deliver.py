@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from newsletter.config import load_settings
 from newsletter.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
-from newsletter.message import verify_token
+from newsletter.tokens import verify_token
 from newsletter.run import run_day
 from newsletter.subscribers import normalize_address
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.db import Digest
-from newsletter.message import verify_token
+from newsletter.tokens import verify_token
 from newsletter.run import run_day
 
 from .conftest import ROOT, SEEDS, TODAY, abstract_about, make_dump, parse_eml, write_list

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from newsletter.config import load_settings
 from newsletter.db import Subscriber
-from newsletter.message import unsubscribe_token
+from newsletter.tokens import unsubscribe_token
 from newsletter.run import run_day
 
 from .conftest import ROOT, SEEDS, TODAY, parse_eml
