@@ -190,8 +190,8 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
     from newsletter.db import Database
     from newsletter.deliver import Envelope, SmtpSender
     from newsletter.ingest import ingest_paths
-    from newsletter.signing import sign_dkim
     from newsletter.run import smtp_options
+    from newsletter.signing import sign_dkim
     from newsletter.subscribers import load_lists, sync_subscribers
     from newsletter.workers import MessageFactory
 

@@ -35,13 +35,13 @@ from .db import (
     utcnow,
 )
 from .errors import UnknownSubscriberError
-from .tokens import message_id_for
 from .outbox import digests_by_id, unsent_ids
 from .rank import TopicIndex
 from .render import Outgoing, PaperCard
 from .runs import Heartbeat, wait_for_lease
 from .select import Due, PaperInfo, drop_excluded, load_papers, load_vectors, plan_day
 from .subscribers import normalize_address
+from .tokens import message_id_for
 
 
 @dataclass

@@ -55,7 +55,10 @@ class MessageShape:
             f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
             f"{_fill(pieces, own)}\r\n"  # this CRLF belongs to the boundary
-            for subtype, pieces, own in (("plain", self._text, values), ("html", self._html, escaped))
+            for subtype, pieces, own in (
+                ("plain", self._text, values),
+                ("html", self._html, escaped),
+            )
         )
         return ("\r\n".join(head) + "\r\n\r\n" + parts + f"--{boundary}--\r\n").encode("utf-8")
 

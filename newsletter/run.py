@@ -39,7 +39,6 @@ from .deliver import (
 )
 from .errors import NewsletterError
 from .ingest import IngestReport, ingest_paths
-from .tokens import mailbox_address, scheduled_time
 from .outbox import (
     OutcomeRecorder,
     claim_batch,
@@ -51,6 +50,7 @@ from .outbox import (
 from .render import Outgoing, Renderer, day_label
 from .runs import Heartbeat, finish_record, holder_name, start_record
 from .subscribers import SyncReport, load_lists, sync_subscribers
+from .tokens import mailbox_address, scheduled_time
 from .workers import MessageMaker, digest_content
 
 log = logging.getLogger(__name__)

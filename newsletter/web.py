@@ -27,8 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .config import Settings
 from .db import Database
 from .errors import NewsletterError
-from .tokens import verify_token
 from .subscribers import is_unsubscribed, normalize_address, unsubscribe
+from .tokens import verify_token
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

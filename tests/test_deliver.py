@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from newsletter.config import load_settings
 from newsletter.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
-from newsletter.tokens import verify_token
 from newsletter.run import run_day
 from newsletter.subscribers import normalize_address
+from newsletter.tokens import verify_token
 
 from .conftest import ROOT, SECRET, SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer, free_port, self_signed_context

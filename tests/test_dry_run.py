@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.db import Digest
-from newsletter.tokens import verify_token
 from newsletter.run import run_day
+from newsletter.tokens import verify_token
 
 from .conftest import ROOT, SEEDS, TODAY, abstract_about, make_dump, parse_eml, write_list
 

@@ -199,7 +199,7 @@ def test_the_plain_text_signature_is_dash_dash_space_and_outlook_gets_a_fixed_co
     column = html.index('class="column"')
     closed = html.index("<!--[if mso]></td></tr></table><![endif]-->")
     assert opened < column < closed and html.count("<!--[if mso]>") == 2
-    assert 'max-width:600px' in html.replace(" ", "")
+    assert "max-width:600px" in html.replace(" ", "")
 
 
 READERS = [

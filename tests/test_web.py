@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from newsletter.config import load_settings
 from newsletter.db import Subscriber
-from newsletter.tokens import unsubscribe_token
 from newsletter.run import run_day
+from newsletter.tokens import unsubscribe_token
 
 from .conftest import ROOT, SEEDS, TODAY, parse_eml
 from .smtp_server import free_port
