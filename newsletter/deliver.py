@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import os
 import re
@@ -26,9 +25,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiosmtplib
-import aiosmtplib.email
-import aiosmtplib.protocol
-import aiosmtplib.smtp
 
 # Characters an address may hold that are unsafe or awkward in a file name get %-escaped.
 _FILE_SAFE = "@.+-_=!#$&'*^`{|}~"
@@ -78,56 +74,6 @@ class OutboxWriter:
 
 
 # --- Real delivery over SMTP -------------------------------------------------------------------
-
-# aiosmtplib turns every message's line ends into CRLF (twice: once more to work out its size)
-# and doubles leading periods with regular expressions: about 0.3 ms per 27 KB message, as much as
-# the rest of its work. Our messages are CRLF already, so these equivalents find that out with a
-# C-speed scan and fall back to the library's own code otherwise (tests/test_deliver.py checks
-# they agree). Installed only if aiosmtplib still has these hooks.
-_normalize_line_endings = getattr(aiosmtplib.protocol, "normalize_message_line_endings", None)
-
-
-_checked: list[bytes] = [b""]  # the last message found in CRLF: aiosmtplib asks twice per send
-
-
-def _fast_normalize(message: bytes) -> bytes:
-    if message is _checked[0]:
-        return message
-    pairs = message.count(b"\r\n")
-    if message.count(b"\r") != pairs or message.count(b"\n") != pairs:  # a lone CR or LF
-        assert _normalize_line_endings is not None
-        return _normalize_line_endings(message)
-    if not message.endswith(b"\r\n"):
-        return message + b"\r\n"
-    _checked[0] = message
-    return message
-
-
-class _PeriodQuoter:
-    """`re.compile(rb"(?m)^\\.")`'s `sub` for CRLF text, with `bytes.replace`."""
-
-    @staticmethod
-    def sub(doubled: bytes, message: bytes) -> bytes:
-        assert doubled == b".."
-        head = b"." if message.startswith(b".") else b""
-        return head + (message.replace(b"\n.", b"\n..") if b"\n." in message else message)
-
-
-if (
-    _normalize_line_endings is not None
-    and _normalize_line_endings.__module__ == "aiosmtplib.protocol"  # not ours (a reload)
-    and hasattr(aiosmtplib.protocol, "PERIOD_REGEX")
-):
-    aiosmtplib.protocol.normalize_message_line_endings = _fast_normalize
-    aiosmtplib.smtp.normalize_message_line_endings = _fast_normalize  # type: ignore[attr-defined]
-    aiosmtplib.protocol.PERIOD_REGEX = _PeriodQuoter()  # type: ignore[assignment]
-
-# It also parses the sender and each recipient with `email.utils.parseaddr` four times per
-# message (0.1 ms); the answer for an address never changes, so it is remembered.
-if hasattr(aiosmtplib.email, "parse_address") and hasattr(aiosmtplib.smtp, "parse_address"):
-    _parse_address = functools.lru_cache(maxsize=1024)(aiosmtplib.email.parse_address)
-    aiosmtplib.email.parse_address = _parse_address
-    aiosmtplib.smtp.parse_address = _parse_address  # type: ignore[attr-defined]
 
 SENT_OUTCOME = "sent"
 DEFERRED_OUTCOME = "deferred"
@@ -452,12 +398,7 @@ class SmtpSender:
                 client = await self._connect()
             await self._limiter.wait()
             try:
-                _, reply = await client.sendmail(
-                    envelope.sender,
-                    [envelope.recipient],
-                    envelope.message,
-                    mail_options=_mail_options(client, envelope),
-                )
+                reply = await _transaction(client, envelope)
                 return client, Outcome(SENT_OUTCOME, attempt, reply=reply)
             except (TimeoutError, aiosmtplib.SMTPException, OSError, ValueError) as error:
                 kind, reply = classify(error, server)
@@ -465,6 +406,7 @@ class SmtpSender:
                     await _reset(client)
                     return client, Outcome(FAILED_OUTCOME, attempt, reply=reply, error=reply)
                 if kind == WAIT:
+                    await _reset(client)
                     return client, Outcome(DEFERRED_OUTCOME, attempt, error=reply)
                 if kind == RECONNECT:
                     with contextlib.suppress(Exception):
@@ -494,12 +436,25 @@ async def _greet(client: aiosmtplib.SMTP) -> None:
         await client.helo()
 
 
-def _mail_options(client: aiosmtplib.SMTP, envelope: Envelope) -> list[str]:
-    """SMTPUTF8 (RFC 6531) for an internationalized address; aiosmtplib refuses to send one
-    when the server does not offer it, which defers only that digest."""
-    if envelope.recipient.isascii() and envelope.sender.isascii():
-        return []
-    return ["SMTPUTF8", *(["BODY=8BITMIME"] if client.supports_extension("8bitmime") else [])]
+async def _transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:
+    """MAIL, RCPT and DATA for one message; the server's final reply. The library's `sendmail`
+    would do the same, plus a second pass over the message to work out its SIZE (RFC 1870): our
+    messages have CRLF line ends already, so their size is their length. Errors are raised as
+    the library raises them, and `classify` reads them."""
+    utf8 = not (envelope.recipient.isascii() and envelope.sender.isascii())
+    options = []
+    if client.supports_extension("size"):
+        options.append(f"SIZE={len(envelope.message)}")
+    if utf8:  # RFC 6531: an internationalized address
+        if not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+        options.append("SMTPUTF8")
+        if client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+    encoding = "utf-8" if utf8 else "ascii"
+    await client.mail(envelope.sender, options=options, encoding=encoding)
+    await client.rcpt(envelope.recipient, encoding=encoding)
+    return (await client.data(envelope.message)).message
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

@@ -272,41 +272,44 @@ def test_implicit_tls(db, env, demo, tmp_path):
     assert summary.sent == len(handler.counts()) >= 4
 
 
-@pytest.mark.parametrize(
-    "message",
-    [
-        b"Subject: x\r\n\r\nbody\r\n",
-        b"Subject: x\r\n\r\nno final line end",
-        b".leading\r\n.. two\r\nmid.dle\r\n.\r\n",
-        b"lone\nLF\r\nlone\rCR\r\r\n.\n.x",
-        b"",
-        b"\r\n.\r\n",
-    ],
-)
-def test_fast_line_end_and_period_handling_matches_aiosmtplib(message):
-    import re
+def test_messages_arrive_byte_for_byte_and_the_library_is_left_as_it_was():
+    """Lines that begin with a period, an SMTPUTF8 recipient, the SIZE we declare: what the
+    server stores is exactly what was handed over; and importing newsletter changes nothing in
+    aiosmtplib (its line-end and period handling are its own)."""
+    import asyncio
 
     import aiosmtplib.protocol
-
-    from newsletter import deliver
-
-    original = re.compile(rb"(?m)^\.")
-    normalized = deliver._normalize_line_endings(message)
-    fast = aiosmtplib.protocol.normalize_message_line_endings
-    assert fast(normalized) == normalized and fast(normalized) == normalized  # twice: remembered
-    assert fast(message) == normalized and fast(message) == normalized
-    assert aiosmtplib.protocol.PERIOD_REGEX.sub(b"..", normalized) == original.sub(
-        b"..", normalized
-    )
-
-
-def test_remembered_address_parsing_gives_aiosmtplibs_answers():
-    import aiosmtplib.email
     import aiosmtplib.smtp
 
-    for address in ("Ada <ada@example.org>", "b+tag@example.org", "<c@example.org>"):
-        assert aiosmtplib.smtp.parse_address(address) == aiosmtplib.email.parse_address(address)
-        assert aiosmtplib.smtp.parse_address(address) == address.split("<")[-1].rstrip(">")
+    from newsletter.deliver import Envelope, SmtpOptions, SmtpSender
+
+    assert aiosmtplib.protocol.normalize_message_line_endings.__module__ == "aiosmtplib.protocol"
+    assert aiosmtplib.smtp.normalize_message_line_endings.__module__ == "aiosmtplib.protocol"
+    assert aiosmtplib.protocol.PERIOD_REGEX.pattern == rb"(?m)^\."
+    assert aiosmtplib.smtp.parse_address.__module__ == "aiosmtplib.email"
+    messages = {
+        "ada@example.org": b"Subject: x\r\n\r\n.leading\r\n.. two\r\nmid.dle\r\n.\r\nend\r\n",
+        "jörg@example.org": "Subject: ü\r\n\r\n.ünï\r\n".encode(),
+    }
+    handler = FaultyHandler()
+    with SmtpServer(handler, enable_SMTPUTF8=True) as server:
+        sender = SmtpSender(SmtpOptions("127.0.0.1", server.port, security="none"))
+        envelopes = [
+            Envelope(n, "papers@example.org", address, message)
+            for n, (address, message) in enumerate(messages.items())
+        ]
+
+        async def each():
+            for envelope in envelopes:
+                yield envelope
+
+        outcomes = {}
+        report = asyncio.run(sender.send_all(each(), lambda e, o: outcomes.update({e.key: o})))
+    assert report.unreachable is None and [o.kind for o in outcomes.values()] == ["sent"] * 2
+    assert sorted(handler.received) == sorted(messages.items())
+    sizes = [option for options in handler.mail_options for option in options if "SIZE" in option]
+    assert sorted(sizes) == sorted(f"SIZE={len(message)}" for message in messages.values())
+    assert ["SMTPUTF8"] in [[o for o in opts if o == "SMTPUTF8"] for opts in handler.mail_options]
 
 
 # --- Faults of the sender are not the readers' ---------------------------------------------------
