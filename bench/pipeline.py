@@ -187,12 +187,13 @@ class _Clock:
 def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict[str, Any]:
     from bench.synthetic import write_list
     from newsletter.compose import compose_day, stored_digests
+    from newsletter.daily import smtp_options
     from newsletter.db import Database
     from newsletter.deliver import Envelope, SmtpSender
     from newsletter.ingest import ingest_paths
-    from newsletter.run import smtp_options
+    from newsletter.lists import load_lists
     from newsletter.signing import sign_dkim
-    from newsletter.subscribers import load_lists, sync_subscribers
+    from newsletter.subscribers import sync_subscribers
     from newsletter.workers import MessageFactory
 
     topic_sets = write_list(work / "subscribers" / "list.csv", subscribers)
@@ -256,8 +257,8 @@ def child_run(work: Path, subscribers: int, port: int, dry_run: bool) -> dict[st
     from rich.console import Console
 
     from bench.synthetic import write_list
+    from newsletter.daily import run_day
     from newsletter.db import Database
-    from newsletter.run import run_day
 
     write_list(work / "subscribers" / "list.csv", subscribers)
     settings = _settings(work, port)

@@ -21,16 +21,17 @@ from sqlalchemy.exc import DatabaseError
 
 from .compose import topic_index
 from .config import Settings, load_settings
+from .daily import preview, run_day
 from .db import ACTIVE, Database, Dump, Subscriber, environmental, unavailable, upgrade_schema
 from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
+from .history import status as run_status
 from .ingest import ingest_paths
+from .lists import load_lists, normalize_address
+from .planning import load_papers
 from .rank import parse_topics
-from .run import preview, run_day
-from .runs import status as run_status
 from .schedule import next_run, run_forever
-from .select import load_papers
-from .subscribers import ALREADY, UNKNOWN, load_lists, normalize_address, sync_subscribers
+from .subscribers import ALREADY, UNKNOWN, sync_subscribers
 from .subscribers import resubscribe as resubscribe_address
 from .subscribers import unsubscribe as unsubscribe_address
 from .web import serve as serve_unsubscribe

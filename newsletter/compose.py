@@ -34,13 +34,14 @@ from .db import (
     insert_in_batches,
     utcnow,
 )
+from .digest import Outgoing
 from .errors import UnknownSubscriberError
-from .outbox import digests_by_id, unsent_ids
+from .leases import Heartbeat, wait_for_lease
+from .lists import normalize_address
+from .outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
+from .planning import Due, PaperInfo, drop_excluded, load_papers, load_vectors, plan_day
 from .rank import TopicIndex
-from .render import Outgoing, PaperCard
-from .runs import Heartbeat, wait_for_lease
-from .select import Due, PaperInfo, drop_excluded, load_papers, load_vectors, plan_day
-from .subscribers import normalize_address
+from .render import PaperCard
 from .tokens import message_id_for
 
 
@@ -209,9 +210,6 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
 
-SEND_BATCH = 100  # digests claimed (or read) from the database at a time when sending
-
-
 class StoredDigests:
     """Stored digests as `Outgoing`, their paper cards made once and shared."""
 
@@ -249,7 +247,7 @@ def stored_digests(
     after = 0
     while True:
         with db.session() as session:
-            ids = unsent_ids(session, day, after, batch or SEND_BATCH)
+            ids = unsent_ids(session, day, after, batch or OUTBOX_BATCH)
         if not ids:
             return
         after = ids[-1]

@@ -1,5 +1,4 @@
-"""Delivery: where finished messages go. In a dry-run, one `.eml` file per digest; in a real run,
-SMTP with aiosmtplib over several reused connections, a rate limit, and retries.
+"""Delivery over SMTP: aiosmtplib over several reused connections, a rate limit, and retries.
 
 Delivery knows nothing of templates, ranking or the database: it gets envelopes (recipient and
 message bytes) and reports each one's outcome to a callback. The failure rules live in `classify`:
@@ -12,68 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import os
 import re
 import ssl
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date
-from pathlib import Path
-from urllib.parse import quote
 
 import aiosmtplib
-
-# Characters an address may hold that are unsafe or awkward in a file name get %-escaped.
-_FILE_SAFE = "@.+-_=!#$&'*^`{|}~"
-
-
-FILENAME_BYTES = 200  # file systems allow 255 bytes a name; room for the suffix and a temp prefix
-
-
-def address_filename(address: str, suffix: str) -> str:
-    """A safe file name for an address: %-escaped, and cut with a hash of the whole address when
-    it would be too long (a valid address can have 254 characters, escaped three times as many)."""
-    name = quote(address, safe=_FILE_SAFE)
-    if len(name) + len(suffix) > FILENAME_BYTES:
-        tag = hashlib.sha256(address.encode("utf-8")).hexdigest()[:16]
-        head = name[: FILENAME_BYTES - len(suffix) - len(tag) - 1]
-        name = head[: head.rfind("%")] if "%" in head[-2:] else head  # never half an escape
-        name = f"{name}~{tag}"
-    return name + suffix
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename: a reader never sees half a message."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-class OutboxWriter:
-    """The dry-run outbox: `DIR/<date>/<address>.eml`."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-
-    def path_for(self, day: date, address: str, suffix: str = ".eml") -> Path:
-        return self.directory / day.isoformat() / address_filename(address, suffix)
-
-    def write(self, day: date, address: str, message: bytes) -> Path:
-        path = self.path_for(day, address)
-        write_atomically(path, message)
-        return path
-
-
-# --- Real delivery over SMTP -------------------------------------------------------------------
 
 SENT_OUTCOME = "sent"
 DEFERRED_OUTCOME = "deferred"

@@ -26,13 +26,13 @@ from .db import (
     Subscriber,
     utcnow,
 )
-from .deliver import DEFERRED_OUTCOME, FAILED_OUTCOME, SENT_OUTCOME, Outcome
-from .runs import died_here
-from .select import WINDOW_DAYS
+from .leases import died_here
 
 SUSPEND_AFTER = 3  # consecutive permanent failures, on different days
 UNSENT_STATES = (PENDING, SENDING, DEFERRED)
-_STATE_OF = {SENT_OUTCOME: SENT, DEFERRED_OUTCOME: DEFERRED, FAILED_OUTCOME: FAILED}
+OUTBOX_BATCH = 100  # digests claimed (or read) from the database at a time when sending
+# A digest is sent within this many days of its date, or not at all: its papers are stale then.
+WINDOW_DAYS = 7
 
 
 def _unsent_query(day: date) -> Select[tuple[Digest]]:
@@ -216,24 +216,35 @@ class OutcomeRecorder:
         if self._connection is not None:
             self._connection.close()
 
-    def record(self, digest_id: int, outcome: Outcome, subject: str) -> None:
-        assert self._connection is not None, "use OutcomeRecorder as a context manager"
+    def record(
+        self,
+        digest_id: int,
+        state: str,
+        *,
+        attempts: int,
+        reply: str | None,
+        error: str | None,
+        subject: str,
+    ) -> None:
+        """What became of one digest: `SENT`, `DEFERRED` (try again later) or `FAILED`."""
+        if self._connection is None:
+            raise RuntimeError("OutcomeRecorder records only inside its `with` block")
         now = utcnow()
         with self._connection.begin():
             self._connection.execute(
                 _RECORD,
                 {
                     "digest_id": digest_id,
-                    "state": _STATE_OF[outcome.kind],
-                    "tries": outcome.attempts,
+                    "state": state,
+                    "tries": attempts,
                     "subject": subject,
-                    "reply": outcome.reply,
-                    "error": outcome.error,
+                    "reply": reply,
+                    "error": error,
                     "now": now,
-                    "sent_at": now if outcome.kind == SENT_OUTCOME else None,
+                    "sent_at": now if state == SENT else None,
                 },
             )
-        if outcome.kind == FAILED_OUTCOME:
+        if state == FAILED:
             with self.db.session() as session:
                 subscriber_id = session.scalar(
                     select(Digest.subscriber_id).where(Digest.id == digest_id)

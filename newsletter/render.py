@@ -92,20 +92,6 @@ class DigestContent:
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    """One digest ready to render and deliver."""
-
-    digest_id: int | None  # None in a dry-run: nothing is stored
-    day: date
-    email: str
-    name: str
-    topics: tuple[str, ...]
-    frequency: str
-    message_id: str
-    cards: tuple[PaperCard, ...]
-
-
-@dataclass(frozen=True)
 class RenderedDigest:
     subject: str
     preheader: str

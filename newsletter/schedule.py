@@ -25,9 +25,9 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from .config import Settings
+from .daily import run_day
 from .db import Database
 from .errors import NewsletterError
-from .run import run_day
 
 log = logging.getLogger("newsletter.schedule")
 MISFIRE_GRACE_SECONDS = 6 * 3600  # a machine that slept through 07:00 still sends by 13:00

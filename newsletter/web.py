@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .config import Settings
 from .db import Database
 from .errors import NewsletterError
-from .subscribers import is_unsubscribed, normalize_address, unsubscribe
+from .lists import normalize_address
+from .subscribers import is_unsubscribed, unsubscribe
 from .tokens import verify_token
 
 PAGE = """<!DOCTYPE html>

@@ -17,8 +17,9 @@ from datetime import datetime
 from email.utils import parseaddr
 
 from .config import Settings
+from .digest import Outgoing
 from .mime import MessageShape
-from .render import DigestContent, Outgoing, Renderer, greeting_name
+from .render import DigestContent, Renderer, greeting_name
 from .signing import sign_dkim
 from .tokens import mailbox_address, unsubscribe_url
 

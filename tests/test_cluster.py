@@ -11,8 +11,8 @@ from datetime import date, timedelta
 from sqlalchemy import func, select, update
 
 from newsletter.config import load_settings
+from newsletter.daily import run_day
 from newsletter.db import SENDING, SENT, Database, Digest, utcnow
-from newsletter.run import run_day
 
 from .conftest import SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.config import load_settings
+from newsletter.daily import run_day
 from newsletter.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
-from newsletter.run import run_day
-from newsletter.subscribers import normalize_address
+from newsletter.lists import normalize_address
 from newsletter.tokens import verify_token
 
 from .conftest import ROOT, SECRET, SEEDS, TODAY, write_list
@@ -544,7 +544,7 @@ def test_a_postfix_that_wants_a_qualified_helo_name(db, env, workdir, postfix, m
 
 
 def test_no_setting_shows_the_password():
-    from newsletter.run import smtp_options
+    from newsletter.daily import smtp_options
 
     settings = load_settings(
         {"NEWSLETTER_SMTP_PASSWORD": "hunter2-secret", "NEWSLETTER_SECRET_KEY": SECRET}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.daily import run_day
 from newsletter.db import Digest
-from newsletter.run import run_day
 from newsletter.tokens import verify_token
 
 from .conftest import ROOT, SEEDS, TODAY, abstract_about, make_dump, parse_eml, write_list

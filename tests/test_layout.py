@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.run import run_day
+from newsletter.daily import run_day
 
 from .browser import chromium, html_part, measure, without_style_blocks
 from .conftest import ROOT, SECRET, SEEDS, TODAY

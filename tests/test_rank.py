@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from newsletter import embed
 from newsletter.compose import topic_index
+from newsletter.planning import drop_excluded, load_papers
 from newsletter.rank import PaperText, TopicIndex, parse_topics, tokenize
-from newsletter.select import drop_excluded, load_papers
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from newsletter.config import load_settings
-from newsletter.render import DigestContent, Outgoing, PaperCard, Renderer
+from newsletter.digest import Outgoing
+from newsletter.render import DigestContent, PaperCard, Renderer
 from newsletter.text import clean_name
 from newsletter.tokens import mailbox_address, unsubscribe_url
 from newsletter.workers import MessageFactory, digest_content

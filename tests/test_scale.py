@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from bench.synthetic import write_list as write_synthetic
 from newsletter import compose, workers
 from newsletter.config import load_settings
+from newsletter.daily import run_day
 from newsletter.db import SENT, Database, Digest
-from newsletter.run import run_day
 
 from .conftest import ROOT, SECRET, SEEDS, TODAY
 from .smtp_server import FaultyHandler, SmtpServer

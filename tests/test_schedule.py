@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from newsletter.config import load_settings
-from newsletter.runs import LeaseHeld, acquire
+from newsletter.leases import LeaseHeld, acquire
 from newsletter.schedule import create_scheduler, next_run
 
 from .conftest import SECRET, SEEDS, abstract_about, make_dump, write_list

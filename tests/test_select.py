@@ -11,7 +11,8 @@ from sqlalchemy import update
 from newsletter.compose import compose_day
 from newsletter.db import SENT, Digest
 from newsletter.ingest import ingest_paths
-from newsletter.subscribers import load_lists, sync_subscribers
+from newsletter.lists import load_lists
+from newsletter.subscribers import sync_subscribers
 
 from .conftest import TODAY, abstract_about, make_dump, write_list
 

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from newsletter.db import UNSUBSCRIBED, Subscriber
 from newsletter.errors import NewsletterError, SubscriberListError
-from newsletter.subscribers import load_lists, sync_subscribers
+from newsletter.lists import load_lists
+from newsletter.subscribers import sync_subscribers
 
 from .conftest import ROOT, write_list
 
@@ -381,7 +382,7 @@ ADDRESS_PIECES = [
 @hypothesis_settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(ADDRESS_PIECES), min_size=1, max_size=12).map("".join))
 def test_the_quick_address_check_agrees_with_email_validator(text):
-    from newsletter.subscribers import _validated, normalize_address
+    from newsletter.lists import _validated, normalize_address
 
     try:
         expected = _validated(text)

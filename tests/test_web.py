@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.config import load_settings
+from newsletter.daily import run_day
 from newsletter.db import Subscriber
-from newsletter.run import run_day
 from newsletter.tokens import unsubscribe_token
 
 from .conftest import ROOT, SEEDS, TODAY, parse_eml

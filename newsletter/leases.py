@@ -1,5 +1,5 @@
-"""The record of runs: the per-date lease under which one process at a time selects a date's
-digests (the others wait, then share the sending), and the history `status` shows.
+"""Leases: the per-date lease under which one process at a time selects a date's digests (the
+others wait, then share the sending), the heartbeat that keeps a lease, and who holds one.
 
 The lease is a row in the database itself, not a lock file: taking it is an INSERT that only one
 process can win (the date is the primary key), or an UPDATE of a lease that has expired. The holder
@@ -17,19 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import (
-    DEFERRED,
-    FAILED,
-    PENDING,
-    SUSPENDED,
     Database,
-    Digest,
     RunLease,
-    RunRecord,
-    Subscriber,
     utcnow,
 )
 
@@ -145,47 +138,3 @@ def wait_for_lease(
                 time.sleep(poll)
             elif stop.wait(poll):
                 return None
-
-
-def start_record(db: Database, day: date, dry_run: bool, holder: str) -> int:
-    with db.session() as session:
-        record = RunRecord(run_date=day, dry_run=dry_run, holder=holder)
-        session.add(record)
-        session.flush()
-        return record.id
-
-
-def finish_record(db: Database, record_id: int, outcome: str, counts: dict[str, int]) -> None:
-    with db.session() as session:
-        record = session.get(RunRecord, record_id)
-        if record is not None:
-            record.finished_at = utcnow()
-            record.outcome = outcome
-            record.counts = counts
-
-
-@dataclass(frozen=True)
-class Status:
-    runs: list[RunRecord]
-    digests: dict[str, int]  # pending / deferred / failed
-    suspended: list[str]
-
-
-def status(db: Database, last: int = 10) -> Status:
-    with db.session() as session:
-        runs = list(session.scalars(select(RunRecord).order_by(RunRecord.id.desc()).limit(last)))
-        digests = dict(
-            session.execute(
-                select(Digest.state, func.count())
-                .where(Digest.state.in_((PENDING, DEFERRED, FAILED)))
-                .group_by(Digest.state)
-            ).all()
-        )
-        suspended = list(
-            session.scalars(
-                select(Subscriber.email)
-                .where(Subscriber.status == SUSPENDED)
-                .order_by(Subscriber.email)
-            )
-        )
-    return Status(runs, {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}, suspended)

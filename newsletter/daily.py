@@ -22,24 +22,28 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .compose import SEND_BATCH, StoredDigests, compose_day, compose_for, compose_shared
+from .compose import StoredDigests, compose_day, compose_for, compose_shared
 from .config import Settings
-from .db import PENDING, Database, utcnow
+from .db import DEFERRED, FAILED, PENDING, SENT, Database, utcnow
 from .deliver import (
     DEFERRED_OUTCOME,
     FAILED_OUTCOME,
     SENT_OUTCOME,
     DeliveryReport,
     Envelope,
-    OutboxWriter,
     Outcome,
     SmtpOptions,
     SmtpSender,
-    write_atomically,
 )
+from .digest import Outgoing
+from .eml import EmlFolder, write_atomically
 from .errors import NewsletterError
+from .history import finish_record, start_record
 from .ingest import IngestReport, ingest_paths
+from .leases import Heartbeat, holder_name
+from .lists import load_lists
 from .outbox import (
+    OUTBOX_BATCH,
     OutcomeRecorder,
     claim_batch,
     count_unsent,
@@ -47,13 +51,14 @@ from .outbox import (
     release_claims,
     renew_claims,
 )
-from .render import Outgoing, Renderer, day_label
-from .runs import Heartbeat, finish_record, holder_name, start_record
-from .subscribers import SyncReport, load_lists, sync_subscribers
+from .render import Renderer, day_label
+from .subscribers import SyncReport, sync_subscribers
 from .tokens import mailbox_address, scheduled_time
 from .workers import MessageMaker, digest_content
 
 log = logging.getLogger(__name__)
+
+_STATE_OF = {SENT_OUTCOME: SENT, DEFERRED_OUTCOME: DEFERRED, FAILED_OUTCOME: FAILED}
 
 # Write errors that concern one file only: the dry-run goes on with the others.
 ONE_FILE_ERRORS = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
@@ -189,7 +194,7 @@ def _run(
     summary.already_sent = composition.already_sent
     summary.failed = composition.failed
     if summary.dry_run:
-        writer = OutboxWriter(outbox_dir or settings.outbox_dir)
+        writer = EmlFolder(outbox_dir or settings.outbox_dir)
         summary.outbox = writer.directory / day.isoformat()
         sent_at = scheduled_time(settings, day)
         digests = composition.outgoing
@@ -263,7 +268,7 @@ def send_digests(
     async def batches() -> AsyncIterator[list[Outgoing]]:
         after = 0  # go on from the last batch; from the start again only when nothing is left
         while not (stop is not None and stop.is_set()):
-            ids = claim_batch(db, day, holder, started, SEND_BATCH, settings.claim_lease, after)
+            ids = claim_batch(db, day, holder, started, OUTBOX_BATCH, settings.claim_lease, after)
             if not ids and after:
                 after = 0
                 continue
@@ -287,13 +292,21 @@ def send_digests(
             async for outgoing, subject, message in maker.astream(batches()):
                 if stop is not None and stop.is_set():
                     return  # parked: what is claimed and unsent goes back to pending below
-                assert outgoing.digest_id is not None
+                if outgoing.digest_id is None:
+                    raise RuntimeError("a digest to send over SMTP is stored first")
                 subjects[outgoing.digest_id] = subject
                 to = mailbox_address(outgoing.email)
                 yield Envelope(outgoing.digest_id, settings.sender_address, to, message)
 
         def record(envelope: Envelope, outcome: Outcome) -> None:
-            recorder.record(envelope.key, outcome, subjects.pop(envelope.key, ""))
+            recorder.record(
+                envelope.key,
+                _STATE_OF[outcome.kind],
+                attempts=outcome.attempts,
+                reply=outcome.reply,
+                error=outcome.error,
+                subject=subjects.pop(envelope.key, ""),
+            )
             bar.advance(task)
 
         try:
@@ -314,7 +327,7 @@ def preview(
             f"{email} would get no digest on {day_label(day)}: no new paper matches their topics"
         )
     rendered = Renderer().render(digest_content(settings, outgoing))
-    path = OutboxWriter(directory).path_for(day, outgoing.email, ".html")
+    path = EmlFolder(directory).path_for(day, outgoing.email, ".html")
     write_atomically(path, rendered.html.encode("utf-8"))
     return path
 

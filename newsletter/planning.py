@@ -29,9 +29,9 @@ from .db import (
     PaperVector,
     Subscriber,
 )
+from .outbox import WINDOW_DAYS
 from .rank import PaperText, TopicIndex
 
-WINDOW_DAYS = 7
 WEEKLY_DAY = 0  # Monday
 
 
