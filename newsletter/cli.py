@@ -105,7 +105,11 @@ DATE_HELP = "YYYY-MM-DD, 'today' or 'latest' (the newest dump's date)"
 def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """papers-digest: a daily email digest of trending research papers."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # force: a command's log goes to the standard error of this command (a second command in
+    # one process, as the tests run them, gets a handler of its own)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     for noisy in ("bm25s", "apscheduler.executors", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.obj = App(load_settings())

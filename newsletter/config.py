@@ -27,6 +27,7 @@ from .text import CONTROL
 DEVELOPMENT_SECRET = "papers-digest-DEVELOPMENT-KEY-not-for-production"
 
 SECURITY_MODES = ("starttls", "tls", "none")
+MIN_CLAIM_LEASE, MAX_CLAIM_LEASE = 1.0, 86400.0  # seconds
 SECRET_MIN_BYTES = 32  # an HMAC key shorter than this can be guessed by a patient attacker
 # Settings written into message headers: a CR or LF there would add a header of its own.
 HEADER_SETTINGS = {
@@ -165,14 +166,18 @@ def load_settings(
         smtp_password=values.get("NEWSLETTER_SMTP_PASSWORD") or None,
         smtp_security=(get("SMTP_SECURITY") or defaults.smtp_security).lower(),
         smtp_helo=get("SMTP_HELO"),
-        smtp_verify=_boolean("NEWSLETTER_SMTP_VERIFY", get("SMTP_VERIFY"), True),
-        smtp_timeout=_number("NEWSLETTER_SMTP_TIMEOUT", get("SMTP_TIMEOUT"), 30.0),
+        smtp_verify=_boolean("NEWSLETTER_SMTP_VERIFY", get("SMTP_VERIFY"), defaults.smtp_verify),
+        smtp_timeout=_number("NEWSLETTER_SMTP_TIMEOUT", get("SMTP_TIMEOUT"), defaults.smtp_timeout),
         smtp_connections=_integer(
             "NEWSLETTER_SMTP_CONNECTIONS", get("SMTP_CONNECTIONS"), defaults.smtp_connections, 1, 64
         ),
-        rate_limit=_number("NEWSLETTER_RATE_LIMIT", get("RATE_LIMIT"), 0.0),
-        smtp_attempts=_integer("NEWSLETTER_SMTP_ATTEMPTS", get("SMTP_ATTEMPTS"), 3, 1, 20),
-        smtp_retry_delay=_number("NEWSLETTER_SMTP_RETRY_DELAY", get("SMTP_RETRY_DELAY"), 2.0),
+        rate_limit=_number("NEWSLETTER_RATE_LIMIT", get("RATE_LIMIT"), defaults.rate_limit),
+        smtp_attempts=_integer(
+            "NEWSLETTER_SMTP_ATTEMPTS", get("SMTP_ATTEMPTS"), defaults.smtp_attempts, 1, 20
+        ),
+        smtp_retry_delay=_number(
+            "NEWSLETTER_SMTP_RETRY_DELAY", get("SMTP_RETRY_DELAY"), defaults.smtp_retry_delay
+        ),
         sender=get("FROM") or defaults.sender,
         base_url=(get("BASE_URL") or defaults.base_url).rstrip("/"),
         secret_key=values.get("NEWSLETTER_SECRET_KEY") or None,
@@ -241,6 +246,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE={settings.dkim_key_file}: no such file")
     if settings.smtp_retry_delay < 0 or settings.smtp_timeout <= 0:
         raise ConfigError("NEWSLETTER_SMTP_RETRY_DELAY and _TIMEOUT must be positive numbers")
+    if not MIN_CLAIM_LEASE <= settings.claim_lease <= MAX_CLAIM_LEASE:
+        # The heartbeat renews claims every third of the lease: 0 would make it spin.
+        raise ConfigError(
+            f"NEWSLETTER_CLAIM_LEASE={settings.claim_lease:g}: give seconds from "
+            f"{MIN_CLAIM_LEASE:g} to {MAX_CLAIM_LEASE:g}"
+        )
 
 
 def _integer(name: str, raw: str | None, default: int, low: int, high: int) -> int:

@@ -194,28 +194,7 @@ def _run(
     summary.already_sent = composition.already_sent
     summary.failed = composition.failed
     if summary.dry_run:
-        writer = EmlFolder(outbox_dir or settings.outbox_dir)
-        summary.outbox = writer.directory / day.isoformat()
-        sent_at = scheduled_time(settings, day)
-        digests = composition.outgoing
-        with MessageMaker(settings, len(digests), sent_at) as maker, _bar(console) as bar:
-            task = bar.add_task("Writing digests", total=len(digests))
-            for outgoing, _, message in maker.stream([digests]):
-                bar.advance(task)
-                try:
-                    writer.write(day, outgoing.email, message)
-                except OSError as error:
-                    if error.errno not in ONE_FILE_ERRORS:  # the outbox itself: stop here
-                        raise NewsletterError(
-                            f"outbox {writer.directory}: cannot write "
-                            f"{writer.path_for(day, outgoing.email).name}: "
-                            f"{error.strerror or error}"
-                        ) from None
-                    summary.warnings.append(
-                        f"{writer.path_for(day, outgoing.email)}: not written: {error.strerror}"
-                    )
-                    continue
-                summary.written += 1
+        summary.written = _write_files(settings, summary, composition.outgoing, outbox_dir, console)
         lap("write")
         return
     composition.outgoing.clear()  # the stored rows are claimed in batches as they are sent
@@ -228,6 +207,39 @@ def _run(
     halted = report.unreachable is not None or (stop is not None and stop.is_set())
     summary.pending = count_unsent(db, day, (PENDING,)) if halted else 0
     summary.stopped = stop is not None and stop.is_set() and summary.pending > 0
+
+
+def _write_files(
+    settings: Settings,
+    summary: RunSummary,
+    digests: list[Outgoing],
+    outbox_dir: Path | None,
+    console: Console,
+) -> int:
+    """A dry-run's messages as `.eml` files; how many were written. A file that cannot be
+    written is a warning; an outbox that cannot be written to stops the run."""
+    day = summary.day
+    writer = EmlFolder(outbox_dir or settings.outbox_dir)
+    summary.outbox = writer.directory / day.isoformat()
+    written = 0
+    sent_at = scheduled_time(settings, day)
+    with MessageMaker(settings, len(digests), sent_at) as maker, _bar(console) as bar:
+        task = bar.add_task("Writing digests", total=len(digests))
+        for outgoing, _, message in maker.stream([digests]):
+            bar.advance(task)
+            try:
+                writer.write(day, outgoing.email, message)
+            except OSError as error:
+                name = writer.path_for(day, outgoing.email)
+                if error.errno not in ONE_FILE_ERRORS:  # the outbox itself: stop here
+                    raise NewsletterError(
+                        f"outbox {writer.directory}: cannot write {name.name}: "
+                        f"{error.strerror or error}"
+                    ) from None
+                summary.warnings.append(f"{name}: not written: {error.strerror}")
+                continue
+            written += 1
+    return written
 
 
 def smtp_options(settings: Settings) -> SmtpOptions:
@@ -260,26 +272,10 @@ def send_digests(
     Other senders of the date may be claiming beside us; when nothing is free but some are still
     claimed by a live sender, wait: if it dies, its claims come back to us once they expire."""
     holder = holder or holder_name()
-    started = utcnow()
     expected = count_unsent(db, day)
-    loader = StoredDigests(db, day)
     subjects: dict[int, str] = {}
 
-    async def batches() -> AsyncIterator[list[Outgoing]]:
-        after = 0  # go on from the last batch; from the start again only when nothing is left
-        while not (stop is not None and stop.is_set()):
-            ids = claim_batch(db, day, holder, started, OUTBOX_BATCH, settings.claim_lease, after)
-            if not ids and after:
-                after = 0
-                continue
-            if ids:
-                after = ids[-1]
-                yield loader.load(ids)
-            elif others_at_work(db, day, holder):
-                yield []  # nothing free now: the maker hands out what it has, then waits
-            else:
-                return
-
+    batches = _claimed_batches(db, settings, day, holder, StoredDigests(db, day), stop)
     with (
         MessageMaker(settings, expected) as maker,
         OutcomeRecorder(db) as recorder,
@@ -289,7 +285,7 @@ def send_digests(
         task = bar.add_task("Sending digests", total=expected)
 
         async def envelopes() -> AsyncIterator[Envelope]:
-            async for outgoing, subject, message in maker.astream(batches()):
+            async for outgoing, subject, message in maker.astream(batches):
                 if stop is not None and stop.is_set():
                     return  # parked: what is claimed and unsent goes back to pending below
                 if outgoing.digest_id is None:
@@ -314,6 +310,32 @@ def send_digests(
             return asyncio.run(sender.send_all(envelopes(), record))
         finally:
             release_claims(db, holder)
+
+
+async def _claimed_batches(
+    db: Database,
+    settings: Settings,
+    day: date,
+    holder: str,
+    loader: StoredDigests,
+    stop: threading.Event | None,
+) -> AsyncIterator[list[Outgoing]]:
+    """Batches of digests claimed for this sender; an empty batch while nothing is free but
+    others still hold claims, so that the maker hands out what it has and then waits."""
+    started = utcnow()
+    after = 0  # go on from the last batch; from the start again only when nothing is left
+    while not (stop is not None and stop.is_set()):
+        ids = claim_batch(db, day, holder, started, OUTBOX_BATCH, settings.claim_lease, after)
+        if not ids and after:
+            after = 0
+            continue
+        if ids:
+            after = ids[-1]
+            yield loader.load(ids)
+        elif others_at_work(db, day, holder):
+            yield []
+        else:
+            return
 
 
 def preview(

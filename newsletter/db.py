@@ -345,7 +345,8 @@ def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
 @cache
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
+    if head is None:
+        raise RuntimeError(f"no migration in {MIGRATIONS}: the package is incomplete")
     return head
 
 

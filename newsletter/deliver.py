@@ -58,20 +58,23 @@ class ServerUnreachable(Exception):
     charged, and every digest not sent stays pending for the next run."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SmtpOptions:
+    """How to reach the SMTP server; made from the settings (`daily.smtp_options`), where the
+    defaults are."""
+
     host: str
     port: int
-    security: str = "starttls"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    verify: bool = True
-    timeout: float = 30.0
-    connections: int = 4
-    rate_limit: float = 0.0  # messages per second over all connections; 0 = unlimited
-    attempts: int = 3  # tries per message within one run
-    retry_delay: float = 2.0  # seconds before the second try; doubles after each
-    helo: str | None = None  # the name we greet with (None: aiosmtplib's default)
+    security: str  # "starttls", "tls" or "none"
+    username: str | None
+    password: str | None = field(repr=False)
+    verify: bool
+    timeout: float
+    connections: int
+    rate_limit: float  # messages per second over all connections; 0 = unlimited
+    attempts: int  # tries per message within one run
+    retry_delay: float  # seconds before the second try; doubles after each
+    helo: str | None  # the name we greet with (None: aiosmtplib's default)
 
     def describe(self) -> str:
         return f"{self.host}:{self.port} ({self.security})"
@@ -269,35 +272,8 @@ class SmtpSender:
         report = DeliveryReport()
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=self.options.connections * 4)
         stop = asyncio.Event()
-
-        held: list[tuple[Envelope, Outcome]] = []  # policy refusals before any acceptance
-        accepted = False
-
-        def done(envelope: Envelope, outcome: Outcome) -> None:
-            nonlocal accepted
-            if outcome.kind == FAILED_OUTCOME and not accepted and _policy_refusal(outcome):
-                held.append((envelope, outcome))
-                replies = {_ADDRESSES.sub("<>", o.reply or "") for _, o in held}
-                if len(held) >= ALIKE_REFUSALS and len(replies) == 1:
-                    report.unreachable = report.unreachable or (
-                        f"SMTP server {self.options.describe()} refused the first "
-                        f"{len(held)} readers alike and accepted none, which is a refusal of "
-                        f"us: {outcome.reply}"
-                    )
-                    held.clear()  # not charged: they stay pending
-                    stop.set()
-                return
-            if outcome.kind == SENT_OUTCOME and not accepted:
-                accepted = True
-                flush()
-            report.outcomes[outcome.kind] = report.outcomes.get(outcome.kind, 0) + 1
-            record(envelope, outcome)
-
-        def flush() -> None:
-            while held:
-                envelope, outcome = held.pop(0)
-                report.outcomes[outcome.kind] = report.outcomes.get(outcome.kind, 0) + 1
-                record(envelope, outcome)
+        outcomes = _Outcomes(report, record, self.options.describe(), stop)
+        done = outcomes.done
 
         async def produce() -> None:
             try:
@@ -329,7 +305,7 @@ class SmtpSender:
 
         await asyncio.gather(produce(), *(work() for _ in range(self.options.connections)))
         if not stop.is_set():
-            flush()  # refusals that were not alike: the readers' own
+            outcomes.flush()  # refusals that were not alike: the readers' own
         return report
 
     async def _deliver(
@@ -361,6 +337,51 @@ class SmtpSender:
             if attempt < self.options.attempts:
                 await asyncio.sleep(self.options.retry_delay * 2 ** (attempt - 1))
         return client, Outcome(DEFERRED_OUTCOME, self.options.attempts, reply=reply, error=reply)
+
+
+class _Outcomes:
+    """Passes each outcome on as it comes, but holds back permanent policy refusals (5.7.x)
+    until the server has accepted a message: when the first `ALIKE_REFUSALS` readers are all
+    refused alike, the server is refusing us, the run stops, and none of them is charged."""
+
+    def __init__(
+        self,
+        report: DeliveryReport,
+        record: Callable[[Envelope, Outcome], None],
+        server: str,
+        stop: asyncio.Event,
+    ):
+        self.report = report
+        self.record = record
+        self.server = server
+        self.stop = stop
+        self.held: list[tuple[Envelope, Outcome]] = []
+        self.accepted = False
+
+    def done(self, envelope: Envelope, outcome: Outcome) -> None:
+        if outcome.kind == FAILED_OUTCOME and not self.accepted and _policy_refusal(outcome):
+            self.held.append((envelope, outcome))
+            replies = {_ADDRESSES.sub("<>", o.reply or "") for _, o in self.held}
+            if len(self.held) >= ALIKE_REFUSALS and len(replies) == 1:
+                self.report.unreachable = self.report.unreachable or (
+                    f"SMTP server {self.server} refused the first {len(self.held)} readers "
+                    f"alike and accepted none, which is a refusal of us: {outcome.reply}"
+                )
+                self.held.clear()  # not charged: they stay pending
+                self.stop.set()
+            return
+        if outcome.kind == SENT_OUTCOME and not self.accepted:
+            self.accepted = True
+            self.flush()
+        self._pass_on(envelope, outcome)
+
+    def flush(self) -> None:
+        while self.held:
+            self._pass_on(*self.held.pop(0))
+
+    def _pass_on(self, envelope: Envelope, outcome: Outcome) -> None:
+        self.report.outcomes[outcome.kind] = self.report.outcomes.get(outcome.kind, 0) + 1
+        self.record(envelope, outcome)
 
 
 def _policy_refusal(outcome: Outcome) -> bool:

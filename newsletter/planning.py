@@ -12,10 +12,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import cache
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from . import embed
@@ -129,6 +129,46 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
     the plan to one subscriber id. A `preview` plans `only` whatever their status, and a weekly
     subscriber on another day than Monday as if it were one."""
     plan = Plan(day)
+    last_digest = _last_digests(session, day)
+    todays = _todays_digests(session, day)
+    candidates = _Candidates(session, day)
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def share(items: list[str] | None) -> tuple[str, ...]:
+        # One tuple per distinct topic list: readers share a few thousand of them.
+        key = tuple(items or ())
+        return shared.setdefault(key, key)
+
+    for subscriber in _subscribers(session, only, preview):
+        existing = todays.get(subscriber.id)
+        if existing is None and not is_due(subscriber.frequency, day) and not preview:
+            plan.not_due += 1
+            continue
+        start = (
+            existing.window_start
+            if existing is not None
+            else window_start(subscriber.frequency, day, last_digest.get(subscriber.id))
+        )
+        plan.due.append(
+            Due(
+                day=day,
+                subscriber_id=subscriber.id,
+                email=subscriber.email,
+                name=subscriber.name,
+                topics=share(subscriber.topics),
+                exclude=share(subscriber.exclude),
+                max_papers=subscriber.max_papers,
+                frequency=subscriber.frequency,
+                window_start=start,
+                candidates=candidates.of(subscriber.id, start),
+                digest_id=existing.id if existing is not None else None,
+                digest_state=existing.state if existing is not None else None,
+            )
+        )
+    return plan
+
+
+def _subscribers(session: Session, only: int | None, preview: bool) -> Sequence[Row[Any]]:
     # Plain rows, not ORM objects: at 100,000 subscribers the difference is a few hundred MB.
     query = select(
         Subscriber.id,
@@ -143,15 +183,23 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
         query = query.where(Subscriber.listed.is_(True), Subscriber.status == ACTIVE)
     if only is not None:
         query = query.where(Subscriber.id == only)
-    subscribers = session.execute(query.order_by(Subscriber.id)).all()
-    last_digest = dict(
+    return session.execute(query.order_by(Subscriber.id)).all()
+
+
+def _last_digests(session: Session, day: date) -> dict[int, date]:
+    """Each subscriber's last digest date before `day` (sent, or still to be sent)."""
+    return dict(
         session.execute(
             select(Digest.subscriber_id, func.max(Digest.digest_date))
             .where(Digest.state.in_(LIVE_STATES), Digest.digest_date < day)
             .group_by(Digest.subscriber_id)
         ).all()
     )
-    todays = {
+
+
+def _todays_digests(session: Session, day: date) -> dict[int, Row[Any]]:
+    """The digests already made for `day`, by subscriber: a repeated run reuses them."""
+    return {
         d.subscriber_id: d
         for d in session.execute(
             select(Digest.subscriber_id, Digest.id, Digest.state, Digest.window_start).where(
@@ -159,70 +207,47 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
             )
         )
     }
-    earliest = day - timedelta(days=WINDOW_DAYS - 1)
-    window = dict(
-        session.execute(
-            select(Paper.id, Paper.first_seen).where(Paper.first_seen.between(earliest, day))
-        ).all()
-    )
-    already: dict[int, set[int]] = defaultdict(set)
-    for subscriber_id, paper_id in session.execute(
-        select(Digest.subscriber_id, DigestPaper.paper_id)
-        .join(DigestPaper, DigestPaper.digest_id == Digest.id)
-        .where(
-            Digest.state.in_(LIVE_STATES),
-            Digest.digest_date != day,
-            DigestPaper.paper_id.in_(
-                select(Paper.id).where(Paper.first_seen.between(earliest, day))
-            ),
+
+
+class _Candidates:
+    """The papers a subscriber's digest may hold: first seen within their window, and not in a
+    digest of theirs already."""
+
+    def __init__(self, session: Session, day: date):
+        self.day = day
+        earliest = day - timedelta(days=WINDOW_DAYS - 1)
+        in_window = select(Paper.id).where(Paper.first_seen.between(earliest, day))
+        self.window = dict(
+            session.execute(
+                select(Paper.id, Paper.first_seen).where(Paper.first_seen.between(earliest, day))
+            ).all()
         )
-    ):
-        already[subscriber_id].add(paper_id)
-
-    @cache
-    def in_window(start: date) -> tuple[int, ...]:
-        # One shared tuple per window start: most subscribers have the same candidates.
-        return tuple(pid for pid, first_seen in window.items() if start <= first_seen <= day)
-
-    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-    def share(items: list[str] | None) -> tuple[str, ...]:
-        # One tuple per distinct topic list: readers share a few thousand of them.
-        key = tuple(items or ())
-        return shared.setdefault(key, key)
-
-    for subscriber in subscribers:
-        existing = todays.get(subscriber.id)
-        if existing is None and not is_due(subscriber.frequency, day) and not preview:
-            plan.not_due += 1
-            continue
-        start = (
-            existing.window_start
-            if existing is not None
-            else window_start(subscriber.frequency, day, last_digest.get(subscriber.id))
-        )
-        seen = already.get(subscriber.id)
-        if seen:
-            candidates = tuple(paper_id for paper_id in in_window(start) if paper_id not in seen)
-        else:
-            candidates = in_window(start)
-        plan.due.append(
-            Due(
-                day=day,
-                subscriber_id=subscriber.id,
-                email=subscriber.email,
-                name=subscriber.name,
-                topics=share(subscriber.topics),
-                exclude=share(subscriber.exclude),
-                max_papers=subscriber.max_papers,
-                frequency=subscriber.frequency,
-                window_start=start,
-                candidates=candidates,
-                digest_id=existing.id if existing is not None else None,
-                digest_state=existing.state if existing is not None else None,
+        self.already: dict[int, set[int]] = defaultdict(set)
+        for subscriber_id, paper_id in session.execute(
+            select(Digest.subscriber_id, DigestPaper.paper_id)
+            .join(DigestPaper, DigestPaper.digest_id == Digest.id)
+            .where(
+                Digest.state.in_(LIVE_STATES),
+                Digest.digest_date != day,
+                DigestPaper.paper_id.in_(in_window),
             )
-        )
-    return plan
+        ):
+            self.already[subscriber_id].add(paper_id)
+        self._since: dict[date, tuple[int, ...]] = {}
+
+    def since(self, start: date) -> tuple[int, ...]:
+        # One shared tuple per window start: most subscribers have the same candidates.
+        if start not in self._since:
+            self._since[start] = tuple(
+                pid for pid, first_seen in self.window.items() if start <= first_seen <= self.day
+            )
+        return self._since[start]
+
+    def of(self, subscriber_id: int, start: date) -> tuple[int, ...]:
+        seen = self.already.get(subscriber_id)
+        if seen:
+            return tuple(paper_id for paper_id in self.since(start) if paper_id not in seen)
+        return self.since(start)
 
 
 def drop_excluded(

@@ -42,7 +42,8 @@ def next_run(settings: Settings, now: datetime | None = None) -> datetime:
     """When the scheduler fires next, in the configured time zone."""
     now = now or datetime.now(settings.tz)
     fire = daily_trigger(settings).get_next_fire_time(None, now)
-    assert fire is not None
+    if fire is None:  # a daily cron trigger always fires again
+        raise RuntimeError(f"the daily trigger at {settings.send_at} never fires")
     return fire
 
 

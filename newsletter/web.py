@@ -76,46 +76,17 @@ def _locked(error: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def create_app(db: Database, settings: Settings, patience: float = PATIENCE) -> Starlette:
-    def address_of(request: Request) -> str | None:
-        return verify_token(settings.signing_key, request.path_params["token"])
+class _Unsubscribe:
+    """The unsubscribe link: GET asks to confirm, POST (the form, or a client's RFC 8058
+    one-click request) unsubscribes. A database busy for longer than `patience` is a 503."""
 
-    def busy() -> Response:
-        response = _page(
-            "Please try again",
-            "<p>We could not record this just now. Please try again in a minute.</p>",
-            status=503,
-        )
-        response.headers["Retry-After"] = str(RETRY_AFTER)
-        return response
+    def __init__(self, db: Database, settings: Settings, patience: float):
+        self.db = db
+        self.settings = settings
+        self.patience = patience
 
-    def confirm(request: Request, address: str) -> Response:
-        if is_unsubscribed(db, address):
-            return _page("Unsubscribed", f"<p>{escape(address)} is unsubscribed already.</p>")
-        return _page(
-            "Unsubscribe?",
-            f"<p>Stop sending the trending papers digest to <strong>{escape(address)}</strong>?</p>"
-            f'<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
-            f'<button type="submit">Unsubscribe</button></form>',
-        )
-
-    def one_click(request: Request, address: str) -> Response:
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                unsubscribe(db, address)
-                break
-            except OperationalError as error:
-                if not _locked(error) or time.monotonic() >= deadline:
-                    raise  # `link` answers a lock that outlasted our patience with 503
-                time.sleep(0.2)
-        return _page(
-            "Unsubscribed",
-            f"<p>{escape(address)} will get no more digests. You can close this page.</p>",
-        )
-
-    def link(request: Request) -> Response:
-        address = address_of(request)
+    def handle(self, request: Request) -> Response:
+        address = verify_token(self.settings.signing_key, request.path_params["token"])
         if address is None:
             return _invalid()
         try:
@@ -124,23 +95,64 @@ def create_app(db: Database, settings: Settings, patience: float = PATIENCE) -> 
             return _invalid()
         try:
             if request.method == "POST":
-                return one_click(request, address)
-            return confirm(request, address)
+                return self.one_click(address)
+            return self.confirm(address)
         except OperationalError as error:
             if _locked(error):
-                return busy()
+                return _busy()
             raise
 
+    def confirm(self, address: str) -> Response:
+        if is_unsubscribed(self.db, address):
+            return _page("Unsubscribed", f"<p>{escape(address)} is unsubscribed already.</p>")
+        return _page(
+            "Unsubscribe?",
+            f"<p>Stop sending the trending papers digest to <strong>{escape(address)}</strong>?</p>"
+            f'<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+            f'<button type="submit">Unsubscribe</button></form>',
+        )
+
+    def one_click(self, address: str) -> Response:
+        deadline = time.monotonic() + self.patience
+        while True:
+            try:
+                unsubscribe(self.db, address)
+                break
+            except OperationalError as error:
+                if not _locked(error) or time.monotonic() >= deadline:
+                    raise  # answered with 503 when the lock outlasted our patience
+                time.sleep(0.2)
+        return _page(
+            "Unsubscribed",
+            f"<p>{escape(address)} will get no more digests. You can close this page.</p>",
+        )
+
+
+def create_app(db: Database, settings: Settings, patience: float = PATIENCE) -> Starlette:
     def health(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     return Starlette(
         routes=[
             Route("/", health),
-            Route("/unsubscribe/{token}", link, methods=["GET", "POST"]),
+            Route(
+                "/unsubscribe/{token}",
+                _Unsubscribe(db, settings, patience).handle,
+                methods=["GET", "POST"],
+            ),
         ],
         middleware=[Middleware(_SecurityHeaders)],
     )
+
+
+def _busy() -> Response:
+    response = _page(
+        "Please try again",
+        "<p>We could not record this just now. Please try again in a minute.</p>",
+        status=503,
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _invalid() -> HTMLResponse:

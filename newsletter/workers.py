@@ -91,7 +91,8 @@ def _start_worker(settings: Settings) -> None:
 
 
 def _make_chunk(chunk: list[Outgoing], sent_at: datetime | None) -> list[tuple[str, bytes]]:
-    assert _factory is not None, "worker not started"
+    if _factory is None:
+        raise RuntimeError("a worker process makes messages only once started")
     return [_factory.make(outgoing, sent_at) for outgoing in chunk]
 
 
@@ -173,7 +174,8 @@ class MessageMaker:
             yield made
 
     def _submit(self, in_flight: InFlight, chunk: list[Outgoing]) -> None:
-        assert self._pool is not None
+        if self._pool is None:
+            raise RuntimeError("MessageMaker hands work to workers only inside its `with` block")
         in_flight.append((chunk, self._pool.submit(_make_chunk, chunk, self.sent_at)))
 
 

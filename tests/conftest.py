@@ -3,8 +3,10 @@ and a way to drive the command line as a user does."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import logging
 import os
 import subprocess
 import sys
@@ -15,7 +17,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli import main
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
 from newsletter.ingest import ingest_paths
@@ -180,7 +184,28 @@ class CliResult:
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> CliResult:
-    """`python -m newsletter ARGS` in a subprocess, as a user's shell would run it."""
+    """`newsletter ARGS` as a user's shell runs it, in this process (click's `CliRunner`
+    isolation: its own environment without our NEWSLETTER_* variables, working directory,
+    standard streams and exit status), the same `main` as the installed command."""
+    clear: dict[str, str | None] = {k: None for k in os.environ if k.startswith("NEWSLETTER_")}
+    with (
+        contextlib.chdir(cwd),
+        CliRunner().isolation(env={**clear, **env}) as (stdout, stderr, _),
+    ):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+        finally:
+            logging.getLogger().handlers.clear()  # bound to this command's stderr
+        out = stdout.getvalue().decode("utf-8", "replace")
+        errors = stderr.getvalue().decode("utf-8", "replace")
+    return CliResult(code, out, errors)
+
+
+def run_process(args: list[str], env: dict[str, str], cwd: Path) -> CliResult:
+    """`python -m newsletter ARGS` in a subprocess: where a process of its own is the point."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     full_env.update(env)
     done = subprocess.run(

@@ -137,6 +137,7 @@ def test_unsubscribed_addresses_get_nothing_even_while_listed(seeded, workdir):
             {"NEWSLETTER_UNSUBSCRIBE_MAILTO": "u@x.example\r\nBcc: v@x.example"},
             "NEWSLETTER_UNSUBSCRIBE_MAILTO",
         ),
+        (["papers"], {"NEWSLETTER_CLAIM_LEASE": "0"}, "NEWSLETTER_CLAIM_LEASE"),
         (["unsubscribe", "not-an-address"], {}, "invalid address"),
         (["resubscribe", "nobody@example.org"], {}, "no such subscriber"),
     ],

@@ -281,7 +281,8 @@ def test_messages_arrive_byte_for_byte_and_the_library_is_left_as_it_was():
     import aiosmtplib.protocol
     import aiosmtplib.smtp
 
-    from newsletter.deliver import Envelope, SmtpOptions, SmtpSender
+    from newsletter.daily import smtp_options
+    from newsletter.deliver import Envelope, SmtpSender
 
     assert aiosmtplib.protocol.normalize_message_line_endings.__module__ == "aiosmtplib.protocol"
     assert aiosmtplib.smtp.normalize_message_line_endings.__module__ == "aiosmtplib.protocol"
@@ -293,7 +294,11 @@ def test_messages_arrive_byte_for_byte_and_the_library_is_left_as_it_was():
     }
     handler = FaultyHandler()
     with SmtpServer(handler, enable_SMTPUTF8=True) as server:
-        sender = SmtpSender(SmtpOptions("127.0.0.1", server.port, security="none"))
+        settings = load_settings(
+            {"NEWSLETTER_SMTP_HOST": "127.0.0.1", "NEWSLETTER_SMTP_PORT": str(server.port)}
+            | {"NEWSLETTER_SMTP_SECURITY": "none", "NEWSLETTER_SECRET_KEY": SECRET}
+        )
+        sender = SmtpSender(smtp_options(settings))
         envelopes = [
             Envelope(n, "papers@example.org", address, message)
             for n, (address, message) in enumerate(messages.items())
