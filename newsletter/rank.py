@@ -49,7 +49,11 @@ COMMON_WORD = 0.25  # share of papers above which a matched word is not named in
 WORDS_SHOWN = 0.5  # "why" names the words when the paper holds this share of the concept's
 TREND_WEIGHT = 0.15
 SAME_TITLE = 0.8  # word overlap (Jaccard) above which two titles name the same work
-SAME_ABSTRACT = 0.7
+SAME_ABSTRACT = 0.7  # ... or above which two abstracts do, when their titles overlap this much:
+SIMILAR_TITLE = 0.4
+ABSTRACT_WORDS = 20  # (abstracts shorter than this are not compared)
+POSITION_DECAY = 10.0  # trending: place 11 on the page counts half as much as place 1
+POSITION_SHARE = 0.6  # trending: weight of the best place against being listed again
 
 _STOPWORDS = frozenset(STOPWORDS_EN)
 _WORD = re.compile(r"\w+(?:-\w+)*")
@@ -243,9 +247,9 @@ def parse_topics(text: str) -> tuple[str, ...]:
 
 def trending(appearances: int, best_position: int) -> float:
     """0..1: high on the page and seen in many dumps."""
-    position = 1.0 / (1.0 + (max(best_position, 1) - 1) / 10.0)
+    position = 1.0 / (1.0 + (max(best_position, 1) - 1) / POSITION_DECAY)
     repeat = 1.0 - 1.0 / max(appearances, 1)
-    return 0.6 * position + 0.4 * repeat
+    return POSITION_SHARE * position + (1.0 - POSITION_SHARE) * repeat
 
 
 @dataclass
@@ -559,7 +563,11 @@ class TopicIndex:
         if titles >= SAME_TITLE:
             return True
         a, b = set(self._abstracts[i]), set(self._abstracts[j])
-        return titles >= 0.4 and min(len(a), len(b)) >= 20 and _jaccard(a, b) >= SAME_ABSTRACT
+        return (
+            titles >= SIMILAR_TITLE
+            and min(len(a), len(b)) >= ABSTRACT_WORDS
+            and _jaccard(a, b) >= SAME_ABSTRACT
+        )
 
     def _title_words(self, i: int) -> set[str]:
         # Every word counts here, numbers too: "Part 5" and "Part 6" are two works.
