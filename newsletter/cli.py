@@ -11,27 +11,31 @@ import logging
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
 from sqlalchemy.exc import DatabaseError
 
-from .compose import topic_index
+from .compose import rank_records
 from .config import Settings, load_settings
-from .daily import preview, run_day
-from .db import ACTIVE, Database, Dump, Subscriber, environmental, unavailable, upgrade_schema
+from .daily import LATEST, preview, run_day
+from .db import ACTIVE, Database, environmental, unavailable, upgrade_schema
 from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
 from .history import status as run_status
-from .ingest import ingest_paths
+from .ingest import ingest_paths, latest_dump_date
 from .lists import load_lists, normalize_address
-from .planning import load_papers
+from .planning import paper_records
 from .rank import parse_topics
 from .schedule import next_run, run_forever
-from .subscribers import ALREADY, UNKNOWN, sync_subscribers
+from .subscribers import (
+    ALREADY,
+    UNKNOWN,
+    subscriber_overview,
+    subscriber_records,
+    sync_subscribers,
+)
 from .subscribers import resubscribe as resubscribe_address
 from .subscribers import unsubscribe as unsubscribe_address
 from .web import serve as serve_unsubscribe
@@ -59,21 +63,12 @@ class App:
         return datetime.now(self.settings.tz).date()
 
     def resolve_date(self, value: str | None) -> date:
-        """A --date value: YYYY-MM-DD, 'today' (the default) or 'latest' (the newest dump)."""
+        """A --date value: YYYY-MM-DD, 'today' (the default) or 'latest' (the newest stored
+        dump; `run` ingests the seeds folder before it looks: see `run_day`)."""
         if value is None or value == "today":
             return self.today
-        if value == "latest":
-            if self.settings.seeds_dir.is_dir():  # the newest dump may not be ingested yet
-                ingest_paths(self.db, [self.settings.seeds_dir], self.today)
-            with self.db.session() as session:
-                latest = session.scalar(
-                    select(func.max(Dump.dump_date)).where(Dump.dump_date <= self.latest_allowed)
-                )
-            if latest is None:
-                raise NewsletterError(
-                    "--date latest: no dump is stored yet (run `newsletter ingest`)"
-                )
-            return latest
+        if value == LATEST:
+            return latest_dump_date(self.db, self.latest_allowed)
         try:
             day = date.fromisoformat(value)
         except ValueError:
@@ -173,51 +168,19 @@ def subscribers(app: App, paths: tuple[Path, ...], allow_drop: bool, as_json: bo
     if as_json:
         click.echo(json.dumps(subscriber_records(app.db), ensure_ascii=False, indent=2))
         return
+    overview = subscriber_overview(app.db, TABLE_ROWS)
     table = Table("email", "name", "frequency", "max", "topics", "exclude", "status")
-    with app.db.session() as session:
-        total = session.scalar(select(func.count(Subscriber.id))) or 0
-        shown = session.scalars(select(Subscriber).order_by(Subscriber.email).limit(TABLE_ROWS))
-        for s in shown:
-            status = s.status if s.listed or s.status != ACTIVE else "not listed"
-            table.add_row(
-                s.email,
-                s.name,
-                s.frequency,
-                str(s.max_papers),
-                "; ".join(s.topics),
-                "; ".join(s.exclude or ()),
-                status,
-            )
-        by_status = dict(
-            session.execute(
-                select(Subscriber.status, func.count()).group_by(Subscriber.status)
-            ).all()
-        )
+    for s in overview.shown:
+        status = s["status"] if s["listed"] or s["status"] != ACTIVE else "not listed"
+        row = [s["email"], s["name"], s["frequency"], str(s["max_papers"])]
+        table.add_row(*row, "; ".join(s["topics"]), "; ".join(s["exclude"]), status)
+    total, by_status = overview.total, overview.by_status
     out.print(table)
     if total > TABLE_ROWS:
         out.print(f"... and {total - TABLE_ROWS:,} more (--json lists them all)", highlight=False)
     counts = ", ".join(f"{n:,} {status}" for status, n in sorted(by_status.items()))
     out.print(f"{total:,} subscriber(s): {counts or 'none'}", highlight=False)
     out.print(report.summary)
-
-
-def subscriber_records(db: Database) -> list[dict[str, Any]]:
-    """Every known address as `newsletter subscribers --json` prints it (SPEC.md)."""
-    with db.session() as session:
-        return [
-            {
-                "email": s.email,
-                "name": s.name,
-                "status": s.status,
-                "listed": s.listed,
-                "topics": list(s.topics),
-                "exclude": list(s.exclude or ()),
-                "frequency": s.frequency,
-                "max_papers": s.max_papers,
-                "bounce_score": 0,
-            }
-            for s in session.scalars(select(Subscriber).order_by(Subscriber.email))
-        ]
 
 
 @cli.command()
@@ -232,7 +195,7 @@ def run(app: App, day: str | None, dry_run: bool, outbox: Path | None) -> None:
     summary = run_day(
         app.db,
         app.settings,
-        app.resolve_date(day),
+        LATEST if day == LATEST else app.resolve_date(day),
         today=app.today,
         dry_run=dry_run,
         outbox_dir=outbox,
@@ -253,20 +216,7 @@ def run(app: App, day: str | None, dry_run: bool, outbox: Path | None) -> None:
 @pass_app
 def papers(app: App, day: str | None, as_json: bool) -> None:
     """List stored papers (only those new on --date if given)."""
-    with app.db.session() as session:
-        new_on = app.resolve_date(day) if day else None
-        stored = load_papers(session, new_on=new_on)
-    if new_on is not None:
-        stored.sort(key=lambda p: (p.best_position, p.id))
-    rows = [
-        {
-            "title": p.title,
-            "first_seen": p.first_seen.isoformat(),
-            "appearances": p.appearances,
-            "code_url": p.code_url,
-        }
-        for p in stored
-    ]
+    rows = paper_records(app.db, app.resolve_date(day) if day else None)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -290,21 +240,7 @@ def rank(app: App, topics: str, day: str | None, limit: int, as_json: bool) -> N
     wanted = parse_topics(topics)
     if not wanted:
         raise NewsletterError("--topics: give at least one topic")
-    with app.db.session() as session:
-        stored = {p.id: p for p in load_papers(session)}
-        new_on = app.resolve_date(day) if day else None
-        index = topic_index(session, stored.values())
-    candidates = [p.id for p in stored.values() if new_on is None or p.first_seen == new_on]
-    ranked = index.rank(wanted, candidates, limit=limit)
-    rows: list[dict[str, Any]] = [
-        {
-            "title": stored[r.paper_id].title,
-            "score": r.score,
-            "matched": list(r.matched),
-            "why": list(r.why),
-        }
-        for r in ranked
-    ]
+    rows = rank_records(app.db, wanted, app.resolve_date(day) if day else None, limit)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
@@ -261,6 +262,26 @@ def topic_index(session: Session, papers: Iterable[PaperInfo]) -> TopicIndex:
     return TopicIndex(
         [p.text() for p in papers], vectors=load_vectors(session, encoder), encoder=encoder
     )
+
+
+def rank_records(
+    db: Database, topics: tuple[str, ...], new_on: date | None, limit: int
+) -> list[dict[str, Any]]:
+    """Stored papers (those new on `new_on`, or all) ranked for `topics`, best first, as
+    `newsletter rank --json` prints them (SPEC.md)."""
+    with db.session() as session:
+        stored = {p.id: p for p in load_papers(session)}
+        index = topic_index(session, stored.values())
+    candidates = [p.id for p in stored.values() if new_on is None or p.first_seen == new_on]
+    return [
+        {
+            "title": stored[r.paper_id].title,
+            "score": r.score,
+            "matched": list(r.matched),
+            "why": list(r.why),
+        }
+        for r in index.rank(topics, candidates, limit=limit)
+    ]
 
 
 def pick_papers(index: TopicIndex, due: Due) -> Picked:

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -36,10 +36,11 @@ from .deliver import (
     SmtpSender,
 )
 from .digest import Outgoing
+from .dumps import DAYS_AHEAD
 from .eml import EmlFolder, write_atomically
 from .errors import NewsletterError
 from .history import finish_record, start_record
-from .ingest import IngestReport, ingest_paths
+from .ingest import IngestReport, ingest_paths, latest_dump_date
 from .leases import Heartbeat, holder_name
 from .lists import load_lists
 from .outbox import (
@@ -126,10 +127,13 @@ def prepare(
     return ingest, sync
 
 
+LATEST = "latest"  # `run --date latest`: the newest dump, once the seeds folder is ingested
+
+
 def run_day(
     db: Database,
     settings: Settings,
-    day: date,
+    day: date | str,
     *,
     today: date,
     dry_run: bool,
@@ -144,6 +148,11 @@ def run_day(
     console = console or Console(stderr=True)
     if not dry_run:
         settings.require_sending()
+    if day == LATEST:
+        prepare(db, settings, today)  # the newest dump may not be stored yet; this is cheap again
+        day = latest_dump_date(db, today + timedelta(days=DAYS_AHEAD))
+    if not isinstance(day, date):
+        raise TypeError(f"run_day: a date or {LATEST!r}, not {day!r}")
     summary = RunSummary(day, dry_run)
     holder = holder_name()
     record = start_record(db, day, dry_run, holder)

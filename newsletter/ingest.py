@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -252,3 +252,12 @@ def _merge(paper: Paper, abstract: str, code_url: str | None, seen_on: date, res
     if seen_on < paper.first_seen:
         paper.first_seen = seen_on
     return changed
+
+
+def latest_dump_date(db: Database, until: date) -> date:
+    """The date of the newest stored dump up to `until` (`--date latest`)."""
+    with db.session() as session:
+        latest = session.scalar(select(func.max(Dump.dump_date)).where(Dump.dump_date <= until))
+    if latest is None:
+        raise NewsletterError("--date latest: no dump is stored yet (run `newsletter ingest`)")
+    return latest

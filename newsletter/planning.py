@@ -23,6 +23,7 @@ from .db import (
     ACTIVE,
     LIVE_STATES,
     Appearance,
+    Database,
     Digest,
     DigestPaper,
     Paper,
@@ -121,6 +122,24 @@ def load_papers(
             best_date=best.get(p.id, (1, p.first_seen))[1],
         )
         for p in papers
+    ]
+
+
+def paper_records(db: Database, new_on: date | None) -> list[dict[str, Any]]:
+    """Stored papers as `newsletter papers --json` prints them (SPEC.md): those new on `new_on`
+    in their order on that day's page, or all of them."""
+    with db.session() as session:
+        stored = load_papers(session, new_on=new_on)
+    if new_on is not None:
+        stored.sort(key=lambda p: (p.best_position, p.id))
+    return [
+        {
+            "title": p.title,
+            "first_seen": p.first_seen.isoformat(),
+            "appearances": p.appearances,
+            "code_url": p.code_url,
+        }
+        for p in stored
     ]
 
 

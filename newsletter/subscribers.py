@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, insert_in_batches, utcnow
@@ -157,3 +157,42 @@ def is_unsubscribed(db: Database, email: str) -> bool:
             select(Subscriber.status).where(Subscriber.email == normalize_address(email))
         )
     return status == UNSUBSCRIBED
+
+
+def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every known address (the first `limit` by address) as `newsletter subscribers --json`
+    prints it (SPEC.md)."""
+    with db.session() as session:
+        return [
+            {
+                "email": s.email,
+                "name": s.name,
+                "status": s.status,
+                "listed": s.listed,
+                "topics": list(s.topics),
+                "exclude": list(s.exclude or ()),
+                "frequency": s.frequency,
+                "max_papers": s.max_papers,
+                "bounce_score": 0,
+            }
+            for s in session.scalars(select(Subscriber).order_by(Subscriber.email).limit(limit))
+        ]
+
+
+@dataclass(frozen=True)
+class Overview:
+    shown: list[dict[str, Any]]  # the first addresses, as `subscriber_records` has them
+    total: int
+    by_status: dict[str, int]
+
+
+def subscriber_overview(db: Database, rows: int) -> Overview:
+    """The first `rows` subscribers by address, how many there are, and how many per status."""
+    with db.session() as session:
+        total = session.scalar(select(func.count(Subscriber.id))) or 0
+        by_status = dict(
+            session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            ).all()
+        )
+    return Overview(subscriber_records(db, rows), total, by_status)
