@@ -8,6 +8,7 @@ import email
 import email.policy
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,6 @@ from .pg import PostgresServer, binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
-DATA = Path(__file__).resolve().parent / "data"
 TODAY = date(2026, 11, 24)  # ingest day used for year inference in tests
 SECRET = "a-test-secret-of-more-than-32-bytes-0123456789"  # a real send needs 32 bytes or more
 
@@ -114,6 +114,16 @@ def db(settings: Settings):
     database = Database(settings.database_url)
     yield database
     database.close()
+
+
+@pytest.fixture
+def demo(workdir: Path) -> Path:
+    """The work folder with what `make demo` uses: the seed dumps and the example lists."""
+    for dump in SEEDS.glob("*.txt"):
+        shutil.copy(dump, workdir / "seeds")
+    for listed in (ROOT / "subscribers").iterdir():
+        shutil.copy(listed, workdir / "subscribers")
+    return workdir
 
 
 @pytest.fixture

@@ -19,21 +19,12 @@ from .conftest import ROOT, SEEDS, TODAY, abstract_about, make_dump, parse_eml, 
 AUG_8 = date(2026, 8, 8)
 
 
-@pytest.fixture
-def demo(settings, db, workdir):
-    for dump in SEEDS.glob("*.txt"):
-        shutil.copy(dump, workdir / "seeds")
-    for listed in (ROOT / "subscribers").iterdir():
-        shutil.copy(listed, workdir / "subscribers")
-    return settings
-
-
 def dry_run(db, settings, day=AUG_8):
     return run_day(db, settings, day, today=TODAY, dry_run=True)
 
 
-def test_dry_run_writes_one_eml_per_digest(db, demo, workdir):
-    summary = dry_run(db, demo)
+def test_dry_run_writes_one_eml_per_digest(db, demo, workdir, settings):
+    summary = dry_run(db, settings)
     files = sorted((workdir / "outbox" / "2026-08-08").glob("*.eml"))
     assert summary.written == len(files) >= 4
     assert summary.not_due == 2  # the weekly subscribers: Aug 8, 2026 is a Saturday
@@ -53,8 +44,8 @@ def test_dry_run_writes_one_eml_per_digest(db, demo, workdir):
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
-def test_each_paper_card_carries_title_reason_excerpt_signal_and_links(db, demo, workdir):
-    dry_run(db, demo)
+def test_each_paper_card_carries_title_reason_excerpt_signal_and_links(db, demo, workdir, settings):
+    dry_run(db, settings)
     message = parse_eml(workdir / "outbox" / "2026-08-08" / "grace.hopper@example.org.eml")
     html = message.get_body(("html",)).get_content()
     text = message.get_body(("plain",)).get_content()
@@ -79,23 +70,25 @@ def test_each_paper_card_carries_title_reason_excerpt_signal_and_links(db, demo,
     assert "display:none" in html.replace(" ", "")  # the preheader
 
 
-def test_unsubscribe_links_carry_a_token_for_that_address_only(db, demo, workdir):
-    dry_run(db, demo)
+def test_unsubscribe_links_carry_a_token_for_that_address_only(db, demo, workdir, settings):
+    dry_run(db, settings)
     message = parse_eml(workdir / "outbox" / "2026-08-08" / "ada@example.org.eml")
     https, mailto = (part.strip(" <>") for part in str(message["List-Unsubscribe"]).split(","))
     assert https.startswith("https://digest.example/unsubscribe/")
     assert mailto.startswith("mailto:unsubscribe@digest.example?subject=unsubscribe")
     token = https.rsplit("/", 1)[1]
-    assert verify_token(demo.signing_key, token) == "ada@example.org"
-    assert verify_token(demo.signing_key, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert verify_token(settings.signing_key, token) == "ada@example.org"
+    assert (
+        verify_token(settings.signing_key, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    )
     assert verify_token("another key", token) is None
     assert https in message.get_body(("html",)).get_content()
 
 
-def test_dry_run_twice_gives_the_same_files_and_stores_no_digest(db, demo, workdir):
-    dry_run(db, demo)
+def test_dry_run_twice_gives_the_same_files_and_stores_no_digest(db, demo, workdir, settings):
+    dry_run(db, settings)
     first = {p.name: p.read_bytes() for p in (workdir / "outbox" / "2026-08-08").iterdir()}
-    dry_run(db, demo)
+    dry_run(db, settings)
     second = {p.name: p.read_bytes() for p in (workdir / "outbox" / "2026-08-08").iterdir()}
     assert first == second
     with db.session() as session:

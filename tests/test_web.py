@@ -3,7 +3,6 @@ and DKIM signing verified with a key made by the test."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,19 +21,10 @@ from newsletter.daily import run_day
 from newsletter.db import Subscriber
 from newsletter.tokens import unsubscribe_token
 
-from .conftest import ROOT, SEEDS, TODAY, parse_eml
+from .conftest import TODAY, parse_eml
 from .smtp_server import free_port
 
 SECRET = "web-test-secret-0123456789-0123456789-abc"
-
-
-@pytest.fixture
-def demo(workdir):
-    for dump in SEEDS.glob("*.txt"):
-        shutil.copy(dump, workdir / "seeds")
-    for listed in (ROOT / "subscribers").iterdir():
-        shutil.copy(listed, workdir / "subscribers")
-    return workdir
 
 
 @pytest.fixture
@@ -49,14 +39,21 @@ def server(cli, env, workdir, demo):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
+    while not listening(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(
+                f"`newsletter serve` did not come up on port {port} (exit {process.poll()})"
+            )
         time.sleep(0.1)
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def http(method, url, body=None):
