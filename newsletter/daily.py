@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -251,21 +251,15 @@ def _write_files(
     return written
 
 
+# Each SMTP option, and the setting it comes from (most are NEWSLETTER_SMTP_<OPTION>).
+_SMTP_SETTINGS = {f.name: f"smtp_{f.name}" for f in fields(SmtpOptions)} | {
+    "rate_limit": "rate_limit",
+    "helo": "helo_name",
+}
+
+
 def smtp_options(settings: Settings) -> SmtpOptions:
-    return SmtpOptions(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        security=settings.smtp_security,
-        username=settings.smtp_username,
-        password=settings.smtp_password,
-        verify=settings.smtp_verify,
-        timeout=settings.smtp_timeout,
-        connections=settings.smtp_connections,
-        rate_limit=settings.rate_limit,
-        attempts=settings.smtp_attempts,
-        retry_delay=settings.smtp_retry_delay,
-        helo=settings.helo_name,
-    )
+    return SmtpOptions(**{name: getattr(settings, attr) for name, attr in _SMTP_SETTINGS.items()})
 
 
 def send_digests(
