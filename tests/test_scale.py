@@ -15,7 +15,7 @@ from datetime import date
 from sqlalchemy import func, select
 
 from bench.synthetic import write_list as write_synthetic
-from newsletter import compose, workers
+from newsletter import daily, workers
 from newsletter.config import load_settings
 from newsletter.daily import run_day
 from newsletter.db import SENT, Database, Digest
@@ -53,7 +53,7 @@ def test_a_real_run_streamed_in_small_batches_sends_every_digest_once(
 ):
     prepare(workdir, 120)
     monkeypatch.setattr(workers, "POOL_THRESHOLD", 1)
-    monkeypatch.setattr(compose, "SEND_BATCH", 7)  # many batches, one not full
+    monkeypatch.setattr(daily, "OUTBOX_BATCH", 7)  # many claims, the last one not full
     handler = FaultyHandler()
     with SmtpServer(handler) as server:
         settings = load_settings(
