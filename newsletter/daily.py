@@ -251,7 +251,7 @@ def _write_files(
     return written
 
 
-# Each SMTP option, and the setting it comes from (most are NEWSLETTER_SMTP_<OPTION>).
+# Each SMTP option, and the setting it comes from (most are the option with "smtp_" before it).
 _SMTP_SETTINGS = {f.name: f"smtp_{f.name}" for f in fields(SmtpOptions)} | {
     "rate_limit": "rate_limit",
     "helo": "helo_name",

@@ -39,6 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
     folder = cache.mkdir("xdg-cache") if cache is not None else tempfile.mkdtemp()
     os.environ["XDG_CACHE_HOME"] = str(folder)
+    # The test SMTP servers (aiosmtpd) run in this process, as do the commands the tests run:
+    # their chatter must not reach a command's standard error.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @pytest.fixture
