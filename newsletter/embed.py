@@ -106,6 +106,8 @@ class Encoder:
         if not texts:
             return out
         known = self._cache.get(texts)
+        if len(known) < len(texts):
+            known.update(shipped_vectors(self.name, [t for t in texts if t not in known]))
         missing = [i for i, text in enumerate(texts) if text not in known]
         for i, text in enumerate(texts):
             if text in known:
@@ -234,14 +236,14 @@ class _VectorCache:
             return None
 
     @staticmethod
-    def _key(text: str) -> str:
+    def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         connection = self._connect()
         if connection is None:
             return {}
-        keys = {self._key(text): text for text in texts}
+        keys = {self.key(text): text for text in texts}
         found: dict[str, np.ndarray] = {}
         try:
             with connection:
@@ -270,7 +272,7 @@ class _VectorCache:
                 connection.executemany(
                     "INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)",
                     [
-                        (self._key(t), np.asarray(v, dtype="<f4").tobytes())
+                        (self.key(t), np.asarray(v, dtype="<f4").tobytes())
                         for t, v in vectors.items()
                     ],
                 )
@@ -278,6 +280,35 @@ class _VectorCache:
             pass
         finally:
             connection.close()
+
+
+# Vectors that come with the package: those of the sample dumps in `seeds/`, made by
+# `python -m bench.seed_vectors` (float16, as papers' vectors are stored), so that `make demo` on a
+# fresh machine does not spend half a minute making them. Used only for the same model and code.
+SHIPPED = Path(__file__).resolve().parent / "data" / "seed-vectors.npz"
+
+
+@cache
+def _shipped(model: str) -> tuple[dict[str, int], np.ndarray]:
+    try:
+        with np.load(SHIPPED) as data:
+            if str(data["model"]) != model:
+                return {}, np.zeros((0, DIMENSIONS), dtype="<f2")
+            keys, vectors = data["keys"], data["vectors"]
+    except (OSError, KeyError, ValueError):
+        return {}, np.zeros((0, DIMENSIONS), dtype="<f2")
+    return {key: row for row, key in enumerate(keys.tolist())}, vectors
+
+
+def shipped_vectors(model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """The shipped vectors of those `texts` that have one."""
+    rows, vectors = _shipped(model)
+    found = {}
+    for text in texts:
+        row = rows.get(_VectorCache.key(text))
+        if row is not None:
+            found[text] = vectors[row].astype(np.float32)
+    return found
 
 
 def model_dir() -> Path | None:

@@ -76,3 +76,20 @@ def test_any_text_gives_a_unit_vector(encoder, text):
     # any code point, lone surrogates (undecodable bytes as Python keeps them) included
     (vector,) = encoder._compute([text])
     assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_shipped_seed_vectors_are_what_the_encoder_makes_for_every_seed_paper(encoder):
+    """`newsletter/data/seed-vectors.npz` spares a fresh machine half a minute; it must hold a
+    vector for every text of every seed paper, each the one the encoder makes (float16)."""
+    from bench.seed_vectors import seed_texts
+
+    texts = seed_texts()
+    shipped = embed.shipped_vectors(encoder.name, texts)
+    assert len(texts) > 1000 and sorted(shipped) == texts, (
+        "out of date: run `python -m bench.seed_vectors`"
+    )
+    sample = texts[:: len(texts) // 7]
+    made = encoder._compute(sample)
+    kept = np.vstack([shipped[text] for text in sample])
+    assert np.abs(made - kept).max() < 2e-3  # float16's rounding, nothing more
+    assert (made * kept).sum(axis=1) == pytest.approx(np.ones(len(sample)), abs=1e-4)
