@@ -51,15 +51,13 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-# Modules whose tests run on both back-ends: everything that reads or writes the database in a
-# way the two could differ (claims, bulk inserts, JSON, dates, leases, migrations).
+# Tests that run on both back-ends: everything that reads or writes the database in a way the two
+# could differ (claims, bulk inserts, JSON, dates, leases, migrations). Whole modules, and tests
+# marked `both_backends` elsewhere; the rest (SMTP faults, TLS, rendering) use SQLite.
 BOTH_BACKENDS = {
     "test_ingest",
     "test_subscribers",
     "test_select",
-    "test_deliver",
-    "test_schedule",
-    "test_scale",
     "test_cluster",
     "test_migrations",
 }
@@ -67,7 +65,8 @@ BOTH_BACKENDS = {
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
-    if "backend" in metafunc.fixturenames and module in BOTH_BACKENDS:
+    marked = metafunc.definition.get_closest_marker("both_backends") is not None
+    if "backend" in metafunc.fixturenames and (module in BOTH_BACKENDS or marked):
         metafunc.parametrize("backend", ["sqlite", "postgresql"])
 
 

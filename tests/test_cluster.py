@@ -19,7 +19,7 @@ from .smtp_server import FaultyHandler, SmtpServer
 from .test_deliver import smtp_env, start_run
 
 MAR_11 = date(2026, 3, 11)
-READERS = 300
+READERS = 150  # more than one claim batch (100)
 
 
 def prepare(workdir, cli, readers=READERS):

@@ -68,6 +68,7 @@ def states(db, day=AUG_8):
         return {email: (state, attempts) for email, state, attempts in rows}
 
 
+@pytest.mark.both_backends
 def test_a_run_delivers_each_digest_once_and_a_second_run_sends_nothing(db, env, demo):
     handler = FaultyHandler()
     with SmtpServer(handler) as server:
@@ -110,6 +111,7 @@ def test_a_4xx_is_retried_with_back_off_until_accepted(db, env, demo):
     assert handler.counts()["ada@example.org"] == 1
 
 
+@pytest.mark.both_backends
 def test_a_lasting_4xx_is_deferred_then_sent_by_the_next_run(db, env, demo):
     handler = FaultyHandler(rcpt_replies={"ada@example.org": ["451 4.7.1 Greylisted"] * 3})
     with SmtpServer(handler) as server:
@@ -122,6 +124,7 @@ def test_a_lasting_4xx_is_deferred_then_sent_by_the_next_run(db, env, demo):
     assert states(db)["ada@example.org"] == (SENT, 4)
 
 
+@pytest.mark.both_backends
 def test_a_5xx_is_a_permanent_failure_for_that_address_only(db, env, demo):
     handler = FaultyHandler(
         always_rcpt={"ada@example.org": "550 5.1.1 No such user"},
@@ -140,6 +143,7 @@ def test_a_5xx_is_a_permanent_failure_for_that_address_only(db, env, demo):
         assert digest.smtp_reply.startswith(("550", "554"))
 
 
+@pytest.mark.both_backends
 def test_three_permanent_failures_on_different_days_suspend_the_subscriber(db, env, workdir, cli):
     for dump in SEEDS.glob("*.txt"):
         shutil.copy(dump, workdir / "seeds")
@@ -166,6 +170,7 @@ def test_a_connection_dropped_mid_data_is_retried_on_a_new_connection(db, env, d
     assert handler.counts()["ada@example.org"] == handler.counts()["grace.hopper@example.org"] == 1
 
 
+@pytest.mark.both_backends
 def test_a_server_that_is_down_leaves_everything_pending(db, env, demo, cli):
     port = free_port()
     summary = real_run(db, env, port)
@@ -197,6 +202,7 @@ def test_starttls_with_a_self_signed_certificate(db, env, demo, tmp_path):
     assert unchecked.sent == checked.pending == len(handler.counts())
 
 
+@pytest.mark.both_backends
 def test_a_run_killed_mid_way_then_run_again_delivers_every_digest(db, env, workdir, cli):
     for dump in SEEDS.glob("*.txt"):
         shutil.copy(dump, workdir / "seeds")

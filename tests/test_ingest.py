@@ -138,8 +138,9 @@ def test_control_characters_never_reach_titles(db, tmp_path):
 def test_a_big_dump_is_taken_in_chunks_and_a_huge_one_refused_in_one_line(
     db, tmp_path, monkeypatch
 ):
-    from newsletter import ingest
+    from newsletter import embed, ingest
 
+    monkeypatch.setattr(embed, "load", lambda: None)  # words only: 1,200 papers' vectors cost 10 s
     if db.engine.dialect.name == "sqlite":  # as old SQLite builds have it: 999 variables
         limit = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
         event.listen(db.engine, "connect", lambda connection, _: connection.setlimit(limit, 999))

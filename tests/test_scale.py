@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import date
 
+import pytest
 from sqlalchemy import func, select
 
 from bench.synthetic import write_list as write_synthetic
@@ -48,6 +49,7 @@ def test_worker_processes_write_the_same_files_as_in_process(env, workdir, monke
     assert outputs[0] == outputs[2]  # byte for byte, in both the names and the contents
 
 
+@pytest.mark.both_backends
 def test_a_real_run_streamed_in_small_batches_sends_every_digest_once(
     env, workdir, db, monkeypatch
 ):

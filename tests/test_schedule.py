@@ -89,6 +89,7 @@ def test_the_lease_admits_one_holder_and_frees_a_dead_ones(db):
     acquire(db, day, "x:3:f")  # the holder's process is gone: taken over at once
 
 
+@pytest.mark.both_backends
 def test_two_concurrent_runs_send_each_digest_once(env, workdir, cli):
     for dump in SEEDS.glob("*.txt"):
         shutil.copy(dump, workdir / "seeds")
@@ -142,6 +143,7 @@ def test_schedule_prints_the_next_run_and_stops_cleanly_without_leaking_secrets(
     assert "very-secret" not in repr(load_settings(secret_env))
 
 
+@pytest.mark.both_backends
 def test_status_shows_runs_unsent_digests_and_suspended_subscribers(env, workdir, cli):
     for dump in SEEDS.glob("*.txt"):
         shutil.copy(dump, workdir / "seeds")
