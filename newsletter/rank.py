@@ -607,5 +607,16 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 def _contains(tokens: list[str], wanted: list[str]) -> bool:
-    width = len(wanted)
-    return any(tokens[i : i + width] == wanted for i in range(len(tokens) - width + 1))
+    """Whether `wanted` occurs in `tokens` as a run. Looks only where its first word is (found
+    by `list.index`, in C): most texts do not hold it at all."""
+    if not wanted:
+        return True
+    width, first, start = len(wanted), wanted[0], 0
+    while True:
+        try:
+            at = tokens.index(first, start)
+        except ValueError:
+            return False
+        if tokens[at : at + width] == wanted:
+            return True
+        start = at + 1
