@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from html import escape
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
@@ -30,6 +31,9 @@ from .errors import NewsletterError
 from .lists import normalize_address
 from .subscribers import is_unsubscribed, unsubscribe
 from .tokens import verify_token
+
+if TYPE_CHECKING:
+    import uvicorn
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -163,9 +167,16 @@ def _invalid() -> HTMLResponse:
     )
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def server(settings: Settings, host: str, port: int) -> uvicorn.Server:
+    """The unsubscribe endpoint as a uvicorn server, not yet running."""
     import uvicorn
 
     # Short waits for a lock, tried again until PATIENCE: a thread is never held for long.
     db = Database(settings.database_url, busy_timeout=2.0)
-    uvicorn.run(create_app(db, settings), host=host, port=port, log_level="info")
+    return uvicorn.Server(
+        uvicorn.Config(create_app(db, settings), host=host, port=port, log_level="info")
+    )
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    server(settings, host, port).run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -29,26 +29,26 @@ SECRET = "web-test-secret-0123456789-0123456789-abc"
 
 @pytest.fixture
 def server(cli, env, workdir, demo):
+    """`newsletter serve`'s server, run in a thread of this process."""
+    from newsletter.web import server as unsubscribe_server
+
     assert cli("subscribers", extra_env={"NEWSLETTER_SECRET_KEY": SECRET}).code == 0
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
-        cwd=workdir,
-        env={**env, "NEWSLETTER_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    served = unsubscribe_server(
+        load_settings({**env, "NEWSLETTER_SECRET_KEY": SECRET}), "127.0.0.1", port
     )
+    served.config.log_level = "warning"
+    thread = threading.Thread(target=served.run, daemon=True)
+    thread.start()
     deadline = time.monotonic() + 30
-    while not listening(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(
-                f"`newsletter serve` did not come up on port {port} (exit {process.poll()})"
-            )
-        time.sleep(0.1)
+    while not served.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail(f"the unsubscribe server did not come up on port {port}")
+        time.sleep(0.02)
     yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+    served.should_exit = True
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the unsubscribe server did not stop"
 
 
 def listening(port: int) -> bool:
