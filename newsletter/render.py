@@ -17,7 +17,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 from datetime import date
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -144,8 +144,7 @@ class Renderer:
     def _html_template(self) -> Template:
         if not self.inline_once:
             return self._html_env.get_template("digest.html")
-        source = (self.templates_dir / "digest.html").read_text(encoding="utf-8")
-        return self._html_env.from_string(inline_css(source))
+        return self._html_env.from_string(_inlined_template(self.templates_dir / "digest.html"))
 
     @cached_property
     def _text_template(self) -> Template:
@@ -310,6 +309,12 @@ def reader_values(
 
 def _join(pieces: Pieces, values: dict[str, str]) -> str:
     return "".join(values[piece] if i % 2 else piece for i, piece in enumerate(pieces))
+
+
+@cache
+def _inlined_template(path: Path) -> str:
+    """The HTML template with its CSS inlined: once per process, however many renderers."""
+    return inline_css(path.read_text(encoding="utf-8"))
 
 
 def inline_css(html: str) -> str:
