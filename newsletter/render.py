@@ -32,7 +32,6 @@ from jinja2 import (
 )
 from jinja2.runtime import Context
 from markupsafe import escape
-from premailer import Premailer
 
 from .text import clean_name
 
@@ -319,6 +318,8 @@ def _inlined_template(path: Path) -> str:
 
 def inline_css(html: str) -> str:
     """Copy the `<style>` rules onto the elements; media queries stay in the `<style>` block."""
+    from premailer import Premailer  # (with lxml and cssutils: only where a template is inlined)
+
     return Premailer(
         html,
         keep_style_tags=True,
