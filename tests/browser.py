@@ -29,19 +29,22 @@ CHROMIUM_FLAGS = [
 ]
 MEASURE = """
 window.addEventListener('load', () => {
-  const frame = document.getElementById('f');
-  const doc = frame.contentDocument;
-  const root = doc.documentElement;
-  const column = doc.querySelector('.column');
-  const box = column ? column.getBoundingClientRect() : null;
-  let widest = 0, who = '';
-  for (const el of doc.body.querySelectorAll('*')) {
-    const r = el.getBoundingClientRect();
-    if (r.width && r.right > widest) { widest = r.right; who = el.tagName + '.' + el.className; }
+  const results = [];
+  for (const frame of document.querySelectorAll('iframe')) {
+    const doc = frame.contentDocument;
+    const root = doc.documentElement;
+    const column = doc.querySelector('.column');
+    const box = column ? column.getBoundingClientRect() : null;
+    let widest = 0, who = '';
+    for (const el of doc.body.querySelectorAll('*')) {
+      const r = el.getBoundingClientRect();
+      if (r.width && r.right > widest) { widest = r.right; who = el.tagName + '.' + el.className; }
+    }
+    results.push({
+      frame: frame.clientWidth, scroll: Math.max(root.scrollWidth, doc.body.scrollWidth),
+      column: box && {left: box.left, right: box.right, width: box.width}, widest, who});
   }
-  document.body.setAttribute('data-result', JSON.stringify({
-    frame: frame.clientWidth, scroll: Math.max(root.scrollWidth, doc.body.scrollWidth),
-    column: box && {left: box.left, right: box.right, width: box.width}, widest, who}));
+  document.body.setAttribute('data-result', JSON.stringify(results));
 });
 """
 
@@ -61,13 +64,15 @@ def without_style_blocks(page: str) -> str:
     return re.sub(r"<style\b.*?</style>", "", page, flags=re.S | re.I)
 
 
-def _harness(page: str, width: int, height: int, measure: bool) -> str:
+def _harness(pages: list[str], width: int, height: int, measure: bool) -> str:
     script = f"<script>{MEASURE}</script>" if measure else ""
-    return (
-        "<!DOCTYPE html><html><body style='margin:0;background:#888'>"
-        f"<iframe id='f' style='width:{width}px;height:{height}px;border:0;display:block' "
-        f'srcdoc="{html.escape(page, quote=True)}"></iframe>{script}</body></html>'
+    frames = "".join(
+        f"<iframe style='width:{width}px;height:{height}px;border:0;display:block' "
+        f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
+        for page in pages
     )
+    body = f"<body style='margin:0;background:#888'>{frames}{script}</body>"
+    return f"<!DOCTYPE html><html>{body}</html>"
 
 
 def _run(args: list[str], harness: str) -> str:
@@ -90,13 +95,17 @@ def _run(args: list[str], harness: str) -> str:
         return done.stdout
 
 
-def measure(page: str, width: int) -> dict:
-    """Widths as laid out in a `width`-px frame: scroll width, the column's box, widest element."""
-    dom = _run(["--dump-dom"], _harness(page, width, 900, measure=True))
+def measure(pages: list[str], width: int) -> list[dict]:
+    """Widths as laid out in a `width`-px frame, for each page (one Chromium for them all):
+    scroll width, the column's box, the widest element."""
+    dom = _run(["--dump-dom"], _harness(pages, width, 900, measure=True))
     found = re.search(r"data-result=\"([^\"]*)\"", dom)
     if not found:
         raise RuntimeError("Chromium did not report a measurement")
-    return json.loads(html.unescape(found.group(1)))
+    results = json.loads(html.unescape(found.group(1)))
+    if len(results) != len(pages):
+        raise RuntimeError(f"Chromium measured {len(results)} of {len(pages)} pages")
+    return results
 
 
 def screenshot(page: str, width: int, path: Path, height: int = 1800) -> Path:
@@ -104,7 +113,7 @@ def screenshot(page: str, width: int, path: Path, height: int = 1800) -> Path:
     window = max(width, 500)
     _run(
         [f"--screenshot={path.resolve()}", f"--window-size={window},{height}"],
-        _harness(page, width, height, measure=False),
+        _harness([page], width, height, measure=False),
     )
     return path
 
