@@ -60,6 +60,14 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_data(database_u
     assert [tuple(row) for row in kept] == [("pending", "<d1@x>", None)]
 
 
+OPEN_DATABASE = """
+import os
+from newsletter.db import Database
+with Database(os.environ["NEWSLETTER_DATABASE_URL"]).session() as session:
+    session.execute(__import__("sqlalchemy").text("SELECT count(*) FROM papers")).scalar_one()
+"""
+
+
 def test_first_runs_at_once_on_a_new_sqlite_file_all_work(workdir):
     import os
     import subprocess
@@ -69,8 +77,8 @@ def test_first_runs_at_once_on_a_new_sqlite_file_all_work(workdir):
     for attempt in range(3):
         url = f"sqlite:///{workdir / f'race{attempt}.db'}"
         started = [
-            subprocess.Popen(
-                [sys.executable, "-m", "newsletter", "papers"],
+            subprocess.Popen(  # what every command does first: open the database
+                [sys.executable, "-c", OPEN_DATABASE],
                 cwd=workdir,
                 env={**os.environ, "NEWSLETTER_DATABASE_URL": url},
                 stdout=subprocess.PIPE,
