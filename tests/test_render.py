@@ -278,8 +278,8 @@ def test_any_text_gives_each_reader_their_own_message(title, abstract, topic, na
     settings = load_settings({"NEWSLETTER_SECRET_KEY": "k" * 40})
     card = PaperCard(title or "t", abstract, (matched or "m",), None, 1, 1, date(2026, 3, 17))
     factory = MessageFactory(settings)
-    readers = ["ada@example.org", "bob@example.org", "zoë@example.org"]
-    for n, address in enumerate(readers):  # one shape, three readers
+    readers = ["ada@example.org", "zoë@example.org"]  # (SMTPUTF8 for the second)
+    for n, address in enumerate(readers):  # one shape, two readers
         outgoing = outgoing_for(address, name, (card,), n, topics=(topic or "x",))
         subject, raw = factory.make(outgoing, WHEN)
         check_message(settings, raw, outgoing, subject)
