@@ -205,8 +205,25 @@ def _body_end(data: bytes) -> bytes:
 
 
 def _qp(data: bytes) -> str:
-    """Quoted-printable with CRLF line ends (binascii's C encoder: 76-character lines)."""
-    return binascii.b2a_qp(data, istext=True).decode("ascii").replace("\n", "\r\n")
+    """Quoted-printable with CRLF line ends and lines of at most 76 characters (binascii's C
+    encoder, which can let a line that ends in an encoded space, "=20", run two over)."""
+    encoded = binascii.b2a_qp(data, istext=True).decode("ascii")
+    if max(map(len, encoded.split("\n"))) > LINE:
+        encoded = "\n".join(_refold(line) for line in encoded.split("\n"))
+    return encoded.replace("\n", "\r\n")
+
+
+def _refold(line: str) -> str:
+    """A quoted-printable line cut into lines of at most 76 with soft breaks ("=" at the end),
+    never inside an "=XX"."""
+    pieces = []
+    while len(line) > LINE:
+        cut = LINE - 1
+        while "=" in line[cut - 2 : cut]:
+            cut -= 1
+        pieces.append(line[:cut] + "=")
+        line = line[cut:]
+    return "\n".join([*pieces, line])
 
 
 def _qp_piece(data: bytes) -> str:
