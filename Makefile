@@ -36,8 +36,9 @@ demo: $(STAMP)
 system-deps:
 	@bash .ci/system-deps
 
+# On every core (pytest-xdist): each worker has its own PostgreSQL, Postfix and SMTP servers.
 test: $(TEST_STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # Phone, desktop and style-stripped screenshots of the demo digests, in artifacts/.
 screenshots: $(TEST_STAMP) system-deps demo
