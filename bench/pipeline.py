@@ -218,7 +218,11 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
                 message = sign_dkim(
                     settings,
                     shape.message(
-                        settings, outgoing.email, outgoing.name, outgoing.message_id, sent_at
+                        factory.letterhead,
+                        outgoing.email,
+                        outgoing.name,
+                        outgoing.message_id,
+                        sent_at,
                     ),
                 )
             digests += 1

@@ -20,36 +20,91 @@ import base64
 import binascii
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
-from urllib.parse import quote
 
 from .config import Settings
 from .render import DigestShape, Pieces, reader_values
 from .text import clean_name
-from .tokens import unsubscribe_token, unsubscribe_url
+from .tokens import unsubscribe_token
 
 LINE = 76  # RFC 2045's quoted-printable lines, and RFC 2047's lines holding encoded-words
 _WORD_FRAME = len("=?utf-8?b??=")  # an encoded-word's characters besides its base64
 
 
+@dataclass(frozen=True)
+class Letterhead:
+    """What every message sent with these settings has alike, encoded once: the From and List-Id
+    fields, where unsubscribing goes, the key that signs the links, the fixed trailing fields."""
+
+    signing_key: str
+    base_url: str
+    unsubscribe_address: str
+    sender_field: str
+    list_id_field: str
+    trailer: tuple[str, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> Letterhead:
+        trailer = [
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            "Precedence: bulk",
+            "Auto-Submitted: auto-generated",
+        ]
+        if settings.uses_development_secret:
+            trailer.append("X-Newsletter-Warning: signed with the development key: preview only")
+        return cls(
+            signing_key=settings.signing_key,
+            base_url=settings.base_url,
+            unsubscribe_address=settings.unsubscribe_address,
+            sender_field=_address_field("From", *parseaddr(settings.sender)),
+            list_id_field=_address_field("List-Id", *list_id(settings)),
+            trailer=tuple(trailer),
+        )
+
+
 class MessageShape:
-    """A `DigestShape` with both parts quoted-printable encoded once: each reader's message is
-    its headers, plus the encoded pieces with the reader's own values encoded between them."""
+    """A `DigestShape` with both parts quoted-printable encoded once (and its Subject field):
+    each reader's message is its headers, plus the encoded pieces with the reader's own values
+    encoded between them."""
 
     def __init__(self, shape: DigestShape):
         self.subject = shape.subject
+        self._subject_field = _text_field("Subject", " ".join(shape.subject.split()))
         self._text = _encoded_pieces(shape.text)
         self._html = _encoded_pieces(shape.html)
 
     def message(
-        self, settings: Settings, to_email: str, to_name: str, message_id: str, sent_at: datetime
+        self,
+        letterhead: Letterhead,
+        to_email: str,
+        to_name: str,
+        message_id: str,
+        sent_at: datetime,
     ) -> bytes:
         """The whole message for one reader, as it goes over SMTP."""
-        values, escaped = reader_values(to_name, to_email, unsubscribe_url(settings, to_email))
+        token = unsubscribe_token(letterhead.signing_key, to_email)
+        link = f"{letterhead.base_url}/unsubscribe/{token}"
+        values, escaped = reader_values(to_name, to_email, link)
         boundary = _boundary(message_id)
-        head = _headers(settings, self.subject, to_email, to_name, message_id, sent_at)
-        head += ["MIME-Version: 1.0", f'Content-Type: multipart/alternative; boundary="{boundary}"']
+        head = [
+            letterhead.sender_field,
+            _address_field("To", clean_name(to_name), to_email),
+            self._subject_field,
+            f"Date: {format_datetime(sent_at)}",
+            _text_field("Message-ID", message_id),
+            letterhead.list_id_field,
+            # (a token is base64url and ".": nothing in it needs %-escaping)
+            _text_field(
+                "List-Unsubscribe",
+                f"<{link}>, <mailto:{letterhead.unsubscribe_address}"
+                f"?subject=unsubscribe%20{token}>",
+            ),
+            *letterhead.trailer,
+            "MIME-Version: 1.0",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        ]
         parts = "".join(
             f"--{boundary}\r\n"
             f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
@@ -67,37 +122,6 @@ def list_id(settings: Settings) -> tuple[str, str]:
     """The list's name and identifier (RFC 2919)."""
     name = parseaddr(settings.sender)[0] or "Trending Papers"
     return clean_name(name), f"digest.{settings.sender_domain}"
-
-
-def _headers(
-    settings: Settings,
-    subject: str,
-    to_email: str,
-    to_name: str,
-    message_id: str,
-    sent_at: datetime,
-) -> list[str]:
-    """The digest's header fields in order, each encoded and folded."""
-    token = unsubscribe_token(settings.signing_key, to_email)
-    headers = [
-        _address_field("From", *parseaddr(settings.sender)),
-        _address_field("To", clean_name(to_name), to_email),
-        _text_field("Subject", " ".join(subject.split())),
-        _text_field("Date", format_datetime(sent_at)),
-        _text_field("Message-ID", message_id),
-        _address_field("List-Id", *list_id(settings)),
-        _text_field(
-            "List-Unsubscribe",
-            f"<{settings.base_url}/unsubscribe/{token}>, "
-            f"<mailto:{settings.unsubscribe_address}?subject={quote('unsubscribe ' + token)}>",
-        ),
-        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-        "Precedence: bulk",
-        "Auto-Submitted: auto-generated",
-    ]
-    if settings.uses_development_secret:
-        headers.append("X-Newsletter-Warning: signed with the development key: preview only")
-    return headers
 
 
 def _boundary(message_id: str) -> str:
@@ -139,6 +163,8 @@ def _address_field(name: str, display: str, address: str) -> str:
 def _fold(name: str, words: list[str]) -> str:
     """`name: word word ...`, a line break before a word that would take a line past 76
     characters (a word longer than that has a line of its own)."""
+    if len(name) + 1 + sum(len(word) + 1 for word in words) <= LINE:
+        return f"{name}: {' '.join(words)}"
     lines = [f"{name}: {words[0]}"]
     for word in words[1:]:
         if word and len(lines[-1]) + 1 + len(word) > LINE:

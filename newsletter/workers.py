@@ -18,7 +18,7 @@ from email.utils import parseaddr
 
 from .config import Settings
 from .digest import Outgoing
-from .mime import MessageShape
+from .mime import Letterhead, MessageShape
 from .render import DigestContent, Renderer, greeting_name
 from .signing import sign_dkim
 from .tokens import mailbox_address, unsubscribe_url
@@ -56,6 +56,7 @@ class MessageFactory:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.renderer = Renderer()
+        self.letterhead = Letterhead.of(settings)
         self._shapes: OrderedDict[tuple[object, ...], MessageShape] = OrderedDict()
 
     def shape_for(self, outgoing: Outgoing) -> MessageShape:
@@ -77,7 +78,7 @@ class MessageFactory:
         when = sent_at or datetime.now(settings.tz)
         to = mailbox_address(outgoing.email)
         shape = self.shape_for(outgoing)
-        raw = shape.message(settings, to, outgoing.name, outgoing.message_id, when)
+        raw = shape.message(self.letterhead, to, outgoing.name, outgoing.message_id, when)
         return shape.subject, sign_dkim(settings, raw)
 
 
