@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from . import smtpdata
+
 SENT_OUTCOME = "sent"
 DEFERRED_OUTCOME = "deferred"
 FAILED_OUTCOME = "failed"
@@ -194,8 +196,9 @@ def _tls_message(server: str, error: ssl.SSLError) -> str:
 class SmtpSender:
     """Delivers envelopes over several reused SMTP connections with retries and a rate limit."""
 
-    def __init__(self, options: SmtpOptions):
+    def __init__(self, options: SmtpOptions, fast_data: bool = True):
         self.options = options
+        self.fast_data = fast_data  # `smtpdata` on our connections (off: the library's DATA)
         self._limiter = _RateLimiter(options.rate_limit)
         # The first connection is opened alone: if the server refuses us (TLS, login, EHLO),
         # that is said once, not once per connection and attempt.
@@ -250,6 +253,8 @@ class SmtpSender:
                 await client.connect()
                 if client.is_ehlo_or_helo_needed:
                     await _greet(client)
+                if self.fast_data:
+                    smtpdata.switch_on(client)
                 return client
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
                 client.close()

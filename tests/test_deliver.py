@@ -13,6 +13,9 @@ import time
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from newsletter.config import load_settings
@@ -315,6 +318,55 @@ def test_messages_arrive_byte_for_byte_and_the_library_is_left_as_it_was():
     sizes = [option for options in handler.mail_options for option in options if "SIZE" in option]
     assert sorted(sizes) == sorted(f"SIZE={len(message)}" for message in messages.values())
     assert ["SMTPUTF8"] in [[o for o in opts if o == "SMTPUTF8"] for opts in handler.mail_options]
+
+
+# What DATA sends: `newsletter.smtpdata`'s preparation against aiosmtplib's own, on the same bytes.
+DATA_PIECES = [b"\r\n", b"\r", b"\n", b".", b"..", b"x", b"From ", b"=\r\n", b"\xc3\xa9"]
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(DATA_PIECES), st.binary(max_size=8)), max_size=30).map(
+        b"".join
+    )
+)
+def test_the_fast_data_payload_is_the_librarys_on_the_same_bytes(message):
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from newsletter.smtpdata import payload
+
+    library = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+    ours = payload(message)
+    assert ours is None or ours == library
+    crlf = message.replace(b"\r", b"").replace(b"\n", b"\r\n")  # CRLF throughout
+    assert payload(crlf) == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(crlf)) + b".\r\n"
+
+
+def test_the_fast_data_is_switched_on_per_connection_and_delivers_byte_for_byte():
+    import asyncio
+
+    import aiosmtplib
+    from aiosmtplib.protocol import SMTPProtocol
+
+    from newsletter import smtpdata
+
+    message = b"Subject: x\r\n\r\n.leading\r\n..two\r\nend"  # no final line end
+    handler = FaultyHandler()
+
+    async def send(switch: bool) -> tuple[bool, bool]:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, start_tls=False)
+        await client.connect()
+        switched = smtpdata.switch_on(client) if switch else False
+        own = "execute_data_command" in vars(client.protocol)
+        await client.sendmail("p@example.org", ["ada@example.org"], message)
+        await client.quit()
+        return switched, own
+
+    with SmtpServer(handler) as server:
+        assert asyncio.run(send(True)) == (True, True)
+        assert asyncio.run(send(False)) == (False, False)  # other connections: the library's
+    assert SMTPProtocol.execute_data_command.__module__ == "aiosmtplib.protocol"
+    assert [content for _, content in handler.received] == [message + b"\r\n"] * 2
 
 
 # --- Faults of the sender are not the readers' ---------------------------------------------------
