@@ -87,7 +87,8 @@ def compose_day(
                     chosen = cards.of(stored[due.digest_id])
                     composition.outgoing.append(_outgoing(settings, due, due.digest_id, chosen))
             else:
-                key = (due.topics, due.exclude, due.max_papers, due.candidates)
+                wants = due.preferences
+                key = (wants.topics, wants.exclude, wants.max_papers, due.candidates)
                 if key not in rankings:
                     rankings[key] = pick_papers(index, due)
                 if rankings[key]:
@@ -286,8 +287,9 @@ def rank_records(
 
 def pick_papers(index: TopicIndex, due: Due) -> Picked:
     """(paper id, matched topics, why, score) of the best relevant papers for this subscriber."""
-    candidates = drop_excluded(index, due.candidates, due.exclude)
-    ranked = index.rank(due.topics, candidates, limit=due.max_papers)
+    wants = due.preferences
+    candidates = drop_excluded(index, due.candidates, wants.exclude)
+    ranked = index.rank(wants.topics, candidates, limit=wants.max_papers)
     return [(r.paper_id, r.matched, r.why, r.score) for r in ranked]
 
 
@@ -383,8 +385,8 @@ def _outgoing(
         day=due.day,
         email=due.email,
         name=due.name,
-        topics=due.topics,
-        frequency=due.frequency,
+        topics=due.preferences.topics,
+        frequency=due.preferences.frequency,
         message_id=message_id_for(settings, due.email, due.day),
         cards=cards,
     )

@@ -26,13 +26,21 @@ LIST_SUFFIXES = (".yaml", ".yml", ".csv")
 
 
 @dataclass(frozen=True)
-class SubscriberRow:
-    email: str
-    name: str
+class Preferences:
+    """What a reader asks for: topics, phrases that rule a paper out, at most how many papers,
+    and how often."""
+
     topics: tuple[str, ...]
     exclude: tuple[str, ...]
     max_papers: int
     frequency: str
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    email: str
+    name: str
+    preferences: Preferences
     source: str  # "file:line"
 
 
@@ -283,10 +291,7 @@ def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> Subscribe
     return SubscriberRow(
         email=email,
         name=clean_name(raw.get("name")),
-        topics=topics,
-        exclude=exclude,
-        max_papers=max_papers,
-        frequency=frequency,
+        preferences=Preferences(topics, exclude, max_papers, frequency),
         source=where,
     )
 

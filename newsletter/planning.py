@@ -30,6 +30,7 @@ from .db import (
     PaperVector,
     Subscriber,
 )
+from .lists import Preferences
 from .outbox import WINDOW_DAYS
 from .rank import PaperText, TopicIndex
 
@@ -61,10 +62,7 @@ class Due:
     subscriber_id: int
     email: str
     name: str
-    topics: tuple[str, ...]
-    exclude: tuple[str, ...]
-    max_papers: int
-    frequency: str
+    preferences: Preferences
     window_start: date
     candidates: tuple[int, ...]  # paper ids new in the window that they do not have yet
     digest_id: int | None = None  # their digest for this date, if it was created already
@@ -174,10 +172,12 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
                 subscriber_id=subscriber.id,
                 email=subscriber.email,
                 name=subscriber.name,
-                topics=share(subscriber.topics),
-                exclude=share(subscriber.exclude),
-                max_papers=subscriber.max_papers,
-                frequency=subscriber.frequency,
+                preferences=Preferences(
+                    share(subscriber.topics),
+                    share(subscriber.exclude),
+                    subscriber.max_papers,
+                    subscriber.frequency,
+                ),
                 window_start=start,
                 candidates=candidates.of(subscriber.id, start),
                 digest_id=existing.id if existing is not None else None,

@@ -108,10 +108,10 @@ def _sync(
 def _preferences(row: SubscriberRow) -> dict[str, Any]:
     return {
         "name": row.name,
-        "topics": list(row.topics),
-        "exclude": list(row.exclude),
-        "max_papers": row.max_papers,
-        "frequency": row.frequency,
+        "topics": list(row.preferences.topics),
+        "exclude": list(row.preferences.exclude),
+        "max_papers": row.preferences.max_papers,
+        "frequency": row.preferences.frequency,
         "source": row.source,
     }
 

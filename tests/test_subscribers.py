@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from newsletter.db import UNSUBSCRIBED, Subscriber
 from newsletter.errors import NewsletterError, SubscriberListError
-from newsletter.lists import load_lists
+from newsletter.lists import Preferences, load_lists
 from newsletter.subscribers import sync_subscribers
 
 from .conftest import ROOT, write_list
@@ -44,20 +44,23 @@ def test_yaml_and_csv_lists_load_with_defaults(tmp_path):
         "dan@example.net",
     }
     ada, bob, carol, dan = (rows[e] for e in sorted(rows))
-    assert ada.topics == ("quantization", "efficient LLM inference") and ada.exclude == ("survey",)
-    assert (
-        ada.max_papers == 3 and ada.frequency == "daily" and ada.source.endswith("a.yaml, line 2")
+    assert ada.preferences == Preferences(
+        ("quantization", "efficient LLM inference"), ("survey",), 3, "daily"
     )
-    assert bob.topics == ("diffusion models", "3D rendering") and bob.frequency == "weekly"
-    assert carol.name == "Carol, PhD" and carol.topics == ("vision transformers", "pruning")
-    assert dan.max_papers == 10 and dan.exclude == ("survey", "benchmark")
+    assert ada.source.endswith("a.yaml, line 2")
+    assert bob.preferences.topics == ("diffusion models", "3D rendering")
+    assert bob.preferences.frequency == "weekly"
+    assert carol.name == "Carol, PhD"
+    assert carol.preferences.topics == ("vision transformers", "pruning")
+    assert dan.preferences.max_papers == 10
+    assert dan.preferences.exclude == ("survey", "benchmark")
     assert dan.source.endswith("b.csv, line 3")
 
 
 def test_shipped_example_lists_are_valid():
     rows = load_lists([ROOT / "subscribers"])
     assert len(rows) >= 6
-    assert {row.frequency for row in rows} == {"daily", "weekly"}
+    assert {row.preferences.frequency for row in rows} == {"daily", "weekly"}
 
 
 @pytest.mark.parametrize(
@@ -208,8 +211,8 @@ def test_yaml_words_are_taken_as_written(tmp_path):
     )
     (row,) = load_lists([tmp_path])
     assert row.name == "No"
-    assert row.topics == ("yes", "no", "on", "1.10", "2024-05-01", "null models")
-    assert row.max_papers == 10
+    assert row.preferences.topics == ("yes", "no", "on", "1.10", "2024-05-01", "null models")
+    assert row.preferences.max_papers == 10
 
 
 def test_an_alias_bomb_is_refused_at_once(tmp_path):
@@ -234,7 +237,7 @@ def test_csv_list_cells_split_at_semicolons_only(tmp_path):
     )
     (row,) = load_lists([tmp_path])
     assert row.name == "Lovelace; Ada"
-    assert row.topics == ("graph networks, GNNs", "C; C++", "Rust")
+    assert row.preferences.topics == ("graph networks, GNNs", "C; C++", "Rust")
 
 
 def test_an_empty_or_missing_folder_delists_nobody(db, tmp_path):
@@ -317,7 +320,9 @@ def test_any_list_text_loads_or_is_refused_line_by_line(tmp_path_factory, name, 
         assert all("\n" not in p and p.startswith(str(folder / name)) for p in error.problems)
         return
     for row in rows:  # whatever loads is text as written, never a guessed type
-        assert all(isinstance(t, str) and t for t in row.topics + row.exclude)
+        assert all(
+            isinstance(t, str) and t for t in row.preferences.topics + row.preferences.exclude
+        )
         assert isinstance(row.name, str) and "\n" not in row.name
 
 
