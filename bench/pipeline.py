@@ -5,7 +5,8 @@ baseline of Postfix's smtp-source. Prints a table and writes the results as JSON
 
 For each N, three child processes (so that each reports its own peak memory):
 - stages: ingest, sync, select+rank+store, render, MIME, delivery of N messages to the sink (and
-  again with aiosmtplib's own DATA instead of `newsletter.smtpdata`), each timed separately (render and MIME on one core, as the library calls them);
+  again with aiosmtplib's own DATA instead of `newsletter.smtpdata`), each timed separately
+  (render and MIME on one core, as the library calls them);
 - a real run (`run_day`, everything from ingest to the last SMTP reply) against the sink, for
   N up to --deliver-up-to;
 - a dry-run (`run_day --dry-run`, every `.eml` written to disk).

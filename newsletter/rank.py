@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import bm25s
 import numpy as np
@@ -165,7 +165,11 @@ def tokenize(text: str, keep_all: bool = False, joined: bool = True) -> list[str
     return [stem for _, stem in _tokens(text, keep_all, joined)]
 
 
-def _tokens(text: str, keep_all: bool = False, joined: bool = True) -> list[tuple[str, str]]:
+TOKENIZED_TEXTS = 1024  # texts whose words are remembered (a run reads each paper several times)
+
+
+@lru_cache(maxsize=TOKENIZED_TEXTS)
+def _tokens(text: str, keep_all: bool = False, joined: bool = True) -> tuple[tuple[str, str], ...]:
     """(word as written, stem) pairs, as `tokenize` gives the stems."""
     words: list[str] = []
     for match in _WORD.findall(text):
@@ -177,7 +181,7 @@ def _tokens(text: str, keep_all: bool = False, joined: bool = True) -> list[tupl
         words = [w for w in words if len(w) > 1 and w.lower() not in _STOPWORDS]
     lowered = [w.lower() for w in words]
     stems = _stemmer().stemWords(lowered)
-    return [
+    return tuple(
         (
             word,
             stem[:-1]
@@ -185,7 +189,7 @@ def _tokens(text: str, keep_all: bool = False, joined: bool = True) -> list[tupl
             else stem,
         )
         for word, low, stem in zip(words, lowered, stems, strict=True)
-    ]
+    )
 
 
 @cache
