@@ -326,19 +326,25 @@ async def _claimed_batches(
     """Batches of digests claimed for this sender; an empty batch while nothing is free but
     others still hold claims, so that the maker hands out what it has and then waits."""
     started = utcnow()
+
+    def claim(after: int) -> list[int]:
+        return claim_batch(db, day, holder, started, OUTBOX_BATCH, settings.claim_lease, after)
+
     after = 0  # go on from the last batch; from the start again only when nothing is left
     while not (stop is not None and stop.is_set()):
-        ids = claim_batch(db, day, holder, started, OUTBOX_BATCH, settings.claim_lease, after)
+        ids = claim(after)
         if not ids and after:
             after = 0
             continue
+        # Nothing free and nobody else at work: done, after one more try for claims that ran
+        # out between the two looks (they are free now).
+        if not ids and not others_at_work(db, day, holder) and not (ids := claim(0)):
+            return
         if ids:
             after = ids[-1]
             yield loader.load(ids)
-        elif others_at_work(db, day, holder):
-            yield []
         else:
-            return
+            yield []
 
 
 def preview(

@@ -134,6 +134,40 @@ def test_claims_of_a_sender_on_another_machine_are_taken_over_when_they_expire(
     assert len(sent_at) == 10 and min(sent_at) >= expired
 
 
+def test_claims_that_run_out_between_two_looks_are_still_taken_over(
+    env, workdir, cli, db, monkeypatch
+):
+    """The sender finds nothing free, then looks for live claims of others: if those ran out in
+    between, it must take them rather than finish with them unsent."""
+    from newsletter import daily
+
+    prepare(workdir, cli, readers=12)
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        settings = load_settings(smtp_env(env, server.port))
+        run_day(db, settings, MAR_11, today=TODAY, dry_run=False, stop=_stopped())
+        with db.session() as session:
+            ids = session.scalars(select(Digest.id).order_by(Digest.id).limit(4)).all()
+            session.execute(
+                update(Digest)
+                .where(Digest.id.in_(ids))
+                .values(
+                    state=SENDING,
+                    claimed_by="elsewhere:4242:feedbeef",
+                    claimed_until=utcnow() + timedelta(seconds=1),
+                )
+            )
+        looked = daily.others_at_work
+
+        def late_look(*args):  # the claims run out just before the second look
+            time.sleep(1.2)
+            return looked(*args)
+
+        monkeypatch.setattr(daily, "others_at_work", late_look)
+        summary = run_day(db, settings, MAR_11, today=TODAY, dry_run=False)
+    assert summary.sent == 12 and set(handler.counts().values()) == {1}
+
+
 def _stopped():
     import threading
 
