@@ -38,7 +38,7 @@ system-deps:
 
 # On every core (pytest-xdist): each worker has its own PostgreSQL, Postfix and SMTP servers.
 test: $(TEST_STAMP) system-deps
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 # Phone, desktop and style-stripped screenshots of the demo digests, in artifacts/.
 screenshots: $(TEST_STAMP) system-deps demo
