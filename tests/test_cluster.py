@@ -106,6 +106,21 @@ def test_a_killed_senders_batch_is_taken_over_by_the_other(env, workdir, cli):
     assert states(env["NEWSLETTER_DATABASE_URL"]) == {SENT: READERS}
 
 
+def composed_and_claimed_elsewhere(db, settings, count, seconds):
+    """Compose the date (sending nothing), then make `count` digests look claimed by a live
+    sender on another machine for `seconds`: their ids, and when the claims run out."""
+    run_day(db, settings, MAR_11, today=TODAY, dry_run=False, stop=_stopped())
+    expires = utcnow() + timedelta(seconds=seconds)
+    with db.session() as session:
+        ids = session.scalars(select(Digest.id).order_by(Digest.id).limit(count)).all()
+        session.execute(
+            update(Digest)
+            .where(Digest.id.in_(ids))
+            .values(state=SENDING, claimed_by="elsewhere:4242:feedbeef", claimed_until=expires)
+        )
+    return ids, expires
+
+
 def test_claims_of_a_sender_on_another_machine_are_taken_over_when_they_expire(
     env, workdir, cli, db
 ):
@@ -113,19 +128,7 @@ def test_claims_of_a_sender_on_another_machine_are_taken_over_when_they_expire(
     handler = FaultyHandler()
     with SmtpServer(handler) as server:
         settings = load_settings(smtp_env(env, server.port, NEWSLETTER_CLAIM_LEASE="2"))
-        # Compose, then make ten digests look claimed by a live sender elsewhere.
-        run_day(db, settings, MAR_11, today=TODAY, dry_run=False, stop=_stopped())
-        with db.session() as session:
-            ids = session.scalars(select(Digest.id).order_by(Digest.id).limit(10)).all()
-            session.execute(
-                update(Digest)
-                .where(Digest.id.in_(ids))
-                .values(
-                    state=SENDING,
-                    claimed_by="elsewhere:4242:feedbeef",
-                    claimed_until=(expired := utcnow() + timedelta(seconds=2)),
-                )
-            )
+        ids, expired = composed_and_claimed_elsewhere(db, settings, 10, seconds=2)
         summary = run_day(db, settings, MAR_11, today=TODAY, dry_run=False)
     assert summary.sent == 30 and set(handler.counts().values()) == {1}
     # Each of the ten was sent only once the other machine's claim on it had run out.
@@ -145,18 +148,7 @@ def test_claims_that_run_out_between_two_looks_are_still_taken_over(
     handler = FaultyHandler()
     with SmtpServer(handler) as server:
         settings = load_settings(smtp_env(env, server.port))
-        run_day(db, settings, MAR_11, today=TODAY, dry_run=False, stop=_stopped())
-        with db.session() as session:
-            ids = session.scalars(select(Digest.id).order_by(Digest.id).limit(4)).all()
-            session.execute(
-                update(Digest)
-                .where(Digest.id.in_(ids))
-                .values(
-                    state=SENDING,
-                    claimed_by="elsewhere:4242:feedbeef",
-                    claimed_until=utcnow() + timedelta(seconds=1),
-                )
-            )
+        composed_and_claimed_elsewhere(db, settings, 4, seconds=1)
         looked = daily.others_at_work
 
         def late_look(*args):  # the claims run out just before the second look
