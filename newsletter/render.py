@@ -139,36 +139,13 @@ class Renderer:
         self.templates_dir = templates_dir
         self.inline_once = inline_once
 
-    @cached_property
+    @property
     def _html_template(self) -> Template:
-        if not self.inline_once:
-            return self._html_env.get_template("digest.html")
-        return self._html_env.from_string(_inlined_template(self.templates_dir / "digest.html"))
+        return _templates(self.templates_dir, self.inline_once)[0]
 
-    @cached_property
+    @property
     def _text_template(self) -> Template:
-        return self._text_env.get_template("digest.txt")
-
-    @cached_property
-    def _html_env(self) -> Environment:
-        return Environment(
-            loader=FileSystemLoader(self.templates_dir),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            finalize=_finalize,
-        )
-
-    @cached_property
-    def _text_env(self) -> Environment:
-        env = Environment(
-            loader=FileSystemLoader(self.templates_dir),
-            autoescape=False,
-            undefined=StrictUndefined,
-            keep_trailing_newline=True,
-            finalize=_finalize,
-        )
-        env.filters["wrap"] = _wrap
-        return env
+        return _templates(self.templates_dir, self.inline_once)[1]
 
     def render(self, content: DigestContent) -> RenderedDigest:
         """One reader's digest, every value in place (a preview, and the reference a filled
@@ -311,9 +288,30 @@ def _join(pieces: Pieces, values: dict[str, str]) -> str:
 
 
 @cache
-def _inlined_template(path: Path) -> str:
-    """The HTML template with its CSS inlined: once per process, however many renderers."""
-    return inline_css(path.read_text(encoding="utf-8"))
+def _templates(templates_dir: Path, inline_once: bool) -> tuple[Template, Template]:
+    """The HTML and text templates, compiled once per process however many renderers there
+    are; the HTML one with its CSS inlined when `inline_once`."""
+    loader = FileSystemLoader(templates_dir)
+    html_env = Environment(
+        loader=loader,
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        finalize=_finalize,
+    )
+    text_env = Environment(
+        loader=loader,
+        autoescape=False,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+    )
+    text_env.filters["wrap"] = _wrap
+    if inline_once:
+        source = (templates_dir / "digest.html").read_text(encoding="utf-8")
+        html = html_env.from_string(inline_css(source))
+    else:
+        html = html_env.get_template("digest.html")
+    return html, text_env.get_template("digest.txt")
 
 
 def inline_css(html: str) -> str:
