@@ -38,7 +38,6 @@ from .subscribers import (
 )
 from .subscribers import resubscribe as resubscribe_address
 from .subscribers import unsubscribe as unsubscribe_address
-from .web import serve as serve_unsubscribe
 
 # Piped output (cron mail, files, tests) gets wide tables instead of 80 folded columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -366,7 +365,9 @@ def serve(app: App, host: str, port: int) -> None:
     """Serve the unsubscribe links: GET shows a confirmation page, POST unsubscribes (RFC 8058)."""
     app.settings.require_secret("the unsubscribe endpoint")
     app.db.close()  # brings the schema up to date; the endpoint opens its own
-    serve_unsubscribe(app.settings, host, port)
+    from .web import serve as serve_endpoint  # (Starlette and uvicorn: only here)
+
+    serve_endpoint(app.settings, host, port)
 
 
 def _database_url() -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import dkim
-
 from .config import Settings
 
 # Headers the signature covers; RFC 8058 asks for both List-Unsubscribe headers.
@@ -33,6 +31,8 @@ def sign_dkim(settings: Settings, raw: bytes) -> bytes:
     """The message with a DKIM-Signature header when DKIM is configured, else unchanged."""
     if not (settings.dkim_selector and settings.dkim_domain and settings.dkim_key_file):
         return raw
+    import dkim  # (only where DKIM is configured)
+
     signature = dkim.sign(
         raw,
         settings.dkim_selector.encode(),

@@ -93,3 +93,19 @@ def test_first_runs_at_once_on_a_new_sqlite_file_all_work(workdir):
         engine = create_engine(url)
         assert current_revision(engine) == head_revision()
         engine.dispose()
+
+
+def test_the_head_written_in_db_py_is_the_migrations_head(tmp_path):
+    """Opening a database compares its revision with `HEAD_REVISION` without Alembic; that must
+    be what Alembic itself says, and the revision read the same way Alembic reads it."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from newsletter.db import HEAD_REVISION
+
+    assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == HEAD_REVISION
+    database = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with database.engine.connect() as connection:
+        theirs = MigrationContext.configure(connection).get_current_revision()
+    assert current_revision(database.engine) == theirs == HEAD_REVISION
+    database.close()
