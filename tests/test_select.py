@@ -24,6 +24,16 @@ def gnn_title(day: date) -> str:
     return f"Graph Neural Networks for Molecules, Part {day.day}"
 
 
+@pytest.fixture(autouse=True)
+def words_only(monkeypatch):
+    """Which papers a date's digests may hold is what these tests check, not how relevance is
+    judged: the ranker goes by words alone here (as without the `semantic` extra), which spares
+    embedding 38 made-up papers. Ranking by meaning is tested in test_rank and on the seeds."""
+    from newsletter import embed
+
+    monkeypatch.setattr(embed, "load", lambda: None)
+
+
 @pytest.fixture
 def daily_papers(db, tmp_path):
     """One on-topic and one off-topic paper new on each day of March 2-20."""
