@@ -63,6 +63,15 @@ BOTH_BACKENDS = {
 }
 
 
+# Modules whose tests take seconds each (several processes): collected first, so that on several
+# workers (pytest-xdist) the long ones start early and the short ones fill in after them.
+LONG_FIRST = ("test_cluster", "test_scale", "test_schedule", "test_migrations")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.module.__name__.rpartition(".")[2] not in LONG_FIRST)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     marked = metafunc.definition.get_closest_marker("both_backends") is not None
