@@ -24,8 +24,9 @@ import os
 import re
 import sqlite3
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,18 +67,34 @@ class Encoder:
     """all-MiniLM-L6-v2: text in, unit-length float32 vectors of DIMENSIONS out."""
 
     def __init__(self, model_dir: Path):
-        from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
-
+        self.model_dir = model_dir
         config = json.loads((model_dir / "config.json").read_text())
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config["layer_norm_eps"])
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        weights = load_file(str(model_dir / "model.safetensors"))
-        self.w = {
+        with (model_dir / "model.safetensors").open("rb") as file:
+            weights_hash = hashlib.sha256(file.read(1 << 20)).hexdigest()[:12]
+        # stored vectors are remade when any of these change
+        self.name = f"all-MiniLM-L6-v2/{weights_hash}/max{MAX_TOKENS}/numpy-tanh"
+        self._cache = _VectorCache(self.name)
+
+    # The tokenizer and the weights (90 MB) are loaded when a text is first computed: a run whose
+    # texts are all known (cached, shipped or stored) never needs them.
+    @cached_property
+    def tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(MAX_TOKENS)
+        return tokenizer
+
+    @cached_property
+    def w(self) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load_file
+
+        weights = load_file(str(self.model_dir / "model.safetensors"))
+        w = {
             name.removeprefix("bert."): np.ascontiguousarray(value.T)
             if name.endswith("dense.weight")
             else value
@@ -87,17 +104,11 @@ class Encoder:
         for n in range(self.layers):  # query, key and value as one matrix product
             p = f"encoder.layer.{n}.attention.self."
             names = ("query", "key", "value")
-            weights_ = [self.w.pop(p + f"{m}.weight") for m in names]
-            biases = [self.w.pop(p + f"{m}.bias") for m in names]
-            self.w[p + "qkv.weight"] = np.ascontiguousarray(
-                np.concatenate([w.T for w in weights_], 1)
-            )
-            self.w[p + "qkv.bias"] = np.concatenate(biases)
-        with (model_dir / "model.safetensors").open("rb") as file:
-            weights_hash = hashlib.sha256(file.read(1 << 20)).hexdigest()[:12]
-        # stored vectors are remade when any of these change
-        self.name = f"all-MiniLM-L6-v2/{weights_hash}/max{MAX_TOKENS}/numpy-tanh"
-        self._cache = _VectorCache(self.name)
+            weights_ = [w.pop(p + f"{m}.weight") for m in names]
+            biases = [w.pop(p + f"{m}.bias") for m in names]
+            w[p + "qkv.weight"] = np.ascontiguousarray(np.concatenate([x.T for x in weights_], 1))
+            w[p + "qkv.bias"] = np.concatenate(biases)
+        return w
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """One unit vector per text (float32, len(texts) x DIMENSIONS); texts embedded before
@@ -325,6 +336,7 @@ def model_dir() -> Path | None:
 
 @cache
 def load() -> Encoder | None:
-    """The shared encoder (loaded once, ~0.3 s), or None without the `semantic` extra."""
+    """The shared encoder (its weights read when first needed), or None without the `semantic`
+    extra."""
     path = model_dir()
     return Encoder(path) if path else None
