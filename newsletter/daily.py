@@ -148,12 +148,15 @@ def run_day(
     console = console or Console(stderr=True)
     if not dry_run:
         settings.require_sending()
-    if day == LATEST:
-        prepare(db, settings, today)  # the newest dump may not be stored yet; this is cheap again
+    prepared = None
+    if day == LATEST:  # the newest dump may not be stored yet: ingest first, then look
+        prepared = prepare(db, settings, today)
         day = latest_dump_date(db, today + timedelta(days=DAYS_AHEAD))
     if not isinstance(day, date):
         raise TypeError(f"run_day: a date or {LATEST!r}, not {day!r}")
     summary = RunSummary(day, dry_run)
+    if prepared is not None:
+        summary.ingest, summary.sync = prepared
     holder = holder_name()
     record = start_record(db, day, dry_run, holder)
     outcome = "crashed"
@@ -185,7 +188,8 @@ def _run(
         summary.seconds[phase] = round(now - clock, 3)
         clock = now
 
-    summary.ingest, summary.sync = prepare(db, settings, today)
+    if summary.sync is None:  # (not prepared already for `--date latest`)
+        summary.ingest, summary.sync = prepare(db, settings, today)
     lap("ingest_sync")
     if summary.ingest:
         summary.warnings.extend(summary.ingest.errors)

@@ -227,3 +227,14 @@ def test_a_full_outbox_is_one_line_and_leaves_no_half_written_file(cli, workdir,
     assert written and all(p.suffix == ".eml" for p in written)  # no temporary file left
     for path in written:
         assert parse_eml(path)["Message-ID"]  # each one whole
+
+
+def test_a_run_for_the_latest_date_reports_what_it_ingested(db, demo, settings):
+    """`--date latest` ingests the seeds folder before it looks for the newest dump; the run's
+    report is of that ingest (not of a second, empty one) and names the day it found."""
+    from newsletter.daily import LATEST
+
+    summary = run_day(db, settings, LATEST, today=TODAY, dry_run=True)
+    assert summary.day == AUG_8 and summary.written >= 4
+    assert len(summary.ingest.stored) == len(list(SEEDS.glob("*.txt")))
+    assert sum(dump.new_papers for dump in summary.ingest.stored) == 182
