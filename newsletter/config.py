@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -135,9 +135,6 @@ class Settings:
                 f"password in clear to {self.smtp_host}: use starttls or tls (plain text "
                 "is allowed only to a server on this machine)"
             )
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def load_settings(

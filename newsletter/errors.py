@@ -30,7 +30,3 @@ class SubscriberListError(NewsletterError):
 
 class UnknownSubscriberError(NewsletterError):
     """An address that is not in the database was named on the command line."""
-
-
-class DeliveryError(NewsletterError):
-    """The SMTP server could not be used at all (down, refused login, TLS failure)."""
