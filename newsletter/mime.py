@@ -259,9 +259,5 @@ def _qp_piece(data: bytes) -> str:
     if not encoded or encoded.endswith("\r\n"):
         return encoded
     head, _, last = encoded.rpartition("\r\n")
-    if len(last) >= LINE:  # no room for the "=": break it earlier, never inside an "=XX"
-        cut = LINE - 1
-        while "=" in last[cut - 2 : cut]:
-            cut -= 1
-        last = last[:cut] + "=\r\n" + last[cut:]
-    return (head + "\r\n" if head else "") + last + "=\r\n"
+    last = _refold(last + "=").replace("\n", "\r\n")  # (the "=" may not fit on the line)
+    return (head + "\r\n" if head else "") + last + "\r\n"

@@ -246,7 +246,7 @@ def _render_pieces(template: Template, values: dict[str, object]) -> Pieces:
 def _tidy_pieces(pieces: Pieces) -> Pieces:
     """`_tidy_text` piece by piece: a slot's value is never empty and holds no line break, so no
     run of blank lines spans one."""
-    texts = [re.sub(r"\n{3,}", "\n\n", piece) for piece in pieces[::2]]
+    texts = [_BLANK_LINES.sub("\n\n", piece) for piece in pieces[::2]]
     texts[0] = texts[0].lstrip()
     texts[-1] = texts[-1].rstrip() + "\n"
     result = list(pieces)
@@ -330,5 +330,8 @@ def inline_css(html: str) -> str:
     ).transform(pretty_print=False)
 
 
+_BLANK_LINES = re.compile(r"\n{3,}")  # more than one blank line in a row: one is kept
+
+
 def _tidy_text(text: str) -> str:
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
