@@ -37,8 +37,9 @@ from .deliver import (
 )
 from .digest import Outgoing
 from .dumps import DAYS_AHEAD
-from .eml import EmlFolder, write_atomically
+from .eml import EmlFolder
 from .errors import NewsletterError
+from .files import write_atomically
 from .history import finish_record, start_record
 from .ingest import IngestReport, ingest_paths, latest_dump_date
 from .leases import Heartbeat, holder_name

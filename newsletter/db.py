@@ -96,6 +96,11 @@ class Paper(Base):
     abstract: Mapped[str] = mapped_column(Text, default="")
     code_url: Mapped[str | None] = mapped_column(Text, default=None)
     first_seen: Mapped[date] = mapped_column(Date, index=True)
+    # Known once the paper came from the Daily Papers API: its identity from then on, kept
+    # through later edits of its title on the page.
+    arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    authors: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    upvotes: Mapped[int | None] = mapped_column(Integer, default=None)
 
     appearances: Mapped[list[Appearance]] = relationship(
         back_populates="paper", order_by="Appearance.seen_on", cascade="all, delete-orphan"
@@ -209,6 +214,19 @@ class RunRecord(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     outcome: Mapped[str] = mapped_column(String(32), default="running")
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FetchRecord(Base):
+    """One download of a day's Daily Papers list, for `newsletter status`."""
+
+    __tablename__ = "fetches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fetch_date: Mapped[date] = mapped_column(Date, index=True)  # the day whose list was asked
+    fetched_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | failed
+    papers: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class RunLease(Base):
@@ -344,7 +362,7 @@ def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 # The newest migration's revision. Written here, so that opening a database that is up to date
 # needs no Alembic (a sixth of a command's start-up); a test checks it is the migrations' head.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def head_revision() -> str:

@@ -62,6 +62,10 @@ class DumpPaper:
     title: str
     abstract: str
     code_url: str | None
+    # Known only for papers from the Daily Papers API (see `apidumps`).
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
 
     @property
     def key(self) -> str:

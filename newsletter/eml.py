@@ -4,11 +4,11 @@ atomically under a file name made safe from the address."""
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote
+
+from .files import write_atomically
 
 # Characters an address may hold that are unsafe or awkward in a file name get %-escaped.
 _FILE_SAFE = "@.+-_=!#$&'*^`{|}~"
@@ -27,19 +27,6 @@ def address_filename(address: str, suffix: str) -> str:
         name = head[: head.rfind("%")] if "%" in head[-2:] else head  # never half an escape
         name = f"{name}~{tag}"
     return name + suffix
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename: a reader never sees half a message."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class EmlFolder:

@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import embed
+from .apidumps import is_api_dump, parse_api_dump
 from .db import Appearance, Database, Dump, Paper, PaperVector, chunked
-from .dumps import ParsedDump, parse_dump
+from .dumps import DumpPaper, ParsedDump, parse_dump
 from .errors import DumpError, NewsletterError
 
 
@@ -50,12 +51,19 @@ class IngestReport:
 
 
 def dump_files(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and the `*.txt` files of the folders named, in name order."""
+    """The files named, and the dumps of the folders named (`*.txt`, `daily_papers-D.json`),
+    in name order."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
             files.extend(
-                sorted(p for p in path.glob("*.txt") if p.is_file() and not p.name.startswith("."))
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_file()
+                    and not p.name.startswith(".")
+                    and (p.suffix == ".txt" or is_api_dump(p.name))
+                )
             )
         elif path.is_file():
             files.append(path)
@@ -83,19 +91,30 @@ def read_dump(path: Path) -> bytes:
         raise DumpError(f"{path}: cannot be read: {error.strerror or error}") from None
 
 
+def read_any_dump(path: Path, today: date, year: int | None = None) -> tuple[ParsedDump, date]:
+    """A text dump or a saved API answer, parsed, and its date (`year` concerns text dumps: an
+    answer's date is in its name). `DumpError` names the file."""
+    data = read_dump(path)
+    if path.suffix.lower() == ".json":
+        parsed, dump_date = parse_api_dump(data, str(path), path.name)
+        year = dump_date.year
+    else:
+        parsed = parse_dump(data, str(path))
+    if len(parsed.papers) > MAX_DUMP_PAPERS:
+        raise DumpError(
+            f"{path}: {len(parsed.papers):,} papers, more than a Daily Papers page holds "
+            f"(at most {MAX_DUMP_PAPERS:,} are taken); not ingested"
+        )
+    return parsed, parsed.date(today, year)
+
+
 def ingest_paths(
     db: Database, paths: Sequence[Path], today: date, year: int | None = None
 ) -> IngestReport:
     report = IngestReport()
     for path in dump_files(paths):
         try:
-            parsed = parse_dump(read_dump(path), str(path))
-            if len(parsed.papers) > MAX_DUMP_PAPERS:
-                raise DumpError(
-                    f"{path}: {len(parsed.papers):,} papers, more than a Daily Papers page holds "
-                    f"(at most {MAX_DUMP_PAPERS:,} are taken); not ingested"
-                )
-            dump_date = parsed.date(today, year)
+            parsed, dump_date = read_any_dump(path, today, year)
         except DumpError as error:
             report.errors.append(str(error))
             continue
@@ -168,10 +187,12 @@ def store_dump(
     with db.session() as session:
         if session.scalar(select(Dump.id).where(Dump.sha256 == parsed.sha256)) is not None:
             return None
-        # The same page saved again (an abstract corrected, a paper added): it replaces the
-        # earlier version's appearances rather than adding a second one to every paper. The
-        # earlier version's row stays, so that its file is still recognised as stored.
-        earlier = _same_page(session, parsed, dump_date)
+        known = _Known(session, parsed.papers)
+        # The same page saved again (an abstract corrected, a paper added, or the page's API
+        # answer after its text dump): it replaces the earlier version's appearances rather than
+        # adding a second one to every paper. The earlier version's row stays, so that its file
+        # is still recognised as stored.
+        earlier = _same_page(session, known, parsed, dump_date)
         if earlier:
             session.execute(delete(Appearance).where(Appearance.dump_id.in_(earlier)))
         dump = Dump(
@@ -181,30 +202,15 @@ def store_dump(
             paper_count=len(parsed.papers),
         )
         session.add(dump)
-        known = {
-            paper.key: paper
-            for keys in chunked({paper.key for paper in parsed.papers})
-            for paper in session.scalars(select(Paper).where(Paper.key.in_(keys)))
-        }
         new_papers = 0
         retext: list[int] = []  # stored papers whose abstract this dump completes
         for item in parsed.papers:
-            paper = known.get(item.key)
+            paper = known.of(item)
             if paper is None:
-                paper = Paper(
-                    key=item.key,
-                    title=item.title,
-                    abstract=item.abstract,
-                    code_url=item.code_url,
-                    first_seen=dump_date,
-                )
-                session.add(paper)
-                known[item.key] = paper
+                paper = known.add(_new_paper(item, dump_date))
                 new_papers += 1
-            else:
-                changed = _merge(paper, item.abstract, item.code_url, dump_date, bool(earlier))
-                if changed and paper.id is not None:
-                    retext.append(paper.id)
+            elif _merge(session, known, paper, item, dump_date, bool(earlier)) and paper.id:
+                retext.append(paper.id)
             session.add(
                 Appearance(paper=paper, dump=dump, seen_on=dump_date, position=item.position)
             )
@@ -213,45 +219,130 @@ def store_dump(
         return StoredDump(filename, dump_date, len(parsed.papers), new_papers)
 
 
+def _new_paper(item: DumpPaper, dump_date: date) -> Paper:
+    return Paper(
+        key=item.key,
+        title=item.title,
+        abstract=item.abstract,
+        code_url=item.code_url,
+        first_seen=dump_date,
+        arxiv_id=item.arxiv_id,
+        authors=list(item.authors) or None,
+        upvotes=item.upvotes,
+    )
+
+
+class _Known:
+    """The stored papers a dump's items are: by arXiv id first (it survives an edited title),
+    then by normalized title. Papers the dump adds join as they are made."""
+
+    def __init__(self, session: Session, items: Sequence[DumpPaper]):
+        self.session = session
+        self.by_key: dict[str, Paper] = {}
+        self.by_id: dict[str, Paper] = {}
+        ids = {item.arxiv_id for item in items if item.arxiv_id}
+        for chunk in chunked(ids):
+            for paper in session.scalars(select(Paper).where(Paper.arxiv_id.in_(chunk))):
+                self._index(paper)
+        for chunk in chunked({item.key for item in items}):
+            for paper in session.scalars(select(Paper).where(Paper.key.in_(chunk))):
+                self._index(paper)
+
+    def _index(self, paper: Paper) -> None:
+        self.by_key[paper.key] = paper
+        if paper.arxiv_id:
+            self.by_id[paper.arxiv_id] = paper
+
+    def of(self, item: DumpPaper) -> Paper | None:
+        if item.arxiv_id and item.arxiv_id in self.by_id:
+            return self.by_id[item.arxiv_id]
+        return self.by_key.get(item.key)
+
+    def add(self, paper: Paper) -> Paper:
+        self.session.add(paper)
+        self._index(paper)
+        return paper
+
+    def stored_ids(self, items: Sequence[DumpPaper]) -> set[int]:
+        return {paper.id for item in items if (paper := self.of(item)) is not None and paper.id}
+
+
 SAME_PAGE = 0.8  # share of the smaller list's papers two dumps of one date have in common
 
 
-def _same_page(session: Session, parsed: ParsedDump, dump_date: date) -> list[int]:
-    """The stored dumps of `dump_date` that are this page saved at another moment: most of their
-    papers are this one's. (Several different pages can carry one date: the seeds hold three
-    "Mar 11" lists that share a few papers, and each is kept.)"""
-    keys = {paper.key for paper in parsed.papers}
-    stored: dict[int, set[str]] = {}
+def _same_page(session: Session, known: _Known, parsed: ParsedDump, dump_date: date) -> list[int]:
+    """The stored dumps of `dump_date` that are this page saved at another moment (or fetched from
+    the API after its text dump was stored): most of their papers are this one's. (Several
+    different pages can carry one date: the seeds hold three "Mar 11" lists that share a few
+    papers, and each is kept.)"""
+    mine = known.stored_ids(parsed.papers)
+    size = len({item.arxiv_id or item.key for item in parsed.papers})
+    stored: dict[int, set[int]] = {}
     rows = session.execute(
-        select(Appearance.dump_id, Paper.key)
-        .join(Paper, Paper.id == Appearance.paper_id)
+        select(Appearance.dump_id, Appearance.paper_id)
         .join(Dump, Dump.id == Appearance.dump_id)
         .where(Dump.dump_date == dump_date)
     )
-    for dump_id, key in rows:
-        stored.setdefault(dump_id, set()).add(key)
+    for dump_id, paper_id in rows:
+        stored.setdefault(dump_id, set()).add(paper_id)
     return [
         dump_id
         for dump_id, theirs in stored.items()
-        if len(theirs & keys) >= SAME_PAGE * min(len(theirs), len(keys))
+        if len(theirs & mine) >= SAME_PAGE * min(len(theirs), size)
     ]
 
 
-def _merge(paper: Paper, abstract: str, code_url: str | None, seen_on: date, resaved: bool) -> bool:
-    """Whether the paper's text changed (its sentence vectors are then made again)."""
+def _merge(
+    session: Session, known: _Known, paper: Paper, item: DumpPaper, seen_on: date, resaved: bool
+) -> bool:
+    """Bring a stored paper up to date with one more appearance; whether its text changed (its
+    sentence vectors are then made again)."""
     # A dump cut mid-abstract must not shorten what another dump gave in full; a page saved
-    # again gives the corrected text.
+    # again gives the corrected text, except that a text dump does not overwrite the API's.
+    abstract = item.abstract
+    authoritative = resaved and (item.arxiv_id is not None or paper.arxiv_id is None)
     changed = False
-    if (len(abstract) > len(paper.abstract) or (resaved and abstract)) and (
+    if (len(abstract) > len(paper.abstract) or (authoritative and abstract)) and (
         abstract != paper.abstract
     ):
         paper.abstract = abstract
         changed = True
-    if paper.code_url is None and code_url:
-        paper.code_url = code_url
+    if item.arxiv_id:
+        changed |= _merge_api(session, known, paper, item, seen_on)
+    if paper.code_url is None and item.code_url:
+        paper.code_url = item.code_url
     if seen_on < paper.first_seen:
         paper.first_seen = seen_on
     return changed
+
+
+def _merge_api(
+    session: Session, known: _Known, paper: Paper, item: DumpPaper, seen_on: date
+) -> bool:
+    """What the API adds: the arXiv id, authors and upvotes; and the title as the page shows it
+    now, when this is the paper's newest appearance (whether the text changed)."""
+    if paper.arxiv_id is None:
+        paper.arxiv_id = item.arxiv_id
+        known.by_id[item.arxiv_id] = paper
+    if item.authors:
+        paper.authors = list(item.authors)
+    if item.upvotes is not None and (paper.upvotes is None or item.upvotes > paper.upvotes):
+        paper.upvotes = item.upvotes
+    if item.title == paper.title or paper.arxiv_id != item.arxiv_id or paper.id is None:
+        return False
+    newest = session.scalar(
+        select(func.max(Appearance.seen_on)).where(Appearance.paper_id == paper.id)
+    )
+    if newest is not None and seen_on < newest:
+        return False  # an older page's title: the newer one stands
+    paper.title = item.title
+    if item.key != paper.key and item.key not in known.by_key:
+        taken = session.scalar(select(Paper.id).where(Paper.key == item.key))
+        if taken is None:
+            known.by_key.pop(paper.key, None)
+            paper.key = item.key
+            known.by_key[paper.key] = paper
+    return True
 
 
 def latest_dump_date(db: Database, until: date) -> date:
