@@ -11,6 +11,7 @@ import logging
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -23,8 +24,10 @@ from .daily import LATEST, preview, run_day
 from .db import ACTIVE, Database, environmental, unavailable, upgrade_schema
 from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
+from .fetch import MAX_DAYS, fetch_days
+from .history import Status
 from .history import status as run_status
-from .ingest import ingest_paths, latest_dump_date
+from .ingest import IngestReport, ingest_paths, latest_dump_date
 from .lists import load_lists, normalize_address
 from .planning import paper_records
 from .rank import parse_topics
@@ -138,15 +141,43 @@ def db_upgrade(app: App) -> None:
 def ingest(app: App, paths: tuple[Path, ...], year: int | None) -> None:
     """Ingest dump files or folders (default: the seeds folder)."""
     report = ingest_paths(app.db, list(paths) or [app.settings.seeds_dir], app.today, year)
+    _print_ingest(report)
+    if report.errors:
+        sys.exit(1)
+
+
+def _print_ingest(report: IngestReport) -> None:
     for dump in report.stored:
         out.print(
             f"{dump.name}: {dump.dump_date.isoformat()}, {dump.papers} papers, "
-            f"{dump.new_papers} new"
+            f"{dump.new_papers} new",
+            highlight=False,
         )
     for error in report.errors:
         err.print(error, markup=False, highlight=False)
-    out.print(report.summary)
-    if report.errors:
+    out.print(report.summary, highlight=False)
+
+
+@cli.command()
+@click.option("--date", "day", help="The last day to fetch: YYYY-MM-DD or 'today' (default).")
+@click.option(
+    "--days",
+    type=click.IntRange(1, MAX_DAYS),
+    default=1,
+    show_default=True,
+    help="How many days, ending with --date (e.g. 7 to backfill a week).",
+)
+@pass_app
+def fetch(app: App, day: str | None, days: int) -> None:
+    """Download Daily Papers lists from NEWSLETTER_PAPERS_API into the seeds folder; ingest."""
+    if day == LATEST:
+        raise NewsletterError("--date latest: fetch takes YYYY-MM-DD or 'today'")
+    report = fetch_days(app.db, app.settings, app.resolve_date(day), days, today=app.today)
+    for done in report.days:
+        (err if done.error else out).print(done.line, markup=False, highlight=False)
+    if report.ingest is not None:
+        _print_ingest(report.ingest)
+    if report.failed or (report.ingest is not None and report.ingest.errors):
         sys.exit(1)
 
 
@@ -289,22 +320,7 @@ def status_command(app: App, last: int, as_json: bool) -> None:
     state = run_status(app.db, last)
     fire = next_run(app.settings)
     if as_json:
-        report = {
-            "runs": [
-                {
-                    "date": r.run_date.isoformat(),
-                    "dry_run": r.dry_run,
-                    "started_at": r.started_at.isoformat() + "Z",
-                    "finished_at": r.finished_at.isoformat() + "Z" if r.finished_at else None,
-                    "outcome": r.outcome,
-                    "counts": r.counts or {},
-                }
-                for r in state.runs
-            ],
-            "digests": state.digests,
-            "suspended": state.suspended,
-            "next_run": fire.isoformat(),
-        }
+        report = _status_report(state, fire)
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     table = Table("date", "mode", "started (UTC)", "finished (UTC)", "outcome", "counts")
@@ -325,9 +341,45 @@ def status_command(app: App, last: int, as_json: bool) -> None:
         f"{digests['failed']} failed",
         highlight=False,
     )
+    if state.fetches:
+        fetches = Table("fetched day", "last fetch (UTC)", "outcome")
+        for f in state.fetches:
+            outcome = f"{f.papers} paper(s)" if f.outcome == "ok" else f"failed: {f.error}"
+            fetches.add_row(f.fetch_date.isoformat(), f"{f.fetched_at:%Y-%m-%d %H:%M:%S}", outcome)
+        out.print(fetches)
     suspended = ", ".join(state.suspended) or "none"
     out.print(f"suspended subscribers: {suspended}", highlight=False)
     out.print(f"next scheduled run: {fire:%Y-%m-%d %H:%M} {app.settings.timezone}", highlight=False)
+
+
+def _status_report(state: Status, fire: datetime) -> dict[str, Any]:
+    """`newsletter status --json` (SPEC.md)."""
+    return {
+        "runs": [
+            {
+                "date": r.run_date.isoformat(),
+                "dry_run": r.dry_run,
+                "started_at": r.started_at.isoformat() + "Z",
+                "finished_at": r.finished_at.isoformat() + "Z" if r.finished_at else None,
+                "outcome": r.outcome,
+                "counts": r.counts or {},
+            }
+            for r in state.runs
+        ],
+        "digests": state.digests,
+        "suspended": state.suspended,
+        "fetches": [
+            {
+                "date": f.fetch_date.isoformat(),
+                "fetched_at": f.fetched_at.isoformat() + "Z",
+                "outcome": f.outcome,
+                "papers": f.papers,
+                "error": f.error,
+            }
+            for f in state.fetches
+        ],
+        "next_run": fire.isoformat(),
+    }
 
 
 @cli.command()

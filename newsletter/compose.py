@@ -374,6 +374,9 @@ def _card(paper: PaperInfo, why: tuple[str, ...]) -> PaperCard:
         appearances=paper.appearances,
         best_position=paper.best_position,
         best_date=paper.best_date,
+        arxiv_id=paper.arxiv_id,
+        authors=paper.authors,
+        upvotes=paper.upvotes,
     )
 
 

@@ -69,6 +69,11 @@ class Settings:
     dkim_key_file: Path | None = None
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: render in-process
     claim_lease: float = 120.0  # seconds a sender's claim on digests lasts unless renewed
+    papers_api: str = "https://huggingface.co"  # base URL of the Daily Papers API
+    fetch: bool = False  # `run` and `schedule` fetch the day's list first
+    fetch_timeout: float = 30.0
+    fetch_attempts: int = 4
+    fetch_retry_delay: float = 2.0  # seconds before the second attempt; doubles after
 
     @cached_property
     def sender_address(self) -> str:
@@ -186,6 +191,17 @@ def load_settings(
         dkim_key_file=Path(key) if (key := get("DKIM_KEY_FILE")) else None,
         workers=_integer("NEWSLETTER_WORKERS", get("WORKERS"), defaults.workers, 0, 64),
         claim_lease=_number("NEWSLETTER_CLAIM_LEASE", get("CLAIM_LEASE"), defaults.claim_lease),
+        papers_api=(get("PAPERS_API") or defaults.papers_api).rstrip("/"),
+        fetch=_boolean("NEWSLETTER_FETCH", get("FETCH"), defaults.fetch),
+        fetch_timeout=_number(
+            "NEWSLETTER_FETCH_TIMEOUT", get("FETCH_TIMEOUT"), defaults.fetch_timeout
+        ),
+        fetch_attempts=_integer(
+            "NEWSLETTER_FETCH_ATTEMPTS", get("FETCH_ATTEMPTS"), defaults.fetch_attempts, 1, 20
+        ),
+        fetch_retry_delay=_number(
+            "NEWSLETTER_FETCH_RETRY_DELAY", get("FETCH_RETRY_DELAY"), defaults.fetch_retry_delay
+        ),
     )
     validate(settings)
     return settings
@@ -243,11 +259,25 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE={settings.dkim_key_file}: no such file")
     if settings.smtp_retry_delay < 0 or settings.smtp_timeout <= 0:
         raise ConfigError("NEWSLETTER_SMTP_RETRY_DELAY and _TIMEOUT must be positive numbers")
+    _validate_fetch(settings)
     if not MIN_CLAIM_LEASE <= settings.claim_lease <= MAX_CLAIM_LEASE:
         # The heartbeat renews claims every third of the lease: 0 would make it spin.
         raise ConfigError(
             f"NEWSLETTER_CLAIM_LEASE={settings.claim_lease:g}: give seconds from "
             f"{MIN_CLAIM_LEASE:g} to {MAX_CLAIM_LEASE:g}"
+        )
+
+
+def _validate_fetch(settings: Settings) -> None:
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", settings.papers_api):
+        raise ConfigError(
+            f"NEWSLETTER_PAPERS_API={settings.papers_api!r}: expected an http(s) base URL such "
+            "as https://huggingface.co"
+        )
+    if not (0 < settings.fetch_timeout <= 600 and 0 <= settings.fetch_retry_delay <= 600):
+        raise ConfigError(
+            "NEWSLETTER_FETCH_TIMEOUT (above 0) and NEWSLETTER_FETCH_RETRY_DELAY: seconds, "
+            "at most 600"
         )
 
 

@@ -39,6 +39,7 @@ from .digest import Outgoing
 from .dumps import DAYS_AHEAD
 from .eml import EmlFolder
 from .errors import NewsletterError
+from .fetch import fetch_days
 from .files import write_atomically
 from .history import finish_record, start_record
 from .ingest import IngestReport, ingest_paths, latest_dump_date
@@ -149,6 +150,11 @@ def run_day(
     console = console or Console(stderr=True)
     if not dry_run:
         settings.require_sending()
+    fetched = None
+    if settings.fetch:  # a failed day is reported and the run sends from what is stored
+        fetched = fetch_days(
+            db, settings, today if day == LATEST else day, today=today, ingest=False
+        )
     prepared = None
     if day == LATEST:  # the newest dump may not be stored yet: ingest first, then look
         prepared = prepare(db, settings, today)
@@ -158,6 +164,8 @@ def run_day(
     summary = RunSummary(day, dry_run)
     if prepared is not None:
         summary.ingest, summary.sync = prepared
+    if fetched is not None:
+        summary.warnings.extend(day.line for day in fetched.failed)
     holder = holder_name()
     record = start_record(db, day, dry_run, holder)
     outcome = "crashed"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .db import (
     DEFERRED,
@@ -15,6 +16,7 @@ from .db import (
     SUSPENDED,
     Database,
     Digest,
+    FetchRecord,
     RunRecord,
     Subscriber,
     utcnow,
@@ -38,11 +40,25 @@ def finish_record(db: Database, record_id: int, outcome: str, counts: dict[str, 
             record.counts = counts
 
 
+def record_fetch(db: Database, day: date, error: str | None, papers: int) -> None:
+    """One download of `day`'s list: its outcome, for `newsletter status`."""
+    with db.session() as session:
+        session.add(
+            FetchRecord(
+                fetch_date=day,
+                outcome="failed" if error else "ok",
+                papers=None if error else papers,
+                error=error,
+            )
+        )
+
+
 @dataclass(frozen=True)
 class Status:
     runs: list[RunRecord]
     digests: dict[str, int]  # pending / deferred / failed
     suspended: list[str]
+    fetches: list[FetchRecord]  # the last download of each of the latest days fetched
 
 
 def status(db: Database, last: int = 10) -> Status:
@@ -62,4 +78,24 @@ def status(db: Database, last: int = 10) -> Status:
                 .order_by(Subscriber.email)
             )
         )
-    return Status(runs, {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}, suspended)
+        fetches = _last_fetches(session, last)
+    return Status(
+        runs, {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}, suspended, fetches
+    )
+
+
+def _last_fetches(session: Session, days: int) -> list[FetchRecord]:
+    """The latest fetch of each of the `days` most recent days fetched, newest day first."""
+    latest = (
+        select(func.max(FetchRecord.id))
+        .group_by(FetchRecord.fetch_date)
+        .order_by(FetchRecord.fetch_date.desc())
+        .limit(days)
+    )
+    return list(
+        session.scalars(
+            select(FetchRecord)
+            .where(FetchRecord.id.in_(latest.scalar_subquery()))
+            .order_by(FetchRecord.fetch_date.desc())
+        )
+    )

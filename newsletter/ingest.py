@@ -38,12 +38,15 @@ class IngestReport:
     stored: list[StoredDump] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)  # API answers listing no papers
     embedded: int = 0  # papers whose sentence vectors were made
 
     @property
     def summary(self) -> str:
         new = sum(dump.new_papers for dump in self.stored)
         embedded = f"; {self.embedded} paper(s) embedded" if self.embedded else ""
+        if self.empty:
+            embedded = f"; {len(self.empty)} day(s) without papers" + embedded
         return (
             f"ingested {len(self.stored)} dump(s) with {new} new paper(s); "
             f"{len(self.unchanged)} already stored; {len(self.errors)} refused{embedded}"
@@ -118,6 +121,9 @@ def ingest_paths(
         except DumpError as error:
             report.errors.append(str(error))
             continue
+        if not parsed.papers:  # an API answer for a day with no papers: nothing to store
+            report.empty.append(str(path))
+            continue
         try:
             stored = store_dump(db, parsed, dump_date, path.name)
         except IntegrityError:  # another process stored the same dump (or papers) just now
@@ -189,12 +195,17 @@ def store_dump(
             return None
         known = _Known(session, parsed.papers)
         # The same page saved again (an abstract corrected, a paper added, or the page's API
-        # answer after its text dump): it replaces the earlier version's appearances rather than
-        # adding a second one to every paper. The earlier version's row stays, so that its file
-        # is still recognised as stored.
+        # answer after its text dump): its papers' appearances replace those of the earlier
+        # version rather than adding a second one to each. The earlier version's row stays, so
+        # that its file is still recognised as stored.
         earlier = _same_page(session, known, parsed, dump_date)
-        if earlier:
-            session.execute(delete(Appearance).where(Appearance.dump_id.in_(earlier)))
+        if earlier:  # (a paper the new version no longer lists keeps its appearance)
+            for chunk in chunked(known.stored_ids(parsed.papers)):
+                session.execute(
+                    delete(Appearance).where(
+                        Appearance.dump_id.in_(earlier), Appearance.paper_id.in_(chunk)
+                    )
+                )
         dump = Dump(
             sha256=parsed.sha256,
             filename=filename,
@@ -277,6 +288,8 @@ def _same_page(session: Session, known: _Known, parsed: ParsedDump, dump_date: d
     papers, and each is kept.)"""
     mine = known.stored_ids(parsed.papers)
     size = len({item.arxiv_id or item.key for item in parsed.papers})
+    if not mine:
+        return []
     stored: dict[int, set[int]] = {}
     rows = session.execute(
         select(Appearance.dump_id, Appearance.paper_id)

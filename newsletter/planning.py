@@ -49,9 +49,14 @@ class PaperInfo:
     appearances: int
     best_position: int
     best_date: date
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
 
     def text(self) -> PaperText:
-        return PaperText(self.id, self.title, self.abstract, self.appearances, self.best_position)
+        return PaperText(
+            self.id, self.title, self.abstract, self.appearances, self.best_position, self.upvotes
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,9 @@ def load_papers(
             appearances=counts.get(p.id, 1),
             best_position=best.get(p.id, (1, p.first_seen))[0],
             best_date=best.get(p.id, (1, p.first_seen))[1],
+            arxiv_id=p.arxiv_id,
+            authors=tuple(p.authors or ()),
+            upvotes=p.upvotes,
         )
         for p in papers
     ]
@@ -136,6 +144,9 @@ def paper_records(db: Database, new_on: date | None) -> list[dict[str, Any]]:
             "first_seen": p.first_seen.isoformat(),
             "appearances": p.appearances,
             "code_url": p.code_url,
+            "arxiv_id": p.arxiv_id,
+            "authors": list(p.authors),
+            "upvotes": p.upvotes,
         }
         for p in stored
     ]

@@ -40,6 +40,9 @@ SUBJECT_TITLE_CHARS = 90
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
+AUTHORS_SHOWN = 3  # then "et al."
+
+
 @dataclass(frozen=True)
 class PaperCard:
     title: str
@@ -49,14 +52,32 @@ class PaperCard:
     appearances: int
     best_position: int
     best_date: date
+    # Known for papers from the Daily Papers API: they are linked directly.
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
 
     @cached_property
     def arxiv_url(self) -> str:
+        if self.arxiv_id:
+            return f"https://arxiv.org/abs/{self.arxiv_id}"
         return f"https://arxiv.org/search/?query={quote_plus(self.title)}&searchtype=title"
 
     @cached_property
+    def pdf_url(self) -> str | None:
+        return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else None
+
+    @cached_property
     def hf_url(self) -> str:
+        if self.arxiv_id:
+            return f"https://huggingface.co/papers/{self.arxiv_id}"
         return f"https://huggingface.co/papers?q={quote_plus(self.title)}"
+
+    @cached_property
+    def byline(self) -> str:
+        """The first authors, then "et al." when there are more."""
+        shown = ", ".join(self.authors[:AUTHORS_SHOWN])
+        return f"{shown} et al." if len(self.authors) > AUTHORS_SHOWN else shown
 
     @cached_property
     def excerpt(self) -> str:
@@ -66,7 +87,10 @@ class PaperCard:
     def signal(self) -> str:
         seen = "once" if self.appearances == 1 else f"{self.appearances} times"
         page = day_label(self.best_date)
-        return f"Trending: #{self.best_position} on the {page} page, listed {seen}"
+        votes = ""
+        if self.upvotes is not None:
+            votes = f", {self.upvotes} upvote{'' if self.upvotes == 1 else 's'}"
+        return f"Trending: #{self.best_position} on the {page} page, listed {seen}{votes}"
 
     # The plain-text part's wrapped lines; a card serves many digests, so they are made once.
     @cached_property
