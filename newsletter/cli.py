@@ -107,7 +107,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    for noisy in ("bm25s", "apscheduler.executors", "uvicorn.access", "alembic"):
+    for noisy in ("bm25s", "apscheduler.executors", "uvicorn.access", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.obj = App(load_settings())
 

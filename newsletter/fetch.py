@@ -117,7 +117,7 @@ class PapersApi:
                         ) from None
                     wait = error.retry_after
             if attempt < attempts:
-                log.info("fetch %s: %s; again in %.1f s", day.isoformat(), reason, wait)
+                log.debug("fetch %s: %s; again in %.1f s", day.isoformat(), reason, wait)
                 self.sleep(min(wait, MAX_RETRY_AFTER))
         raise FetchFailed(f"{reason} ({attempts} attempt{'s' if attempts > 1 else ''})")
 
@@ -197,8 +197,6 @@ def fetch_days(
             day = end - timedelta(days=offset)
             done = _fetch_day(client, settings.seeds_dir, day)
             record_fetch(db, day, done.error, done.papers)
-            if done.error:
-                log.warning("%s", done.line)
             report.days.append(done)
     if ingest and report.saved:
         report.ingest = ingest_paths(db, report.saved, today)
