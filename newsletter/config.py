@@ -10,11 +10,12 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -191,20 +192,26 @@ def load_settings(
         dkim_key_file=Path(key) if (key := get("DKIM_KEY_FILE")) else None,
         workers=_integer("NEWSLETTER_WORKERS", get("WORKERS"), defaults.workers, 0, 64),
         claim_lease=_number("NEWSLETTER_CLAIM_LEASE", get("CLAIM_LEASE"), defaults.claim_lease),
-        papers_api=(get("PAPERS_API") or defaults.papers_api).rstrip("/"),
-        fetch=_boolean("NEWSLETTER_FETCH", get("FETCH"), defaults.fetch),
-        fetch_timeout=_number(
-            "NEWSLETTER_FETCH_TIMEOUT", get("FETCH_TIMEOUT"), defaults.fetch_timeout
-        ),
-        fetch_attempts=_integer(
-            "NEWSLETTER_FETCH_ATTEMPTS", get("FETCH_ATTEMPTS"), defaults.fetch_attempts, 1, 20
-        ),
-        fetch_retry_delay=_number(
-            "NEWSLETTER_FETCH_RETRY_DELAY", get("FETCH_RETRY_DELAY"), defaults.fetch_retry_delay
-        ),
+        **_fetch_settings(get, defaults),
     )
     validate(settings)
     return settings
+
+
+def _fetch_settings(get: Callable[[str], str | None], defaults: Settings) -> dict[str, Any]:
+    return {
+        "papers_api": (get("PAPERS_API") or defaults.papers_api).rstrip("/"),
+        "fetch": _boolean("NEWSLETTER_FETCH", get("FETCH"), defaults.fetch),
+        "fetch_timeout": _number(
+            "NEWSLETTER_FETCH_TIMEOUT", get("FETCH_TIMEOUT"), defaults.fetch_timeout
+        ),
+        "fetch_attempts": _integer(
+            "NEWSLETTER_FETCH_ATTEMPTS", get("FETCH_ATTEMPTS"), defaults.fetch_attempts, 1, 20
+        ),
+        "fetch_retry_delay": _number(
+            "NEWSLETTER_FETCH_RETRY_DELAY", get("FETCH_RETRY_DELAY"), defaults.fetch_retry_delay
+        ),
+    }
 
 
 def _loopback(host: str) -> bool:

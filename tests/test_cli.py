@@ -53,7 +53,19 @@ def test_papers_json_for_a_date(seeded):
     result = seeded("papers", "--date", "2026-03-17", "--json")
     papers = json.loads(result.stdout)
     assert len(papers) == 16
-    assert set(papers[0]) == {"title", "first_seen", "appearances", "code_url"}
+    assert set(papers[0]) == {
+        "title",
+        "first_seen",
+        "appearances",
+        "code_url",
+        "arxiv_id",
+        "authors",
+        "upvotes",
+    }
+    # Text dumps say nothing of these; the API does (tests/test_fetch.py).
+    assert {(p["arxiv_id"], tuple(p["authors"]), p["upvotes"]) for p in papers} == {
+        (None, (), None)
+    }
     assert {p["first_seen"] for p in papers} == {"2026-03-17"}
     everything = json.loads(seeded("papers", "--json").stdout)
     assert len(everything) == 182 and max(p["appearances"] for p in everything) >= 2

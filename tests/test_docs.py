@@ -64,8 +64,8 @@ def imports_of(path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             if node.module:
                 names.add(node.module.split(".")[0])
-            else:
-                names |= {alias.name for alias in node.names}
+            else:  # `from . import embed`; `from . import __version__` is the package's own
+                names |= {alias.name for alias in node.names if alias.name != "__version__"}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("newsletter."):
             names.add(node.module.split(".")[1])
     return names
