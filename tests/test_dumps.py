@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 
@@ -10,8 +11,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from newsletter.apidumps import parse_api_dump
 from newsletter.dumps import find_code_url, infer_date, normalize_title, parse_dump
 from newsletter.errors import DumpError
+from newsletter.text import CONTROL
 
 from .conftest import SEEDS, make_dump, seed_bytes
 
@@ -229,3 +232,60 @@ def test_any_text_is_a_dump_or_one_line_refusal(pieces):
     assert dump.papers and all(p.title for p in dump.papers)
     for paper in dump.papers:  # no control character survives into what is stored and shown
         assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]", paper.title + paper.abstract)
+
+
+# --- Daily Papers API answers (`daily_papers-D.json`) -------------------------------------------
+
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+API_ITEM = st.fixed_dictionaries(
+    {
+        "paper": st.fixed_dictionaries(
+            {
+                "id": st.sampled_from(["2503.01234", "2503.0123v2", "hep-th/9901001"])
+                | st.text(max_size=12),
+                "title": st.text(min_size=1, max_size=30),
+                "summary": st.text(max_size=40),
+                "authors": st.lists(
+                    st.fixed_dictionaries({"name": st.text(max_size=15)}) | ANY_JSON, max_size=4
+                ),
+                "upvotes": st.integers(-5, 10**6) | ANY_JSON,
+            },
+            optional={"githubRepo": st.text(max_size=30) | st.just("https://github.com/a/b")},
+        ),
+    },
+    optional={"title": st.text(max_size=30), "numComments": ANY_JSON},
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(API_ITEM, max_size=5) | st.lists(API_ITEM | ANY_JSON, max_size=3))
+def test_any_api_answer_is_its_papers_or_one_line_refusal(answer):
+    data = json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    try:
+        parsed, day = parse_api_dump(data, "a.json", "daily_papers-2026-11-24.json")
+    except DumpError as error:
+        assert "\n" not in str(error) and str(error).startswith("a.json")
+        return
+    assert day == date(2026, 11, 24) and len(parsed.papers) == len(answer)
+    expected = json.loads(data)  # the standard library's reading of the same bytes
+    for position, (paper, item) in enumerate(zip(parsed.papers, expected, strict=True), start=1):
+        shown = " ".join(CONTROL.sub(" ", item.get("title") or "").split())
+        assert paper.position == position and paper.arxiv_id == item["paper"]["id"]
+        assert paper.title == (shown or " ".join(CONTROL.sub(" ", item["paper"]["title"]).split()))
+        for text in (paper.title, paper.abstract, *paper.authors):
+            assert not CONTROL.search(text) and text == text.strip()
+        assert paper.upvotes is None or paper.upvotes >= 0
+
+
+def test_an_api_answer_is_named_by_its_date():
+    answer = json.dumps([]).encode()
+    with pytest.raises(DumpError, match=r"^papers\.json: a Daily Papers answer is named"):
+        parse_api_dump(answer, "papers.json", "papers.json")
+    with pytest.raises(DumpError, match=r"2026-02-30 is not a date"):
+        parse_api_dump(answer, "x", "daily_papers-2026-02-30.json")

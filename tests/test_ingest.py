@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections import Counter
@@ -210,3 +211,55 @@ def test_papers_stored_without_the_extra_get_vectors_once_it_is_installed(db, mo
     report = ingest_paths(db, [SEEDS], TODAY)  # the dumps are known; their papers are not done
     assert report.embedded == 182 and "182 paper(s) embedded" in report.summary
     assert len(stored_vectors(db)) == 182
+
+
+def api_answer(*items: tuple[str, str, str]) -> str:
+    """A saved Daily Papers answer: (arXiv id, title, summary) per item, in page order."""
+    return json.dumps(
+        [
+            {"paper": {"id": i, "title": t, "summary": s, "authors": [{"name": "Zoë"}]}, "title": t}
+            for i, t, s in items
+        ]
+    )
+
+
+def test_api_answers_are_read_beside_text_dumps_and_a_bad_one_stores_nothing(db, tmp_path):
+    full = abstract_about("graph rewiring", sentences=4)
+    (tmp_path / "a.txt").write_text(
+        make_dump("Mar 12", [("Graph Rewiring", full[:60]), ("Other Paper", "Text.")])
+    )
+    (tmp_path / "daily_papers-2026-03-12.json").write_text(
+        api_answer(("2603.00001", "Graph rewiring!", full), ("2603.00002", "Other Paper", "Text."))
+    )
+    (tmp_path / "daily_papers-2026-03-13.json").write_text(
+        '[{"paper": {"id": "2603.00003", "title": "Fine"}}, {"paper": {"title": "No id"}}]'
+    )
+    (tmp_path / "notes.json").write_text("{}")  # not an answer's name: not a dump, not read
+    report = ingest_paths(db, [tmp_path], TODAY)
+    assert report.errors == [
+        f"{tmp_path}/daily_papers-2026-03-13.json, item 2: paper.id None is not an arXiv id"
+    ]
+    assert len(report.stored) == 2
+    with db.session() as session:
+        papers = {p.key: p for p in session.scalars(select(Paper))}
+        appearances = session.scalar(select(func.count()).select_from(Appearance))
+    assert set(papers) == {"graph rewiring", "other paper"}  # nothing of the bad answer
+    assert papers["graph rewiring"].arxiv_id == "2603.00001"
+    assert papers["graph rewiring"].abstract == full  # the API's summary completes the cut one
+    assert papers["graph rewiring"].authors == ["Zoë"]
+    assert appearances == 2  # the answer is the same page as the text dump: no second appearance
+    again = ingest_paths(db, [tmp_path], TODAY)
+    assert again.stored == [] and len(again.unchanged) == 2
+
+
+def test_a_text_dump_after_the_api_answer_does_not_shorten_its_summary(db, tmp_path):
+    full = abstract_about("sparse attention", sentences=4)
+    (tmp_path / "daily_papers-2026-03-12.json").write_text(
+        api_answer(("2603.00001", "Sparse Attention", full))
+    )
+    assert not ingest_paths(db, [tmp_path / "daily_papers-2026-03-12.json"], TODAY).errors
+    (tmp_path / "b.txt").write_text(make_dump("Mar 12", [("Sparse Attention", full[:50])]))
+    assert not ingest_paths(db, [tmp_path / "b.txt"], TODAY).errors
+    with db.session() as session:
+        (paper,) = session.scalars(select(Paper))
+    assert paper.abstract == full and paper.arxiv_id == "2603.00001"

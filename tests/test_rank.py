@@ -4,6 +4,7 @@ field no paper is about, shares per topic, truthful reasons, and words alone wit
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -176,6 +177,23 @@ def test_trending_breaks_ties_between_equally_relevant_papers():
     ]
     ranked = TopicIndex(papers).rank(["graph neural networks"])
     assert [r.paper_id for r in ranked] == [2, 1]  # the popular off-topic paper stays out
+
+
+def test_upvotes_weigh_in_the_trending_signal():
+    text = "We study graph neural networks. " * 5
+
+    def paper(paper_id, title, extra, position, upvotes):
+        return PaperText(paper_id, title, text + extra, 1, position, upvotes)
+
+    # Listed second but upvoted far more: first among equally relevant papers.
+    upvoted = [
+        paper(1, "Graph Neural Networks for Chemistry", "Molecules, atoms, bonds.", 1, 2),
+        paper(2, "Graph Neural Networks at Scale", "Billions of edges on clusters.", 2, 240),
+    ]
+    assert [r.paper_id for r in TopicIndex(upvoted).rank(["graph neural networks"])] == [2, 1]
+    # Upvotes unknown (text dumps): the page's place decides, as before.
+    unknown = [replace(p, upvotes=None) for p in upvoted]
+    assert [r.paper_id for r in TopicIndex(unknown).rank(["graph neural networks"])] == [1, 2]
 
 
 def test_tokens_fold_stems_and_plural_acronyms():
