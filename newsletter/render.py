@@ -98,6 +98,10 @@ class PaperCard:
         return _wrap(self.title, indent="   ", first="")
 
     @cached_property
+    def text_byline(self) -> str:
+        return _wrap(self.byline, indent="   ")
+
+    @cached_property
     def text_excerpt(self) -> str:
         return _wrap(self.excerpt, indent="   ")
 
