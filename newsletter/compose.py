@@ -227,6 +227,7 @@ class StoredDigests:
             return [
                 Outgoing(
                     digest_id=d.id,
+                    subscriber_id=d.subscriber_id,
                     day=d.digest_date,
                     email=d.subscriber.email,
                     name=d.subscriber.name,
@@ -385,6 +386,7 @@ def _outgoing(
 ) -> Outgoing:
     return Outgoing(
         digest_id=digest_id,
+        subscriber_id=due.subscriber_id,
         day=due.day,
         email=due.email,
         name=due.name,

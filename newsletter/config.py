@@ -29,6 +29,8 @@ DEVELOPMENT_SECRET = "papers-digest-DEVELOPMENT-KEY-not-for-production"
 
 SECURITY_MODES = ("starttls", "tls", "none")
 MIN_CLAIM_LEASE, MAX_CLAIM_LEASE = 1.0, 86400.0  # seconds
+VERP_TOKEN_CHARS = 36  # the longest VERP token (`tokens.verp_token`)
+LOCAL_PART_MAX = 64  # RFC 5321 §4.5.3.1.1
 SECRET_MIN_BYTES = 32  # an HMAC key shorter than this can be guessed by a patient attacker
 # Settings written into message headers: a CR or LF there would add a header of its own.
 HEADER_SETTINGS = {
@@ -36,6 +38,7 @@ HEADER_SETTINGS = {
     "NEWSLETTER_BASE_URL": "base_url",
     "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "NEWSLETTER_SMTP_HELO": "smtp_helo",
+    "NEWSLETTER_BOUNCE_ADDRESS": "bounce_address",
     "NEWSLETTER_DKIM_SELECTOR": "dkim_selector",
     "NEWSLETTER_DKIM_DOMAIN": "dkim_domain",
 }
@@ -75,6 +78,8 @@ class Settings:
     fetch_timeout: float = 30.0
     fetch_attempts: int = 4
     fetch_retry_delay: float = 2.0  # seconds before the second attempt; doubles after
+    bounce_address: str | None = None  # VERP envelope senders: local+token@domain
+    bounce_imap_url: str | None = field(default=None, repr=False)  # holds a password
 
     @cached_property
     def sender_address(self) -> str:
@@ -193,6 +198,8 @@ def load_settings(
         workers=_integer("NEWSLETTER_WORKERS", get("WORKERS"), defaults.workers, 0, 64),
         claim_lease=_number("NEWSLETTER_CLAIM_LEASE", get("CLAIM_LEASE"), defaults.claim_lease),
         **_fetch_settings(get, defaults),
+        bounce_address=get("BOUNCE_ADDRESS"),
+        bounce_imap_url=get("BOUNCE_IMAP_URL"),
     )
     validate(settings)
     return settings
@@ -267,11 +274,35 @@ def validate(settings: Settings) -> None:
     if settings.smtp_retry_delay < 0 or settings.smtp_timeout <= 0:
         raise ConfigError("NEWSLETTER_SMTP_RETRY_DELAY and _TIMEOUT must be positive numbers")
     _validate_fetch(settings)
+    _validate_bounces(settings)
     if not MIN_CLAIM_LEASE <= settings.claim_lease <= MAX_CLAIM_LEASE:
         # The heartbeat renews claims every third of the lease: 0 would make it spin.
         raise ConfigError(
             f"NEWSLETTER_CLAIM_LEASE={settings.claim_lease:g}: give seconds from "
             f"{MIN_CLAIM_LEASE:g} to {MAX_CLAIM_LEASE:g}"
+        )
+
+
+def _validate_bounces(settings: Settings) -> None:
+    address = settings.bounce_address
+    if address is not None:
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain or "+" in local or any(c in address for c in "<> "):
+            raise ConfigError(
+                f"NEWSLETTER_BOUNCE_ADDRESS={address!r}: expected a plain address such as "
+                "bounces@example.org (without '+': the token goes after it)"
+            )
+        if len(local) + 1 + VERP_TOKEN_CHARS > LOCAL_PART_MAX:
+            raise ConfigError(
+                f"NEWSLETTER_BOUNCE_ADDRESS={address!r}: its local part may have at most "
+                f"{LOCAL_PART_MAX - 1 - VERP_TOKEN_CHARS} characters (a {VERP_TOKEN_CHARS}-"
+                f"character token is added to it, and a local part holds {LOCAL_PART_MAX})"
+            )
+    url = settings.bounce_imap_url
+    if url is not None and not re.match(r"imaps?://[^/\s]+", url):
+        raise ConfigError(
+            "NEWSLETTER_BOUNCE_IMAP_URL: expected imaps://user:password@host/MAILBOX "
+            "(or imap:// for STARTTLS)"
         )
 
 

@@ -56,7 +56,7 @@ from .outbox import (
 )
 from .render import Renderer, day_label
 from .subscribers import SyncReport, sync_subscribers
-from .tokens import mailbox_address, scheduled_time
+from .tokens import mailbox_address, scheduled_time, verp_address
 from .workers import MessageMaker, digest_content
 
 log = logging.getLogger(__name__)
@@ -249,8 +249,12 @@ def _write_files(
         task = bar.add_task("Writing digests", total=len(digests))
         for outgoing, _, message in maker.stream([digests]):
             bar.advance(task)
+            # What the receiving server will write at the top: the envelope sender.
+            sender = verp_address(settings, outgoing.subscriber_id, outgoing.day)
             try:
-                writer.write(day, outgoing.email, message)
+                writer.write(
+                    day, outgoing.email, b"Return-Path: <%s>\r\n" % sender.encode() + message
+                )
             except OSError as error:
                 name = writer.path_for(day, outgoing.email)
                 if error.errno not in ONE_FILE_ERRORS:  # the outbox itself: stop here
@@ -308,7 +312,8 @@ def send_digests(
                     raise RuntimeError("a digest to send over SMTP is stored first")
                 subjects[outgoing.digest_id] = subject
                 to = mailbox_address(outgoing.email)
-                yield Envelope(outgoing.digest_id, settings.sender_address, to, message)
+                sender = verp_address(settings, outgoing.subscriber_id, outgoing.day)
+                yield Envelope(outgoing.digest_id, sender, to, message)
 
         def record(envelope: Envelope, outcome: Outcome) -> None:
             recorder.record(

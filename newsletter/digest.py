@@ -14,6 +14,7 @@ class Outgoing:
     """One digest ready to render and deliver."""
 
     digest_id: int | None  # None in a dry-run: nothing is stored
+    subscriber_id: int  # with `day`, what the VERP envelope sender names
     day: date
     email: str
     name: str

@@ -7,7 +7,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-from datetime import date, datetime, time
+import re
+from datetime import date, datetime, time, timedelta
 
 import idna
 
@@ -72,3 +73,60 @@ def scheduled_time(settings: Settings, day: date) -> datetime:
     """The configured send time on `day`: the Date of a dry-run, so its files are reproducible."""
     hours, minutes = (int(part) for part in settings.send_at.split(":"))
     return datetime.combine(day, time(hours, minutes), tzinfo=settings.tz)
+
+
+# --- VERP: each message's own envelope sender, naming its digest --------------------------------
+
+VERP_EPOCH = date(2000, 1, 1)
+VERP_SIGNATURE_CHARS = 16  # base32 of an HMAC-SHA256: 80 bits
+# (at most VERP_TOKEN_CHARS: 12 + 1 + 6 + 1 + 16)
+_VERP_TOKEN = re.compile(r"([0-9a-z]{1,12})-([0-9a-z]{1,6})-([a-z2-7]{16})")
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if number == 0:
+            return text
+
+
+def _verp_signature(key: str, subscriber_id: int, day: date) -> str:
+    mac = hmac.new(
+        key.encode(), f"verp:{subscriber_id}:{day.isoformat()}".encode(), hashlib.sha256
+    ).digest()
+    return base64.b32encode(mac[:10]).decode("ascii").lower()
+
+
+def verp_token(key: str, subscriber_id: int, day: date) -> str:
+    """`<subscriber id>-<day>-<HMAC>`, base 36 and lower-case base 32: the digest of that reader
+    and date, in at most 36 characters that survive a server lower-casing the local part."""
+    days = _base36((day - VERP_EPOCH).days)
+    return f"{_base36(subscriber_id)}-{days}-{_verp_signature(key, subscriber_id, day)}"
+
+
+def read_verp_token(key: str, token: str) -> tuple[int, date] | None:
+    """The (subscriber id, date) a token names, or None when it is malformed or not signed with
+    `key` (forged, or garbled on the way)."""
+    match = _VERP_TOKEN.fullmatch(token.lower())
+    if match is None:
+        return None
+    subscriber_id = int(match[1], 36)
+    try:
+        day = VERP_EPOCH + timedelta(days=int(match[2], 36))
+    except OverflowError:
+        return None
+    if not hmac.compare_digest(match[3], _verp_signature(key, subscriber_id, day)):
+        return None
+    return subscriber_id, day
+
+
+def verp_address(settings: Settings, subscriber_id: int, day: date) -> str:
+    """The envelope sender of one digest: `bounces+<token>@domain` with NEWSLETTER_BOUNCE_ADDRESS,
+    else the address of NEWSLETTER_FROM."""
+    if not settings.bounce_address:
+        return settings.sender_address
+    local, _, domain = settings.bounce_address.rpartition("@")
+    return f"{local}+{verp_token(settings.signing_key, subscriber_id, day)}@{domain}"

@@ -136,6 +136,7 @@ def check_message(settings, raw: bytes, outgoing: Outgoing, subject: str) -> Non
 def outgoing_for(address: str, name: str, papers=CARDS, n: int = 0, topics=None) -> Outgoing:
     return Outgoing(
         None,
+        n + 1,
         date(2026, 3, 17),
         address,
         name,
