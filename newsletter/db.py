@@ -98,7 +98,7 @@ class Paper(Base):
     first_seen: Mapped[date] = mapped_column(Date, index=True)
     # Known once the paper came from the Daily Papers API: its identity from then on, kept
     # through later edits of its title on the page.
-    arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, default=None)
     authors: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     upvotes: Mapped[int | None] = mapped_column(Integer, default=None)
 
@@ -150,6 +150,12 @@ class Subscriber(Base):
     listed: Mapped[bool] = mapped_column(default=True)  # present in the lists at the last sync
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     status_changed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # Why it is suspended or unsubscribed, when a bounce or a complaint did it ("complaint",
+    # "bounce 5.1.1", "bounce score"); None otherwise.
+    status_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Bounces add to the score, which halves every week (see `bounces`); it is as of score_at.
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    bounce_score_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -214,6 +220,26 @@ class RunRecord(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     outcome: Mapped[str] = mapped_column(String(32), default="running")
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class BounceRecord(Base):
+    """One message read from the bounce mailbox, once (`key`), and what it did."""
+
+    __tablename__ = "bounces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)  # its Message-ID, else a hash
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # its Date (or now)
+    read_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # bounce | temporary | complaint | auto-reply | forged | unmatched | unrecognised
+    kind: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[str | None] = mapped_column(String(16), default=None)  # e.g. 5.1.1
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id"), default=None, index=True
+    )
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"), default=None)
+    action: Mapped[str] = mapped_column(String(16), default="none")  # scored | suspended | ...
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class FetchRecord(Base):
@@ -362,7 +388,7 @@ def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 # The newest migration's revision. Written here, so that opening a database that is up to date
 # needs no Alembic (a sixth of a command's start-up); a test checks it is the migrations' head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 def head_revision() -> str:

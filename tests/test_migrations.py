@@ -45,6 +45,26 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_data(database_u
             ),
             {"now": "2026-03-10 07:00:00"},
         )
+        # Papers with appearances: a migration may not copy a table others refer to (SQLite).
+        connection.execute(
+            text(
+                "INSERT INTO dumps (sha256, filename, dump_date, paper_count, ingested_at)"
+                " VALUES ('ab', 'a.txt', '2026-03-10', 1, :now)"
+            ),
+            {"now": "2026-03-10 07:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO papers (key, title, abstract, first_seen)"
+                " VALUES ('a paper', 'A Paper', '', '2026-03-10')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO appearances (paper_id, dump_id, seen_on, position)"
+                " VALUES (1, 1, '2026-03-10', 1)"
+            )
+        )
     assert current_revision(engine) is None and inspect(engine).has_table("digests")
     engine.dispose()
 
@@ -56,8 +76,11 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_data(database_u
     assert {"claimed_by", "claimed_until"} <= columns
     with database.session() as session:
         kept = session.execute(text("SELECT state, message_id, claimed_by FROM digests")).all()
+        paper = session.execute(text("SELECT title, arxiv_id, upvotes FROM papers")).all()
+        score = session.execute(text("SELECT bounce_score FROM subscribers")).scalar_one()
     database.close()
     assert [tuple(row) for row in kept] == [("pending", "<d1@x>", None)]
+    assert [tuple(row) for row in paper] == [("A Paper", None, None)] and score == 0
 
 
 OPEN_DATABASE = """

@@ -19,7 +19,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("arxiv_id", sa.String(64), nullable=True))
         batch.add_column(sa.Column("authors", sa.JSON, nullable=True))
         batch.add_column(sa.Column("upvotes", sa.Integer, nullable=True))
-        batch.create_unique_constraint("uq_papers_arxiv_id", ["arxiv_id"])
+    # An index, not a table constraint: SQLite adds columns in place, but a constraint would
+    # copy the table, which its foreign keys (appearances, digests) do not allow.
+    op.create_index("ix_papers_arxiv_id", "papers", ["arxiv_id"], unique=True)
     op.create_table(
         "fetches",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -33,8 +35,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("fetches")
+    op.drop_index("ix_papers_arxiv_id", "papers")
     with op.batch_alter_table("papers") as batch:
-        batch.drop_constraint("uq_papers_arxiv_id", type_="unique")
         batch.drop_column("upvotes")
         batch.drop_column("authors")
         batch.drop_column("arxiv_id")
