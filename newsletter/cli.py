@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import DatabaseError
 
+from .bounces import ALREADY as ALREADY_READ
+from .bounces import BounceReport
 from .compose import rank_records
 from .config import Settings, load_settings
 from .daily import LATEST, preview, run_day
@@ -29,6 +31,7 @@ from .history import Status
 from .history import status as run_status
 from .ingest import IngestReport, ingest_paths, latest_dump_date
 from .lists import load_lists, normalize_address
+from .mailboxes import fetch_imap, read_paths
 from .planning import paper_records
 from .rank import parse_topics
 from .schedule import next_run, run_forever
@@ -347,6 +350,13 @@ def status_command(app: App, last: int, as_json: bool) -> None:
             outcome = f"{f.papers} paper(s)" if f.outcome == "ok" else f"failed: {f.error}"
             fetches.add_row(f.fetch_date.isoformat(), f"{f.fetched_at:%Y-%m-%d %H:%M:%S}", outcome)
         out.print(fetches)
+    b = state.bounces
+    out.print(
+        f"last {b['days']} days: {b['bounces']} bounce(s), {b['complaints']} complaint(s), "
+        f"{b['suspended']} suspended by bounces, {b['ignored']} ignored (auto-replies, forged, "
+        "unmatched)",
+        highlight=False,
+    )
     suspended = ", ".join(state.suspended) or "none"
     out.print(f"suspended subscribers: {suspended}", highlight=False)
     out.print(f"next scheduled run: {fire:%Y-%m-%d %H:%M} {app.settings.timezone}", highlight=False)
@@ -378,8 +388,40 @@ def _status_report(state: Status, fire: datetime) -> dict[str, Any]:
             }
             for f in state.fetches
         ],
+        "bounces": state.bounces,
         "next_run": fire.isoformat(),
     }
+
+
+@cli.group()
+def bounces() -> None:
+    """Read bounces and complaints: suspend dead addresses, unsubscribe complainers."""
+
+
+@bounces.command("read")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_app
+def bounces_read(app: App, paths: tuple[Path, ...]) -> None:
+    """Read bounce mail from .eml files, Maildir folders or mbox files."""
+    _print_bounces(read_paths(app.db, app.settings, list(paths)))
+
+
+@bounces.command("fetch")
+@pass_app
+def bounces_fetch(app: App) -> None:
+    """Read the unread messages of the IMAP mailbox at NEWSLETTER_BOUNCE_IMAP_URL."""
+    _print_bounces(fetch_imap(app.db, app.settings))
+
+
+def _print_bounces(report: BounceReport) -> None:
+    for handled in report.handled:
+        if handled.action not in (ALREADY_READ, "none"):
+            out.print(handled.line, markup=False, highlight=False)
+    for error in report.errors:
+        err.print(error, markup=False, highlight=False)
+    out.print(report.summary, highlight=False)
+    if report.errors:
+        sys.exit(1)
 
 
 @cli.command()

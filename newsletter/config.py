@@ -140,7 +140,7 @@ class Settings:
         """What a real send needs beyond loading: a real key, and no password sent in clear to a
         server that is not on this machine."""
         self.require_secret()
-        if self.smtp_security == "none" and self.smtp_username and not _loopback(self.smtp_host):
+        if self.smtp_security == "none" and self.smtp_username and not is_loopback(self.smtp_host):
             raise ConfigError(
                 f"NEWSLETTER_SMTP_SECURITY=none with NEWSLETTER_SMTP_USERNAME would send the "
                 f"password in clear to {self.smtp_host}: use starttls or tls (plain text "
@@ -221,7 +221,7 @@ def _fetch_settings(get: Callable[[str], str | None], defaults: Settings) -> dic
     }
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
         return True
     try:

@@ -64,6 +64,11 @@ ACTIVE = "active"
 UNSUBSCRIBED = "unsubscribed"
 SUSPENDED = "suspended"
 
+# What a message read from the bounce mailbox was (`BounceRecord.kind`, see `dsn`, `bounces`), and
+# what it did (`BounceRecord.action`: "none", "scored", or the status it gave).
+BOUNCE, TEMPORARY, COMPLAINT = "bounce", "temporary", "complaint"
+NO_ACTION, SCORED = "none", "scored"
+
 
 T = TypeVar("T")
 

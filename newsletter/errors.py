@@ -30,3 +30,8 @@ class SubscriberListError(NewsletterError):
 
 class UnknownSubscriberError(NewsletterError):
     """An address that is not in the database was named on the command line."""
+
+
+class BounceError(NewsletterError):
+    """A message in the bounce mailbox that cannot be read as one (not mail, too large, a report
+    naming no recipient), or a bounce mailbox that cannot be reached."""

@@ -4,16 +4,21 @@ suspended."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .db import (
+    BOUNCE,
+    COMPLAINT,
     DEFERRED,
     FAILED,
+    NO_ACTION,
     PENDING,
     SUSPENDED,
+    TEMPORARY,
+    BounceRecord,
     Database,
     Digest,
     FetchRecord,
@@ -59,6 +64,7 @@ class Status:
     digests: dict[str, int]  # pending / deferred / failed
     suspended: list[str]
     fetches: list[FetchRecord]  # the last download of each of the latest days fetched
+    bounces: dict[str, int]  # what came back in the last BOUNCE_DAYS days
 
 
 def status(db: Database, last: int = 10) -> Status:
@@ -79,9 +85,35 @@ def status(db: Database, last: int = 10) -> Status:
             )
         )
         fetches = _last_fetches(session, last)
-    return Status(
-        runs, {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}, suspended, fetches
-    )
+        bounces = bounce_counts(session)
+    digest_counts = {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}
+    return Status(runs, digest_counts, suspended, fetches, bounces)
+
+
+BOUNCE_DAYS = 7  # `newsletter status` counts the bounces of this many days
+
+
+def bounce_counts(session: Session, days: int = BOUNCE_DAYS) -> dict[str, int]:
+    """Bounces and complaints that charged a reader, suspensions and unsubscribes they made, and
+    messages that changed nothing (auto-replies, forged, unmatched), of the last `days` days."""
+    since = utcnow() - timedelta(days=days)
+    rows = session.execute(
+        select(BounceRecord.kind, BounceRecord.action, func.count())
+        .where(BounceRecord.received_at >= since)
+        .group_by(BounceRecord.kind, BounceRecord.action)
+    ).all()
+    counts = dict.fromkeys(("days", "bounces", "complaints", "suspended", "ignored"), 0)
+    counts["days"] = days
+    for kind, action, n in rows:
+        charged = action != NO_ACTION
+        if kind in (BOUNCE, TEMPORARY) and charged:
+            counts["bounces"] += n
+        elif kind == COMPLAINT and charged:
+            counts["complaints"] += n
+        else:
+            counts["ignored"] += n
+        counts["suspended"] += n if action == SUSPENDED else 0
+    return counts
 
 
 def _last_fetches(session: Session, days: int) -> list[FetchRecord]:

@@ -28,6 +28,7 @@ from .config import Settings
 from .daily import run_day
 from .db import Database
 from .errors import NewsletterError
+from .mailboxes import fetch_imap
 
 log = logging.getLogger("newsletter.schedule")
 MISFIRE_GRACE_SECONDS = 6 * 3600  # a machine that slept through 07:00 still sends by 13:00
@@ -58,6 +59,8 @@ def make_tick(
     def tick() -> None:
         day = datetime.now(settings.tz).date()
         log.info("tick: running %s%s", day.isoformat(), " (dry-run)" if dry_run else "")
+        if settings.bounce_imap_url:  # the mailbox first, so no digest goes to a dead address
+            _read_bounces(db, settings)
         try:
             summary = run_day(
                 db, settings, day, today=day, dry_run=dry_run, outbox_dir=outbox_dir, stop=stop
@@ -73,6 +76,19 @@ def make_tick(
             log.info("%s", summary.line())
 
     return tick
+
+
+def _read_bounces(db: Database, settings: Settings) -> None:
+    """Bounces and complaints from the IMAP mailbox; a mailbox that cannot be read is logged
+    and the run goes on."""
+    try:
+        report = fetch_imap(db, settings)
+    except NewsletterError as error:
+        log.error("bounces: %s", error)
+        return
+    for error in report.errors:
+        log.warning("bounces: %s", error)
+    log.info("bounces: %s", report.summary)
 
 
 def create_scheduler(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,15 @@ def _preferences(row: SubscriberRow) -> dict[str, Any]:
 
 
 NOW, ALREADY, UNKNOWN = "now", "already", "unknown"
+BOUNCE_HALF_LIFE = timedelta(days=7)  # a bounce score halves in this time (see `bounces`)
+
+
+def current_score(score: float, since: datetime | None, now: datetime) -> float:
+    """A bounce score as of `now`: it halves every `BOUNCE_HALF_LIFE`."""
+    if since is None or score == 0:
+        return score
+    elapsed = max((now - since).total_seconds(), 0.0)
+    return score * 0.5 ** (elapsed / BOUNCE_HALF_LIFE.total_seconds())
 
 
 def unsubscribe(db: Database, email: str) -> str:
@@ -137,17 +147,19 @@ def unsubscribe(db: Database, email: str) -> str:
 
 
 def resubscribe(db: Database, email: str) -> bool:
-    """Undo an unsubscribe or a suspension, on the subscriber's own request; False if the address
-    was not unsubscribed or suspended."""
+    """Undo an unsubscribe (a complaint's too) or a suspension, and clear the bounce score, on
+    the subscriber's own request; False if there was nothing to undo."""
     address = normalize_address(email)
     with db.session() as session:
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
         if subscriber is None:
             raise UnknownSubscriberError(f"{address}: no such subscriber")
-        if subscriber.status == ACTIVE:
+        if subscriber.status == ACTIVE and not subscriber.bounce_score:
             return False
         subscriber.status = ACTIVE
         subscriber.status_changed_at = utcnow()
+        subscriber.status_reason = None  # and its bounces start again from nothing
+        subscriber.bounce_score, subscriber.bounce_score_at = 0.0, None
         return True
 
 
@@ -162,6 +174,7 @@ def is_unsubscribed(db: Database, email: str) -> bool:
 def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str, Any]]:
     """Every known address (the first `limit` by address) as `newsletter subscribers --json`
     prints it (SPEC.md)."""
+    now = utcnow()
     with db.session() as session:
         return [
             {
@@ -173,7 +186,7 @@ def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str,
                 "exclude": list(s.exclude or ()),
                 "frequency": s.frequency,
                 "max_papers": s.max_papers,
-                "bounce_score": 0,
+                "bounce_score": round(current_score(s.bounce_score, s.bounce_score_at, now), 2),
             }
             for s in session.scalars(select(Subscriber).order_by(Subscriber.email).limit(limit))
         ]

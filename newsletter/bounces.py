@@ -1,0 +1,229 @@
+"""What a bounce or a complaint does to a subscriber, and the record of every message read.
+
+Who it is about: the VERP token where the bounce was addressed, verified with
+NEWSLETTER_SECRET_KEY. A token that is present but does not verify is forged or garbled, and the
+message changes nothing whatever else it says. Only a message with no token at all may count, and
+then only when a failed address and a returned Message-ID name one digest we sent.
+
+The rules (README, "Bounces and complaints"):
+- an address that does not exist (5.1.x but 5.1.7/5.1.8, which concern our sender; 5.2.1) is
+  suspended at once;
+- another permanent bounce adds 1 to the bounce score, a temporary one 0.5; one digest counts
+  once however many bounces it draws; the score halves every 7 days; at 5 the address is suspended;
+- a complaint (ARF) unsubscribes at once and for good;
+- a status code about our own sender (5.1.7, 5.1.8) charges nobody;
+- `newsletter resubscribe` clears it all.
+Every message is recorded once under its key: reading it again changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .db import (
+    ACTIVE,
+    BOUNCE,
+    COMPLAINT,
+    NO_ACTION,
+    SCORED,
+    SENT,
+    SUSPENDED,
+    TEMPORARY,
+    UNSUBSCRIBED,
+    BounceRecord,
+    Database,
+    Digest,
+    Subscriber,
+    utcnow,
+)
+from .dsn import Failure, Reading, read_bounce
+from .errors import NewsletterError
+from .lists import normalize_address
+from .subscribers import current_score
+from .tokens import read_verp_token
+
+SUSPEND_SCORE = 5.0
+PERMANENT_WEIGHT = 1.0
+TEMPORARY_WEIGHT = 0.5
+SENDER_CODES = ("5.1.7", "5.1.8", "4.1.7", "4.1.8")  # our sender's address, not the reader's
+
+# Kinds recorded besides dsn's: messages that change nothing.
+FORGED, UNMATCHED = "forged", "unmatched"
+# Actions besides NO_ACTION and SCORED.
+SUSPENDED_NOW, UNSUBSCRIBED_NOW, ALREADY = SUSPENDED, UNSUBSCRIBED, "already read"
+NONE = NO_ACTION
+
+
+def no_such_address(code: str | None) -> bool:
+    """5.1.x (bad mailbox, domain, syntax; moved; null MX) but our own sender's 5.1.7/5.1.8,
+    and 5.2.1 (mailbox disabled)."""
+    if code is None or code in SENDER_CODES:
+        return False
+    return code.startswith("5.1.") or code == "5.2.1"
+
+
+@dataclass(frozen=True)
+class Handled:
+    name: str
+    kind: str
+    action: str
+    email: str | None = None
+    detail: str = ""
+
+    @property
+    def line(self) -> str:
+        who = f"{self.email}: " if self.email else ""
+        return f"{self.name}: {self.kind}, {who}{self.action}" + (
+            f" ({self.detail})" if self.detail else ""
+        )
+
+
+@dataclass
+class BounceReport:
+    handled: list[Handled] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        read = [h for h in self.handled if h.action != ALREADY]
+        kinds = Counter(h.kind for h in read)
+        actions = Counter(h.action for h in read)
+        parts = [f"{n} {kind}" for kind, n in sorted(kinds.items())]
+        changes = [f"{actions[a]} {a}" for a in (SUSPENDED_NOW, UNSUBSCRIBED_NOW, SCORED)]
+        return (
+            f"read {len(read)} message(s): {', '.join(parts) or 'none'}; "
+            f"{', '.join(changes)}; {len(self.handled) - len(read)} already read; "
+            f"{len(self.errors)} refused"
+        )
+
+
+def handle_message(db: Database, settings: Settings, data: bytes, name: str) -> Handled:
+    """Read one message from the bounce mailbox and apply it; `BounceError` for one that is
+    not a readable message (nothing is recorded: it is refused again next time)."""
+    reading = read_bounce(data, name, settings.bounce_address)
+    try:
+        with db.session() as session:
+            if session.scalar(select(BounceRecord.id).where(BounceRecord.key == reading.key)):
+                return Handled(name, reading.kind, ALREADY)
+            return _apply(session, settings, reading, name)
+    except IntegrityError:  # another process read the same message just now
+        return Handled(name, reading.kind, ALREADY)
+
+
+def _apply(session: Session, settings: Settings, reading: Reading, name: str) -> Handled:
+    now = utcnow()
+    received = min(reading.received_at or now, now)
+    record = BounceRecord(key=reading.key, received_at=received, kind=reading.kind)
+    session.add(record)
+    if reading.kind not in (BOUNCE, COMPLAINT):
+        record.detail = reading.detail
+        return Handled(name, reading.kind, NONE, detail=reading.detail)
+    target = _target(session, settings, reading)
+    if isinstance(target, str):  # why nobody is charged
+        record.kind, record.detail = (FORGED if "token" in target else UNMATCHED), target
+        return Handled(name, record.kind, NONE, detail=target)
+    digest, failure = target
+    subscriber = digest.subscriber
+    record.subscriber_id, record.digest_id = subscriber.id, digest.id
+    record.status_code = failure.status
+    record.detail = failure.diagnostic[:500]
+    if reading.kind == COMPLAINT:
+        record.action = _unsubscribe(subscriber, now)
+    else:
+        record.kind = BOUNCE if failure.permanent else TEMPORARY
+        record.action = _bounce(session, subscriber, digest, failure, received, now)
+    return Handled(name, record.kind, record.action, subscriber.email, failure.status or "")
+
+
+def _target(session: Session, settings: Settings, reading: Reading) -> tuple[Digest, Failure] | str:
+    """The digest the message is about and the failure that concerns it, or why none is."""
+    if reading.tokens:
+        named = [read_verp_token(settings.signing_key, token) for token in reading.tokens]
+        valid = [n for n in named if n is not None]
+        if not valid:
+            return "its VERP token does not verify: forged or garbled, nothing changed"
+        subscriber_id, day = valid[0]
+        digest = session.scalar(
+            select(Digest).where(
+                Digest.subscriber_id == subscriber_id,
+                Digest.digest_date == day,
+                Digest.state == SENT,
+            )
+        )
+        if digest is None:
+            return f"its token names no digest we sent ({day.isoformat()})"
+        own = [f for f in reading.failures if _same(f.address, digest.subscriber.email)]
+        worst = sorted(reading.failures, key=lambda f: (not f.permanent, f.status is None))
+        if not (own or worst):
+            return "it names no failed address"
+        return digest, (own or worst)[0]
+    ids = reading.message_ids or ("",)
+    digests = session.scalars(
+        select(Digest).where(func.lower(Digest.message_id).in_(ids), Digest.state == SENT)
+    ).all()
+    for failure in reading.failures:
+        for digest in digests:
+            if _same(failure.address, digest.subscriber.email):
+                return digest, failure
+    return "no VERP token, and no failed address with a returned Message-ID of a digest we sent"
+
+
+def _same(address: str, email: str) -> bool:
+    try:
+        return normalize_address(address) == email
+    except NewsletterError:  # an address the lists would refuse is nobody's
+        return False
+
+
+def _unsubscribe(subscriber: Subscriber, now: datetime) -> str:
+    if subscriber.status == UNSUBSCRIBED:
+        return NONE
+    subscriber.status = UNSUBSCRIBED
+    subscriber.status_reason = "complaint"
+    subscriber.status_changed_at = now
+    return UNSUBSCRIBED_NOW
+
+
+def _bounce(
+    session: Session,
+    subscriber: Subscriber,
+    digest: Digest,
+    failure: Failure,
+    received: datetime,
+    now: datetime,
+) -> str:
+    if failure.status in SENDER_CODES or subscriber.status != ACTIVE:
+        return NONE
+    if failure.permanent and no_such_address(failure.status):
+        return _suspend(subscriber, f"bounce {failure.status}", now)
+    counted = session.scalar(
+        select(BounceRecord.id).where(
+            BounceRecord.digest_id == digest.id, BounceRecord.action == SCORED
+        )
+    )
+    if counted is not None:
+        return NONE  # one digest counts once
+    weight = PERMANENT_WEIGHT if failure.permanent else TEMPORARY_WEIGHT
+    base = subscriber.bounce_score_at or received
+    if received >= base:  # bring the score to this bounce's time, then add it
+        score = current_score(subscriber.bounce_score, subscriber.bounce_score_at, received)
+        subscriber.bounce_score, subscriber.bounce_score_at = score + weight, received
+    else:  # an older bounce read late: what it would weigh by now
+        subscriber.bounce_score += current_score(weight, received, base)
+    if current_score(subscriber.bounce_score, subscriber.bounce_score_at, now) >= SUSPEND_SCORE:
+        return _suspend(subscriber, "bounce score", now)
+    return SCORED
+
+
+def _suspend(subscriber: Subscriber, reason: str, now: datetime) -> str:
+    subscriber.status = SUSPENDED
+    subscriber.status_reason = reason
+    subscriber.status_changed_at = now
+    return SUSPENDED_NOW

@@ -1,0 +1,295 @@
+"""Understand one message that came back to the bounce address (pure: bytes in, a `Reading` out).
+
+- Which addresses failed, and whether for good, comes from `flufl.bounce` (Mailman's detectors:
+  RFC 3464 DSNs and a dozen non-DSN formats: Exim, qmail, Exchange, Postfix, Yahoo, AOL, …).
+- The status code, which tells an address that does not exist (5.1.1) from a full mailbox, comes
+  from the DSN's Status field, else from the bounce's text next to the address ("550 5.1.1 No
+  such user here", "(#5.1.1)").
+- ARF feedback reports (RFC 5965) are complaints; auto-replies (`Auto-Submitted: auto-replied`
+  and the like, without a delivery report) are not bounces.
+- Who it is about: the VERP tokens found where the bounce was addressed (Delivered-To,
+  X-Original-To, To, the report's Original-Mail-From, the returned Return-Path), and the
+  Message-IDs of the returned original. Verifying them is the caller's business (`bounces`).
+
+A file that is not mail, a delivery report that names no recipient, or a message over
+`MAX_BOUNCE_BYTES` raises `BounceError` with one line.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+
+from flufl.bounce import all_failures
+
+from .db import BOUNCE, COMPLAINT
+from .errors import BounceError
+
+MAX_BOUNCE_BYTES = 16 * 2**20  # a bounce returns at most the original digest (~100 KB) and text
+
+AUTO_REPLY, UNRECOGNISED = "auto-reply", "unrecognised"
+COMPLAINT_TYPES = ("abuse", "fraud", "virus")  # ARF Feedback-Type values that are complaints
+
+ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+MESSAGE_ID_LINE = re.compile(r"(?im)^\s*message-id:\s*(<[^<>\s]{1,250}>)")
+TOKEN_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to")
+AUTO_REPLY_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office)", re.I
+)
+
+logging.getLogger("flufl.bounce").setLevel(logging.WARNING)  # it logs each detector it runs
+
+
+@dataclass(frozen=True)
+class Failure:
+    address: str  # lower-cased
+    permanent: bool
+    status: str | None = None  # the enhanced status code, e.g. "5.1.1"
+    diagnostic: str = ""  # what the server said, one line
+
+
+@dataclass(frozen=True)
+class Reading:
+    kind: str  # BOUNCE, COMPLAINT, AUTO_REPLY or UNRECOGNISED
+    key: str  # the message's identity: its Message-ID, else a hash of it
+    received_at: datetime | None  # its Date, naive UTC
+    failures: tuple[Failure, ...] = ()  # a bounce's failed addresses; a complaint's reader
+    tokens: tuple[str, ...] = ()  # VERP tokens where it was addressed, as found
+    message_ids: tuple[str, ...] = ()  # of the returned original message
+    detail: str = ""
+
+
+def read_bounce(data: bytes, name: str, bounce_address: str | None) -> Reading:
+    """What one message says. `bounce_address` (NEWSLETTER_BOUNCE_ADDRESS) is where VERP tokens
+    are looked for; `name` is how errors name the message."""
+    if len(data) > MAX_BOUNCE_BYTES:
+        raise BounceError(
+            f"{name}: {len(data) / 2**20:.0f} MiB, too large for a bounce "
+            f"(at most {MAX_BOUNCE_BYTES // 2**20} MiB); not read"
+        )
+    message = _parse(data, name)
+    common = {
+        "key": _key(message, data),
+        "received_at": _date(message),
+        "tokens": _tokens(message, bounce_address),
+        "message_ids": _returned_ids(message),
+    }
+    report_type = (message.get_param("report-type", header="content-type") or "").lower()
+    if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
+        return _complaint(message, common, name)
+    statuses = _dsn_statuses(message, name)
+    auto = _auto_reply(message) and not statuses and not message.get("x-failed-recipients")
+    if auto:
+        return Reading(AUTO_REPLY, detail="auto-reply", **common)
+    failures = _failures(message, statuses)
+    if not failures:
+        return Reading(UNRECOGNISED, detail="no failed address found", **common)
+    return Reading(BOUNCE, failures=failures, **common)
+
+
+def _parse(data: bytes, name: str) -> Message:
+    if not data.strip():
+        raise BounceError(f"{name}: empty, not a mail message")
+    if b"\x00" in data[:65536]:
+        raise BounceError(f"{name}: binary data (NUL byte), not a mail message")
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    if not any(message.get(h) for h in ("from", "date", "message-id", "received", "subject")):
+        raise BounceError(f"{name}: no mail headers (From, Date, Subject…), not a mail message")
+    return message
+
+
+def _key(message: Message, data: bytes) -> str:
+    """The same message read from a file, a Maildir, an mbox or IMAP has one key: its Message-ID
+    (every MTA gives its bounces one), else a hash of its text."""
+    found = MESSAGE_ID_LINE.match(f"Message-ID: {message.get('message-id', '')}")
+    if found:
+        return f"id:{found[1].lower()}"
+    text = data.replace(b"\r\n", b"\n")
+    if text.startswith(b"From "):  # an mbox's separator line
+        text = text.partition(b"\n")[2]
+    return f"sha256:{hashlib.sha256(text).hexdigest()}"
+
+
+def _date(message: Message) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(str(message.get("date", "")))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return when
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+def _tokens(message: Message, bounce_address: str | None) -> tuple[str, ...]:
+    if not bounce_address:
+        return ()
+    local, _, domain = bounce_address.rpartition("@")
+    pattern = re.compile(rf"{re.escape(local)}\+([^@\s<>\"]{{1,80}})@{re.escape(domain)}", re.I)
+    places = [value for h in TOKEN_HEADERS for value in message.get_all(h, [])]
+    for part in message.walk():
+        if part.get_content_type() == "message/feedback-report":
+            places += _report_fields(part).get("original-mail-from", [])
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            places += _returned_headers(part).get_all("return-path", [])
+    found: list[str] = []
+    for value in places:
+        found += [t for t in pattern.findall(str(value)) if t not in found]
+    return tuple(found)
+
+
+def _returned_headers(part: Message) -> Message:
+    """The headers of the original message a report returns (whole or headers only)."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0]
+    text = part.get_payload(decode=True) or b""
+    return email.message_from_bytes(text, policy=email.policy.compat32)
+
+
+def _returned_ids(message: Message) -> tuple[str, ...]:
+    ids: list[str] = []
+    for part in message.walk():
+        if part is message:
+            continue
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            ids += [str(v) for v in _returned_headers(part).get_all("message-id", [])]
+        elif part.get_content_maintype() == "text":
+            ids += MESSAGE_ID_LINE.findall(_text(part))
+    cleaned = [m[1].lower() for v in ids if (m := MESSAGE_ID_LINE.match(f"Message-ID: {v}"))]
+    return tuple(dict.fromkeys(cleaned))
+
+
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    return payload.decode(part.get_content_charset() or "utf-8", "replace")
+
+
+def _report_fields(part: Message) -> dict[str, list[str]]:
+    """The fields of a message/feedback-report part, lower-case names."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = [b for b in payload if isinstance(b, Message)]
+        items = [(k.lower(), str(v)) for b in blocks for k, v in b.items()]
+    else:
+        parsed = email.message_from_string(str(payload), policy=email.policy.compat32)
+        items = [(k.lower(), str(v)) for k, v in parsed.items()]
+    fields: dict[str, list[str]] = {}
+    for key, value in items:
+        fields.setdefault(key, []).append(" ".join(value.split()))
+    return fields
+
+
+def _complaint(message: Message, common: dict, name: str) -> Reading:
+    fields: dict[str, list[str]] = {}
+    returned_to: list[str] = []
+    for part in message.walk():
+        if part.get_content_type() == "message/feedback-report":
+            fields = _report_fields(part)
+        elif part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            returned_to += _returned_headers(part).get_all("to", [])
+    kind = (fields.get("feedback-type") or [""])[0].lower()
+    if kind not in COMPLAINT_TYPES:
+        return Reading(UNRECOGNISED, detail=f"feedback report of type {kind or 'none'}", **common)
+    named = fields.get("original-rcpt-to", []) or returned_to
+    addresses = [a.lower() for _, a in getaddresses(named) if "@" in a]
+    failures = tuple(
+        Failure(a, True, None, f"complaint ({kind})") for a in dict.fromkeys(addresses)
+    )
+    return Reading(COMPLAINT, failures=failures, detail=f"complaint ({kind})", **common)
+
+
+def _dsn_statuses(message: Message, name: str) -> dict[str, tuple[str, str, str]]:
+    """address → (action, status, diagnostic) of each recipient of an RFC 3464 report."""
+    statuses: dict[str, tuple[str, str, str]] = {}
+    reports = 0
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        reports += 1
+        payload = part.get_payload()
+        blocks = payload if isinstance(payload, list) else []
+        for block in blocks:
+            if not isinstance(block, Message):
+                continue
+            recipient = block.get("final-recipient") or block.get("original-recipient")
+            if not recipient:
+                continue
+            address = str(recipient).partition(";")[2].strip().strip("<>").lower()
+            if "@" not in address:
+                continue
+            action = str(block.get("action", "")).strip().lower()
+            status = str(block.get("status", "")).strip()
+            diagnostic = " ".join(str(block.get("diagnostic-code", "")).split())
+            statuses[address] = (action, status, diagnostic.partition(";")[2].strip()[:300])
+    if reports and not statuses:
+        raise BounceError(
+            f"{name}: a delivery report that names no recipient (no Final-Recipient); "
+            "nothing changed"
+        )
+    return statuses
+
+
+def _auto_reply(message: Message) -> bool:
+    auto = str(message.get("auto-submitted", "")).strip().lower()
+    return (
+        auto.startswith("auto-replied")
+        or any(message.get(h) for h in ("x-autoreply", "x-autorespond", "x-autoresponse"))
+        or str(message.get("precedence", "")).strip().lower() == "auto_reply"
+        or AUTO_REPLY_SUBJECT.match(str(message.get("subject", ""))) is not None
+    )
+
+
+def _failures(message: Message, statuses: dict[str, tuple[str, str, str]]) -> tuple[Failure, ...]:
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception:  # a detector tripped on a strange message: it found nothing
+        temporary, permanent = frozenset(), frozenset()
+    found: dict[str, bool] = {}
+    for raw, lasting in [(a, False) for a in temporary] + [(a, True) for a in permanent]:
+        address = raw.decode("ascii", "replace").strip().strip("<>").lower()
+        if "@" in address:
+            found[address] = found.get(address, False) or lasting
+    for address, (action, status, _) in statuses.items():  # (detectors may miss a 4.x.x)
+        if address not in found and action in ("failed", "delayed"):
+            found[address] = action == "failed" and status.startswith("5")
+    text = "\n".join(_text(p) for p in message.walk() if p.get_content_type() == "text/plain")
+    failures = []
+    for address, lasting in found.items():
+        action, status, diagnostic = statuses.get(address, ("", "", ""))
+        code = _code(status) or _code(diagnostic) or _code_near(text, address, len(found) == 1)
+        if code:
+            lasting = code.startswith("5") if status else lasting or code.startswith("5")
+        failures.append(Failure(address, lasting, code, diagnostic or _line_near(text, address)))
+    return tuple(failures)
+
+
+def _code(text: str) -> str | None:
+    match = ENHANCED_STATUS.search(text or "")
+    return ".".join(match.groups()) if match else None
+
+
+def _code_near(text: str, address: str, only: bool) -> str | None:
+    """The enhanced status code written after the address in the bounce's text (Exim, qmail
+    and others put the server's reply there), or anywhere in it when one address failed."""
+    at = text.lower().find(address)
+    if at >= 0:
+        code = _code(text[at : at + 600])
+        if code:
+            return code
+    return _code(text) if only else None
+
+
+def _line_near(text: str, address: str) -> str:
+    at = text.lower().find(address)
+    if at < 0:
+        return ""
+    return " ".join(text[at : at + 300].split())[:300]
