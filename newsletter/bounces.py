@@ -8,8 +8,9 @@ then only when a failed address and a returned Message-ID name one digest we sen
 The rules (README, "Bounces and complaints"):
 - an address that does not exist (5.1.x but 5.1.7/5.1.8, which concern our sender; 5.2.1) is
   suspended at once;
-- another permanent bounce adds 1 to the bounce score, a temporary one 0.5; one digest counts
-  once however many bounces it draws; the score halves every 7 days; at 5 the address is suspended;
+- another permanent bounce adds 1 to the bounce score, a temporary one 0.25; one digest counts
+  once however many bounces it draws; the score halves every 30 days; at 4 the address is
+  suspended;
 - a complaint (ARF) unsubscribes at once and for good;
 - a status code about our own sender (5.1.7, 5.1.8) charges nobody;
 - `newsletter resubscribe` clears it all.
@@ -49,9 +50,9 @@ from .lists import normalize_address
 from .subscribers import current_score
 from .tokens import read_verp_token
 
-SUSPEND_SCORE = 5.0
+SUSPEND_SCORE = 4.0
 PERMANENT_WEIGHT = 1.0
-TEMPORARY_WEIGHT = 0.5
+TEMPORARY_WEIGHT = 0.25
 SENDER_CODES = ("5.1.7", "5.1.8", "4.1.7", "4.1.8")  # our sender's address, not the reader's
 
 # Kinds recorded besides dsn's: messages that change nothing.
@@ -126,9 +127,9 @@ def _apply(session: Session, settings: Settings, reading: Reading, name: str) ->
         record.detail = reading.detail
         return Handled(name, reading.kind, NONE, detail=reading.detail)
     target = _target(session, settings, reading)
-    if isinstance(target, str):  # why nobody is charged
-        record.kind, record.detail = (FORGED if "token" in target else UNMATCHED), target
-        return Handled(name, record.kind, NONE, detail=target)
+    if isinstance(target, tuple) and isinstance(target[0], str):  # nobody is charged: why
+        record.kind, record.detail = target
+        return Handled(name, record.kind, NONE, detail=record.detail)
     digest, failure = target
     subscriber = digest.subscriber
     record.subscriber_id, record.digest_id = subscriber.id, digest.id
@@ -142,13 +143,16 @@ def _apply(session: Session, settings: Settings, reading: Reading, name: str) ->
     return Handled(name, record.kind, record.action, subscriber.email, failure.status or "")
 
 
-def _target(session: Session, settings: Settings, reading: Reading) -> tuple[Digest, Failure] | str:
-    """The digest the message is about and the failure that concerns it, or why none is."""
+def _target(
+    session: Session, settings: Settings, reading: Reading
+) -> tuple[Digest, Failure] | tuple[str, str]:
+    """The digest the message is about and the failure that concerns it, or (FORGED or
+    UNMATCHED, why) when there is none."""
     if reading.tokens:
         named = [read_verp_token(settings.signing_key, token) for token in reading.tokens]
         valid = [n for n in named if n is not None]
         if not valid:
-            return "its VERP token does not verify: forged or garbled, nothing changed"
+            return FORGED, "its VERP token does not verify: forged or garbled"
         subscriber_id, day = valid[0]
         digest = session.scalar(
             select(Digest).where(
@@ -158,11 +162,11 @@ def _target(session: Session, settings: Settings, reading: Reading) -> tuple[Dig
             )
         )
         if digest is None:
-            return f"its token names no digest we sent ({day.isoformat()})"
+            return UNMATCHED, f"its token names no digest we sent ({day.isoformat()})"
         own = [f for f in reading.failures if _same(f.address, digest.subscriber.email)]
         worst = sorted(reading.failures, key=lambda f: (not f.permanent, f.status is None))
         if not (own or worst):
-            return "it names no failed address"
+            return UNMATCHED, "it names no failed address"
         return digest, (own or worst)[0]
     ids = reading.message_ids or ("",)
     digests = session.scalars(
@@ -172,7 +176,7 @@ def _target(session: Session, settings: Settings, reading: Reading) -> tuple[Dig
         for digest in digests:
             if _same(failure.address, digest.subscriber.email):
                 return digest, failure
-    return "no VERP token, and no failed address with a returned Message-ID of a digest we sent"
+    return UNMATCHED, "no VERP token, and no failed address with a returned Message-ID we sent"
 
 
 def _same(address: str, email: str) -> bool:
@@ -217,7 +221,8 @@ def _bounce(
         subscriber.bounce_score, subscriber.bounce_score_at = score + weight, received
     else:  # an older bounce read late: what it would weigh by now
         subscriber.bounce_score += current_score(weight, received, base)
-    if current_score(subscriber.bounce_score, subscriber.bounce_score_at, now) >= SUSPEND_SCORE:
+    at = max(received, subscriber.bounce_score_at or received)
+    if current_score(subscriber.bounce_score, subscriber.bounce_score_at, at) >= SUSPEND_SCORE:
         return _suspend(subscriber, "bounce score", now)
     return SCORED
 

@@ -155,9 +155,7 @@ def _returned_headers(part: Message) -> Message:
 
 def _returned_ids(message: Message) -> tuple[str, ...]:
     ids: list[str] = []
-    for part in message.walk():
-        if part is message:
-            continue
+    for part in message.walk():  # (a plain-text bounce returns the original in its body)
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             ids += [str(v) for v in _returned_headers(part).get_all("message-id", [])]
         elif part.get_content_maintype() == "text":

@@ -118,7 +118,7 @@ def _preferences(row: SubscriberRow) -> dict[str, Any]:
 
 
 NOW, ALREADY, UNKNOWN = "now", "already", "unknown"
-BOUNCE_HALF_LIFE = timedelta(days=7)  # a bounce score halves in this time (see `bounces`)
+BOUNCE_HALF_LIFE = timedelta(days=30)  # a bounce score halves in this time (see `bounces`)
 
 
 def current_score(score: float, since: datetime | None, now: datetime) -> float:

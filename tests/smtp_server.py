@@ -33,6 +33,7 @@ class FaultyHandler:
     greeted: list[str] = field(default_factory=list)  # the names clients greeted with
     mail_options: list[list[str]] = field(default_factory=list)  # MAIL FROM's options, in order
     received: list[tuple[str, bytes]] = field(default_factory=list)
+    senders: dict[str, str] = field(default_factory=dict)  # recipient -> envelope sender
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -74,6 +75,7 @@ class FaultyHandler:
             return self.data_replies[address].pop(0)
         with self.lock:
             self.received.append((address, envelope.original_content or envelope.content))
+            self.senders[address] = envelope.mail_from
         return "250 2.0.0 Ok: queued"
 
     def counts(self) -> Counter[str]:

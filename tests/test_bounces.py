@@ -1,0 +1,274 @@
+"""Bounces and complaints: VERP envelope senders, what each format of bounce does to the reader it
+names, and what changes nothing (forged tokens, auto-replies, strangers, bad input)."""
+
+from __future__ import annotations
+
+import email
+import json
+import mailbox
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.config import load_settings
+from newsletter.daily import run_day
+from newsletter.db import SENT, Digest, Subscriber
+from newsletter.subscribers import current_score
+from newsletter.tokens import read_verp_token, verp_token
+
+from . import bounce_samples as samples
+from .conftest import SECRET, TODAY, parse_eml
+from .smtp_server import FaultyHandler, SmtpServer
+
+AUG_8 = date(2026, 8, 8)
+BOUNCES = "bounces@digest.example"
+
+
+def bounce_env(env, port=25, **extra):
+    return {
+        **env,
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": str(port),
+        "NEWSLETTER_SMTP_SECURITY": "none",
+        "NEWSLETTER_SECRET_KEY": SECRET,
+        "NEWSLETTER_BOUNCE_ADDRESS": BOUNCES,
+        **extra,
+    }
+
+
+@pytest.fixture
+def benv(env):
+    return bounce_env(env)
+
+
+@pytest.fixture
+def sent(db, env, demo):
+    """The demo's digests of Aug 8 sent for real: reader → (envelope sender, Message-ID)."""
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        settings = load_settings(bounce_env(env, server.port))
+        summary = run_day(db, settings, AUG_8, today=TODAY, dry_run=False)
+    assert summary.sent >= 4
+    return {
+        rcpt: (handler.senders[rcpt], email.message_from_bytes(data)["Message-ID"])
+        for rcpt, data in handler.received
+    }
+
+
+def reader(db, address):
+    with db.session() as session:
+        return session.scalar(select(Subscriber).where(Subscriber.email == address))
+
+
+def read(cli, benv, workdir, name, data, *more):
+    path = workdir / name
+    path.write_bytes(data)
+    return cli("bounces", "read", str(path), *more, extra_env=benv)
+
+
+def test_each_message_has_its_own_signed_envelope_sender(sent, db):
+    senders = {rcpt: verp for rcpt, (verp, _) in sent.items()}
+    assert len(set(senders.values())) == len(senders)  # one per digest
+    for rcpt, verp in senders.items():
+        local, _, domain = verp.rpartition("@")
+        assert domain == "digest.example" and local.startswith("bounces+")
+        assert len(local) <= 64
+        named = read_verp_token(SECRET, local.partition("+")[2])
+        assert named == (reader(db, rcpt).id, AUG_8)
+        assert read_verp_token("another-secret-of-at-least-32-bytes-xx", local[8:]) is None
+
+
+def test_the_from_header_keeps_the_list_address_and_dry_run_files_show_the_envelope(
+    cli, benv, demo
+):
+    result = cli("run", "--date", "2026-08-08", "--dry-run", extra_env=benv)
+    assert result.code == 0, result.stderr
+    message = parse_eml(demo / "outbox" / "2026-08-08" / "ada@example.org.eml")
+    assert message["From"] == "Trending Papers <papers@digest.example>"
+    path = message["Return-Path"].strip("<>")
+    assert path.startswith("bounces+") and path.endswith("@digest.example")
+    assert read_verp_token(SECRET, path[8:].partition("@")[0])[1] == AUG_8
+
+
+@pytest.mark.parametrize("sample", [samples.exim, samples.qmail])
+def test_an_address_that_does_not_exist_is_suspended_at_once(sample, sent, db, cli, benv, workdir):
+    verp, message_id = sent["ada@example.org"]
+    result = read(cli, benv, workdir, "b.eml", sample("ada@example.org", message_id, verp))
+    assert result.code == 0, result.stderr
+    assert "ada@example.org: suspended (5.1.1)" in result.stdout
+    ada = reader(db, "ada@example.org")
+    assert (ada.status, ada.status_reason) == ("suspended", "bounce 5.1.1")
+    others = {r.email: r.status for r in _readers(db) if r.email != "ada@example.org"}
+    assert set(others.values()) == {"active"}  # nobody else is touched
+
+
+def _readers(db):
+    with db.session() as session:
+        return list(session.scalars(select(Subscriber)))
+
+
+def test_other_permanent_and_temporary_bounces_add_to_the_score_once_per_digest(
+    sent, db, cli, benv, workdir
+):
+    verp, message_id = sent["grace.hopper@example.org"]
+    exchange = samples.exchange("grace.hopper@example.org", message_id, verp)
+    assert read(cli, benv, workdir, "x.eml", exchange).code == 0
+    grace = reader(db, "grace.hopper@example.org")
+    assert grace.status == "active" and grace.bounce_score == pytest.approx(1.0)
+    delayed = samples.dsn("grace.hopper@example.org", message_id, verp)
+    result = read(cli, benv, workdir, "d.eml", delayed)
+    assert result.code == 0 and "1 temporary" in result.stdout
+    assert reader(db, "grace.hopper@example.org").bounce_score == pytest.approx(1.0)  # same digest
+
+    verp, message_id = sent["yann@example.net"]
+    read(cli, benv, workdir, "t.eml", samples.dsn("yann@example.net", message_id, verp))
+    alan = reader(db, "yann@example.net")
+    assert alan.status == "active" and alan.bounce_score == pytest.approx(0.25)
+    listed = json.loads(cli("subscribers", "--json", extra_env=benv).stdout)
+    scores = {row["email"]: (row["status"], row["bounce_score"]) for row in listed}
+    assert scores["yann@example.net"][0] == "active"
+    assert 0 < scores["yann@example.net"][1] < 0.25  # as of now: it halves every 30 days
+
+
+def test_a_complaint_unsubscribes_for_good_and_resubscribe_clears_it(sent, db, cli, benv, workdir):
+    verp, message_id = sent["ada@example.org"]
+    result = read(cli, benv, workdir, "arf.eml", samples.arf("ada@example.org", message_id, verp))
+    assert result.code == 0 and "ada@example.org: unsubscribed" in result.stdout
+    ada = reader(db, "ada@example.org")
+    assert (ada.status, ada.status_reason) == ("unsubscribed", "complaint")
+    # The lists still name her: the next sync does not bring her back.
+    assert cli("subscribers", extra_env=benv).code == 0
+    assert reader(db, "ada@example.org").status == "unsubscribed"
+    assert cli("resubscribe", "ada@example.org", extra_env=benv).code == 0
+    ada = reader(db, "ada@example.org")
+    assert (ada.status, ada.status_reason, ada.bounce_score) == ("active", None, 0)
+
+
+def test_a_feedback_report_that_is_not_a_complaint_changes_nothing(sent, db, cli, benv, workdir):
+    verp, message_id = sent["ada@example.org"]
+    note = samples.arf("ada@example.org", message_id, verp, feedback="not-spam")
+    assert read(cli, benv, workdir, "ns.eml", note).code == 0
+    assert reader(db, "ada@example.org").status == "active"
+
+
+def test_auto_replies_forged_tokens_and_strangers_change_nothing(sent, db, cli, benv, workdir):
+    verp, message_id = sent["ada@example.org"]
+    local, _, domain = verp.rpartition("@")
+    forged = local[:-4] + ("aaaa" if not local.endswith("aaaa") else "bbbb") + "@" + domain
+    other_id = sent["yann@example.net"][1]
+    messages = {
+        "ooo.eml": samples.out_of_office("ada@example.org", message_id, verp),
+        "forged.eml": samples.exim("ada@example.org", message_id, forged),
+        # No token (sent to the From address): the returned Message-ID is Alan's digest.
+        "mismatch.eml": samples.exim("ada@example.org", other_id, "papers@digest.example"),
+        "stranger.eml": samples.exim("eve@example.org", "<nope@x>", "papers@digest.example"),
+    }
+    for name, data in messages.items():
+        (workdir / name).write_bytes(data)
+    result = cli("bounces", "read", *(str(workdir / n) for n in messages), extra_env=benv)
+    assert result.code == 0, result.stderr
+    assert "1 auto-reply, 1 forged, 2 unmatched" in result.stdout
+    assert {r.status for r in _readers(db)} == {"active"}
+    assert {r.bounce_score for r in _readers(db)} == {0}
+
+
+def test_without_a_token_a_bounce_counts_when_address_and_message_id_match(
+    sent, db, cli, benv, workdir
+):
+    _, message_id = sent["ada@example.org"]
+    bounce = samples.exim("ada@example.org", message_id, "papers@digest.example")
+    assert read(cli, benv, workdir, "plain.eml", bounce).code == 0
+    assert reader(db, "ada@example.org").status == "suspended"
+
+
+def test_the_same_mail_read_twice_from_maildir_and_mbox_changes_nothing(
+    sent, db, cli, benv, workdir
+):
+    verp, message_id = sent["grace.hopper@example.org"]
+    exchange = samples.exchange("grace.hopper@example.org", message_id, verp)
+    maildir = mailbox.Maildir(workdir / "Maildir", create=True)
+    maildir.add(exchange)
+    box = mailbox.mbox(workdir / "bounces.mbox", create=True)
+    box.add(exchange)
+    box.flush()
+    first = cli("bounces", "read", str(workdir / "Maildir"), extra_env=benv)
+    assert first.code == 0 and "1 scored" in first.stdout
+    again = cli("bounces", "read", str(workdir / "Maildir"), str(workdir / "bounces.mbox"),
+                extra_env=benv)  # fmt: skip
+    assert again.code == 0 and "read 0 message(s)" in again.stdout
+    assert "2 already read" in again.stdout
+    assert reader(db, "grace.hopper@example.org").bounce_score == pytest.approx(1.0)
+
+
+def test_bad_input_is_one_line_each_and_changes_nothing(sent, db, cli, benv, workdir):
+    verp, message_id = sent["ada@example.org"]
+    files = {
+        "notes.txt": b"these are my notes\nnothing to see\n",
+        "binary.eml": b"\x89PNG\r\n\x1a\n\x00\x00\x00",
+        "norecipient.eml": samples.dsn(
+            "ada@example.org",
+            message_id,
+            verp,
+            action="failed",
+            status="5.1.1",
+            recipients=False,
+        ),  # fmt: skip
+        "huge.eml": samples.exim("ada@example.org", message_id, verp) + b"x" * (17 * 2**20),
+        "good.eml": samples.dsn("yann@example.net", *reversed(sent["yann@example.net"])),
+    }
+    for name, data in files.items():
+        (workdir / name).write_bytes(data)
+    result = cli("bounces", "read", *(str(workdir / n) for n in files), extra_env=benv)
+    assert result.code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0].endswith(
+        "notes.txt: no mail headers (From, Date, Subject…), not a mail message"
+    )
+    assert "binary.eml: binary data (NUL byte), not a mail message" in lines[1]
+    assert "norecipient.eml: a delivery report that names no recipient" in lines[2]
+    assert "huge.eml: 17 MiB, too large for a bounce" in lines[3]
+    assert reader(db, "ada@example.org").status == "active"
+    assert reader(db, "yann@example.net").bounce_score == pytest.approx(
+        0.25
+    )  # the good one went in
+
+
+def test_a_score_that_reaches_four_suspends_and_it_halves_every_30_days(db, settings, cli, benv):
+    now = datetime(2026, 8, 20, 7, 0)
+    assert current_score(4.0, now - timedelta(days=30), now) == pytest.approx(2.0)
+    assert current_score(4.0, now - timedelta(days=60), now) == pytest.approx(1.0)
+    days = [date(2026, 11, 20) + timedelta(days=i) for i in range(5)]
+    with db.session() as session:
+        ada = Subscriber(email="ada@example.org", topics=["x"])
+        session.add(ada)
+        session.flush()
+        ada_id = ada.id
+        for day in days:
+            session.add(
+                Digest(
+                    subscriber_id=ada_id,
+                    digest_date=day,
+                    window_start=day,
+                    state=SENT,
+                    message_id=f"<d{day}@digest.example>",
+                )  # fmt: skip
+            )
+    outcomes = []
+    for day in days:  # a policy block (5.7.1) every day: not "no such address"
+        verp = f"bounces+{verp_token(SECRET, ada_id, day)}@digest.example"
+        bounce = samples.exim("ada@example.org", f"<d{day}@x>", verp, "550 5.7.1 Blocked")
+        bounce = bounce.replace(
+            samples.DATE.encode(), f"{day:%a, %d %b %Y} 07:05:00 +0000".encode()
+        )
+        path = settings.outbox_dir / f"{day}.eml"
+        path.write_bytes(bounce)
+        result = cli("bounces", "read", str(path), extra_env=benv)
+        assert result.code == 0, result.stderr
+        outcomes.append(reader(db, "ada@example.org").status)
+    # 1 + 0.977 + 0.955 + 0.933 + 0.912: the fifth daily bounce reaches 4.
+    assert outcomes == ["active"] * 4 + ["suspended"]
+    assert reader(db, "ada@example.org").status_reason == "bounce score"
+    status = json.loads(cli("status", "--json", extra_env=benv).stdout)["bounces"]
+    assert status == {"days": 7, "bounces": 5, "complaints": 0, "suspended": 1, "ignored": 0}
