@@ -49,8 +49,9 @@ class Postfix:
     """Its folder is a new one under the system's temporary folder, readable by the `postfix`
     user (pytest's own folders are private to root), and removed when it stops."""
 
-    def __init__(self, port: int, **settings: str):
+    def __init__(self, port: int, services: str = "", **settings: str):
         self.folder = Path(tempfile.mkdtemp(prefix="papers-digest-postfix-"))
+        self.services = services  # master.cf lines beyond SERVICES
         self.folder.chmod(0o755)
         self.port = port
         self.conf = self.folder / "conf"
@@ -81,7 +82,7 @@ class Postfix:
         }
         (self.conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
         smtpd = f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
-        (self.conf / "master.cf").write_text(smtpd + SERVICES)
+        (self.conf / "master.cf").write_text(smtpd + SERVICES + self.services)
         # In the foreground (Postfix 3.3+), so that the test owns the process.
         self.master = subprocess.Popen(
             [POSTFIX, "-c", str(self.conf), "start-fg"],
@@ -110,6 +111,29 @@ class Postfix:
             self.master.kill()
             self.master.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def mailbox(self, address: str) -> Path:
+        """Have Postfix's virtual(8) agent deliver `address` (and `local+anything@domain`) to a
+        Maildir of its own, returned; call before starting. Mail to other addresses of its
+        domain is accepted and then bounced by Postfix itself ("5.1.1 unknown user")."""
+        local, _, domain = address.partition("@")
+        base = self.folder / "mail"
+        base.mkdir(exist_ok=True)
+        shutil.chown(base, user="postfix", group="postfix")
+        (self.folder / "conf").mkdir(parents=True, exist_ok=True)
+        (self.folder / "conf" / "vmailbox").write_text(f"{address} {local}/\n")
+        self.settings.update(
+            virtual_mailbox_domains=domain,
+            virtual_mailbox_base=str(base),
+            virtual_mailbox_maps=f"texthash:{self.folder / 'conf' / 'vmailbox'}",
+            virtual_uid_maps="static:" + str(os.stat(base).st_uid),
+            virtual_gid_maps="static:" + str(os.stat(base).st_gid),
+            virtual_minimum_uid="1",
+            recipient_delimiter="+",
+            smtpd_reject_unlisted_recipient="no",
+        )
+        self.services += "virtual   unix  -  n  n  -     -  virtual\n"
+        return base / local
 
     def log(self) -> str:
         path = self.folder / "maillog"

@@ -18,7 +18,7 @@ from newsletter.subscribers import current_score
 from newsletter.tokens import read_verp_token, verp_token
 
 from . import bounce_samples as samples
-from .conftest import SECRET, TODAY, parse_eml
+from .conftest import SECRET, SEEDS, TODAY, parse_eml
 from .smtp_server import FaultyHandler, SmtpServer
 
 AUG_8 = date(2026, 8, 8)
@@ -272,3 +272,42 @@ def test_a_score_that_reaches_four_suspends_and_it_halves_every_30_days(db, sett
     assert reader(db, "ada@example.org").status_reason == "bounce score"
     status = json.loads(cli("status", "--json", extra_env=benv).stdout)["bounces"]
     assert status == {"days": 7, "bounces": 5, "complaints": 0, "suspended": 1, "ignored": 0}
+
+
+# --- Real bounces from a real MTA -----------------------------------------------------------------
+
+
+def test_postfix_bounces_an_address_it_does_not_have_and_its_dsn_suspends_it(db, env, workdir, cli):
+    from .postfix import Postfix, available
+    from .smtp_server import free_port
+
+    if reason := available():
+        pytest.skip(reason)
+    (workdir / "subscribers" / "l.yaml").write_text(
+        "subscribers:\n"
+        "  - email: ghost@digest.example\n    topics: [quantization]\n"
+        "  - email: ada@example.org\n    topics: [quantization]\n"
+    )
+    (workdir / "seeds").rmdir()
+    (workdir / "seeds").symlink_to(SEEDS)
+    postfix = Postfix(free_port(), myhostname="mx.digest.example")
+    maildir = postfix.mailbox(BOUNCES)
+    with postfix:
+        settings = load_settings(bounce_env(env, postfix.port))
+        summary = run_day(db, settings, AUG_8, today=TODAY, dry_run=False)
+        assert summary.sent == 2  # Postfix accepts both; it finds out about ghost@ afterwards
+        assert postfix.wait_for_log("status=bounced", "status=sent (delivered to maildir)"), (
+            postfix.log()[-3000:]
+        )
+        (dsn_file,) = (maildir / "new").iterdir()
+        dsn = email.message_from_bytes(dsn_file.read_bytes())
+        assert dsn.get_content_type() == "multipart/report"  # Postfix's own RFC 3464 report
+        assert dsn["Delivered-To"].startswith("bounces+")
+        result = cli("bounces", "read", str(maildir), extra_env=bounce_env(env))
+        assert result.code == 0, result.stderr
+        assert "ghost@digest.example: suspended (5.1.1)" in result.stdout
+        ghost = reader(db, "ghost@digest.example")
+        assert (ghost.status, ghost.status_reason) == ("suspended", "bounce 5.1.1")
+        assert reader(db, "ada@example.org").status == "active"
+        again = cli("bounces", "read", str(maildir), extra_env=bounce_env(env))
+        assert "read 0 message(s)" in again.stdout and "1 already read" in again.stdout
