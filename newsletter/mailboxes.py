@@ -184,6 +184,8 @@ def _quoted(folder: str) -> str:
 def _reason(error: BaseException) -> str:
     if isinstance(error, socket.timeout | TimeoutError):
         return "no answer (timeout)"
+    if isinstance(error, ssl.SSLError):  # e.g. "[SSL: CERTIFICATE_VERIFY_FAILED] certificate …"
+        return " ".join(str(error).split())[:200]
     if isinstance(error, OSError) and not isinstance(error, ssl.SSLError) and error.strerror:
         return error.strerror
     text = error.args[0] if error.args else error

@@ -311,3 +311,88 @@ def test_postfix_bounces_an_address_it_does_not_have_and_its_dsn_suspends_it(db,
         assert reader(db, "ada@example.org").status == "active"
         again = cli("bounces", "read", str(maildir), extra_env=bounce_env(env))
         assert "read 0 message(s)" in again.stdout and "1 already read" in again.stdout
+
+
+# --- A real IMAP mailbox --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dovecot():
+    from .dovecot import Dovecot, available
+    from .smtp_server import free_port
+
+    if reason := available():
+        pytest.skip(reason)
+    with Dovecot(free_port(), "bounces@digest.example", "s3cret pass") as server:
+        yield server
+
+
+def imap_env(env, dovecot, **extra):
+    url = f"imap://bounces%40digest.example:s3cret%20pass@127.0.0.1:{dovecot.port}/INBOX"
+    return bounce_env(env, NEWSLETTER_BOUNCE_IMAP_URL=url + "?verify=false", **extra)
+
+
+def flags(dovecot):
+    import imaplib
+    import ssl
+
+    with imaplib.IMAP4("127.0.0.1", dovecot.port) as imap:
+        imap.starttls(ssl._create_unverified_context())
+        imap.login("bounces@digest.example", "s3cret pass")
+        imap.select("INBOX", readonly=True)
+        _, data = imap.fetch("1:*", "(FLAGS)")
+    return [line.decode() for line in data]
+
+
+def test_bounces_fetch_reads_the_imap_mailbox_once_and_flags_what_it_read(
+    sent, db, cli, env, dovecot
+):
+    ada_verp, ada_id = sent["ada@example.org"]
+    yann_verp, yann_id = sent["yann@example.net"]
+    dovecot.deliver("1.eml", samples.exim("ada@example.org", ada_id, ada_verp))
+    dovecot.deliver("2.eml", samples.arf("yann@example.net", yann_id, yann_verp))
+    dovecot.deliver("3.eml", samples.out_of_office("ada@example.org", ada_id, ada_verp))
+    dovecot.deliver("4.eml", b"this is not mail at all\n")
+    result = cli("bounces", "fetch", extra_env=imap_env(env, dovecot))
+    assert result.code == 1  # the one that is not mail
+    assert result.stderr.strip().endswith(
+        "uid 4: no mail headers (From, Date, Subject…), not a mail message"
+    )
+    assert "s3cret" not in result.stdout + result.stderr
+    assert "ada@example.org: suspended (5.1.1)" in result.stdout
+    assert "yann@example.net: unsubscribed" in result.stdout
+    assert reader(db, "ada@example.org").status == "suspended"
+    assert reader(db, "yann@example.net").status_reason == "complaint"
+    marked = flags(dovecot)
+    assert len(marked) == 4  # nothing deleted or moved
+    assert all("\\Seen" in line and "$PapersDigestRead" in line for line in marked)
+
+    again = cli("bounces", "fetch", extra_env=imap_env(env, dovecot))
+    assert again.code == 0 and "read 0 message(s)" in again.stdout
+    assert "0 already read" in again.stdout  # the flagged ones are not even asked for
+    dovecot.deliver(
+        "5.eml",
+        samples.dsn("grace.hopper@example.org", *reversed(sent["grace.hopper@example.org"])),
+    )
+    later = cli("bounces", "fetch", extra_env=imap_env(env, dovecot))
+    assert later.code == 0 and "read 1 message(s): 1 temporary" in later.stdout
+
+
+def test_an_imap_mailbox_that_cannot_be_reached_or_refuses_the_login_is_one_line(cli, env, dovecot):
+    wrong = imap_env(env, dovecot)
+    wrong["NEWSLETTER_BOUNCE_IMAP_URL"] = wrong["NEWSLETTER_BOUNCE_IMAP_URL"].replace(
+        "s3cret%20pass", "wrong"
+    )
+    refused = cli("bounces", "fetch", extra_env=wrong)
+    assert refused.code == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: bounce mailbox imap://bounces@digest.example@127.0.0.1:{dovecot.port}/INBOX: "
+    )
+    assert "wrong" not in line
+    plain = imap_env(env, dovecot)
+    plain["NEWSLETTER_BOUNCE_IMAP_URL"] = plain["NEWSLETTER_BOUNCE_IMAP_URL"].replace(
+        "?verify=false", ""
+    )  # STARTTLS with certificate checks: the test server's own certificate is refused
+    unverified = cli("bounces", "fetch", extra_env=plain)
+    assert unverified.code == 1 and "CERTIFICATE_VERIFY_FAILED" in unverified.stderr

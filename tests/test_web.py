@@ -144,11 +144,14 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(db, env, dem
             "NEWSLETTER_DKIM_SELECTOR": "digest",
             "NEWSLETTER_DKIM_DOMAIN": "digest.example",
             "NEWSLETTER_DKIM_KEY_FILE": str(key),
+            "NEWSLETTER_BOUNCE_ADDRESS": "bounces@digest.example",
         }
     )
     run_day(db, settings, date(2026, 8, 8), today=TODAY, dry_run=True)
     raw = (demo / "outbox" / "2026-08-08" / "ada@example.org.eml").read_bytes()
-    assert raw.startswith(b"DKIM-Signature:")
+    # As the reader's server stores it: the VERP envelope sender on top, then the signature.
+    returned, _, rest = raw.partition(b"\r\n")
+    assert returned.startswith(b"Return-Path: <bounces+") and rest.startswith(b"DKIM-Signature:")
 
     def dns(name, timeout=5):
         assert name == b"digest._domainkey.digest.example."

@@ -1,0 +1,125 @@
+"""A real Dovecot IMAP server (Debian's `dovecot-imapd`) on a free loopback port, with a throwaway
+configuration, one user and one Maildir in a temporary folder; STARTTLS with a certificate made
+by openssl here and now.
+
+Needs root (Dovecot's master drops to its own users) and the package, which `.ci/system-deps`
+installs; `available()` says why not otherwise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .smtp_server import self_signed_context
+
+DOVECOT = "/usr/sbin/dovecot"
+MAIL_USER = "postfix"  # any unprivileged system user: it owns the Maildir
+
+
+def available() -> str | None:
+    if not Path(DOVECOT).exists():
+        return "Dovecot is not installed (`make test` installs Debian's dovecot-imapd as root)"
+    if os.geteuid() != 0:
+        return "Dovecot's master must be started as root"
+    return None
+
+
+class Dovecot:
+    def __init__(self, port: int, user: str, password: str):
+        self.folder = Path(tempfile.mkdtemp(prefix="papers-digest-dovecot-"))
+        self.folder.chmod(0o755)
+        self.port, self.user, self.password = port, user, password
+        self.maildir = self.folder / "mail" / user
+
+    def __enter__(self) -> Dovecot:
+        for name in ("run", "state", "mail"):
+            (self.folder / name).mkdir()
+        for sub in ("new", "cur", "tmp"):
+            (self.maildir / sub).mkdir(parents=True)
+        for path in [self.folder / "mail", self.maildir, *self.maildir.iterdir()]:
+            shutil.chown(path, user=MAIL_USER, group=MAIL_USER)
+        self_signed_context(self.folder)  # cert.pem, key.pem
+        (self.folder / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        uid = os.stat(self.maildir).st_uid
+        gid = os.stat(self.maildir).st_gid
+        (self.folder / "dovecot.conf").write_text(
+            f"""
+base_dir = {self.folder}/run
+state_dir = {self.folder}/state
+log_path = {self.folder}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{self.folder}/cert.pem
+ssl_key = <{self.folder}/key.pem
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:{self.folder}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.folder}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={self.folder}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0666
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+"""
+        )
+        self.master = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self.folder / "dovecot.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if time.monotonic() > deadline or self.master.poll() is not None:
+                self.__exit__()
+                raise RuntimeError(f"Dovecot did not start on port {self.port}: {self.log()}")
+            time.sleep(0.1)
+
+    def deliver(self, name: str, data: bytes) -> None:
+        """A message arriving in the Maildir (as an MTA delivers: tmp/, then new/)."""
+        temporary = self.maildir / "tmp" / name
+        temporary.write_bytes(data)
+        shutil.chown(temporary, user=MAIL_USER, group=MAIL_USER)
+        temporary.rename(self.maildir / "new" / name)
+
+    def log(self) -> str:
+        path = self.folder / "dovecot.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def __exit__(self, *exc: object) -> None:
+        if getattr(self, "master", None) is not None and self.master.poll() is None:
+            self.master.terminate()
+            try:
+                self.master.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.master.kill()
+                self.master.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
