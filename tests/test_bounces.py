@@ -396,3 +396,32 @@ def test_an_imap_mailbox_that_cannot_be_reached_or_refuses_the_login_is_one_line
     )  # STARTTLS with certificate checks: the test server's own certificate is refused
     unverified = cli("bounces", "fetch", extra_env=plain)
     assert unverified.code == 1 and "CERTIFICATE_VERIFY_FAILED" in unverified.stderr
+
+
+def test_the_scheduler_reads_the_mailbox_before_each_run(sent, db, env, dovecot, demo):
+    import threading
+
+    from newsletter.schedule import make_tick
+
+    verp, message_id = sent["ada@example.org"]
+    dovecot.deliver("1.eml", samples.qmail("ada@example.org", message_id, verp))
+    settings = load_settings(imap_env(env, dovecot))
+    tick = make_tick(db, settings, dry_run=True, outbox_dir=demo / "outbox", stop=threading.Event())
+    tick()
+    assert reader(db, "ada@example.org").status == "suspended"
+
+
+def test_a_scheduler_whose_mailbox_is_down_still_runs(db, env, demo, caplog):
+    import threading
+
+    from newsletter.schedule import make_tick
+
+    from .smtp_server import free_port
+
+    url = f"imaps://u:p@127.0.0.1:{free_port()}/INBOX"
+    settings = load_settings(bounce_env(env, NEWSLETTER_BOUNCE_IMAP_URL=url))
+    tick = make_tick(db, settings, dry_run=True, outbox_dir=demo / "outbox", stop=threading.Event())
+    with caplog.at_level("INFO"):
+        tick()
+    assert any(r.message.startswith("bounces: bounce mailbox imaps://u@") for r in caplog.records)
+    assert any(r.message.startswith("dry-run ") for r in caplog.records)  # the run went on
