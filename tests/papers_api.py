@@ -101,7 +101,10 @@ class PapersApiServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # (serve_forever looks for shutdown every poll_interval: 0.5 s by default, per test)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def answer(self, day: str, *replies: Reply) -> None:
         self.script[day] = list(replies)

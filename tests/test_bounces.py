@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import json
 import mailbox
+import shutil
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -13,12 +14,12 @@ from sqlalchemy import select
 
 from newsletter.config import load_settings
 from newsletter.daily import run_day
-from newsletter.db import SENT, Digest, Subscriber
+from newsletter.db import SENT, Database, Digest, Subscriber
 from newsletter.subscribers import current_score
 from newsletter.tokens import read_verp_token, verp_token
 
 from . import bounce_samples as samples
-from .conftest import SECRET, SEEDS, TODAY, parse_eml
+from .conftest import ROOT, SECRET, SEEDS, TODAY, parse_eml
 from .smtp_server import FaultyHandler, SmtpServer
 
 AUG_8 = date(2026, 8, 8)
@@ -42,18 +43,40 @@ def benv(env):
     return bounce_env(env)
 
 
-@pytest.fixture
-def sent(db, env, demo):
-    """The demo's digests of Aug 8 sent for real: reader → (envelope sender, Message-ID)."""
+@pytest.fixture(scope="module")
+def sent_once(tmp_path_factory):
+    """The demo's digests of Aug 8 sent for real, once per module: the database file it leaves,
+    and reader → (envelope sender, Message-ID)."""
+    folder = tmp_path_factory.mktemp("sent")
+    for name in ("seeds", "subscribers"):
+        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("*.json"))
+    env = {
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{folder / 'newsletter.db'}",
+        "NEWSLETTER_SEEDS_DIR": str(folder / "seeds"),
+        "NEWSLETTER_SUBSCRIBERS_DIR": str(folder / "subscribers"),
+        "NEWSLETTER_FROM": "Trending Papers <papers@digest.example>",
+        "NEWSLETTER_BASE_URL": "https://digest.example",
+    }
     handler = FaultyHandler()
     with SmtpServer(handler) as server:
         settings = load_settings(bounce_env(env, server.port))
-        summary = run_day(db, settings, AUG_8, today=TODAY, dry_run=False)
+        database = Database(settings.database_url)
+        summary = run_day(database, settings, AUG_8, today=TODAY, dry_run=False)
+        database.close()
     assert summary.sent >= 4
-    return {
+    deliveries = {
         rcpt: (handler.senders[rcpt], email.message_from_bytes(data)["Message-ID"])
         for rcpt, data in handler.received
     }
+    return folder / "newsletter.db", deliveries
+
+
+@pytest.fixture
+def sent(sent_once, demo, database_url):
+    """This test's database is a copy of that run's (listed before `db`, so it is made first)."""
+    template, deliveries = sent_once
+    shutil.copy(template, database_url.removeprefix("sqlite:///"))
+    return deliveries
 
 
 def reader(db, address):

@@ -263,7 +263,7 @@ API_ITEM = st.fixed_dictionaries(
 )
 
 
-@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(API_ITEM, max_size=5) | st.lists(API_ITEM | ANY_JSON, max_size=3))
 def test_any_api_answer_is_its_papers_or_one_line_refusal(answer):
     data = json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogatepass")
