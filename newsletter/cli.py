@@ -357,7 +357,10 @@ def status_command(app: App, last: int, as_json: bool) -> None:
         "unmatched)",
         highlight=False,
     )
-    suspended = ", ".join(state.suspended) or "none"
+    suspended = (
+        ", ".join(f"{e} ({r})" if (r := state.reasons.get(e)) else e for e in state.suspended)
+        or "none"
+    )
     out.print(f"suspended subscribers: {suspended}", highlight=False)
     out.print(f"next scheduled run: {fire:%Y-%m-%d %H:%M} {app.settings.timezone}", highlight=False)
 

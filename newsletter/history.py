@@ -65,6 +65,7 @@ class Status:
     suspended: list[str]
     fetches: list[FetchRecord]  # the last download of each of the latest days fetched
     bounces: dict[str, int]  # what came back in the last BOUNCE_DAYS days
+    reasons: dict[str, str | None]  # why each suspended address is (a bounce, the score…)
 
 
 def status(db: Database, last: int = 10) -> Status:
@@ -77,17 +78,17 @@ def status(db: Database, last: int = 10) -> Status:
                 .group_by(Digest.state)
             ).all()
         )
-        suspended = list(
-            session.scalars(
-                select(Subscriber.email)
+        suspended = dict(
+            session.execute(
+                select(Subscriber.email, Subscriber.status_reason)
                 .where(Subscriber.status == SUSPENDED)
                 .order_by(Subscriber.email)
-            )
+            ).all()
         )
         fetches = _last_fetches(session, last)
         bounces = bounce_counts(session)
     digest_counts = {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}
-    return Status(runs, digest_counts, suspended, fetches, bounces)
+    return Status(runs, digest_counts, list(suspended), fetches, bounces, suspended)
 
 
 BOUNCE_DAYS = 7  # `newsletter status` counts the bounces of this many days

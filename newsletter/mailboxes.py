@@ -31,10 +31,20 @@ IMAP_TIMEOUT = 60.0
 
 def read_paths(db: Database, settings: Settings, paths: list[Path]) -> BounceReport:
     """`newsletter bounces read PATH…`."""
+    _require_key(settings)
     report = BounceReport()
     for name, data in _messages(paths, report):
         _handle(db, settings, data, name, report)
     return report
+
+
+def _require_key(settings: Settings) -> None:
+    """VERP tokens are signed with the secret key: without it every token would look forged."""
+    if settings.bounce_address and settings.uses_development_secret:
+        raise ConfigError(
+            "NEWSLETTER_SECRET_KEY is not set: the VERP tokens of bounces are verified with the "
+            "key that signed them"
+        )
 
 
 def _handle(db: Database, settings: Settings, data: bytes, name: str, report: BounceReport) -> bool:
@@ -88,6 +98,7 @@ def fetch_imap(db: Database, settings: Settings) -> BounceReport:
     if not settings.bounce_imap_url:
         raise ConfigError("NEWSLETTER_BOUNCE_IMAP_URL is not set: no bounce mailbox to fetch")
     where = ImapPlace.parse(settings.bounce_imap_url)
+    _require_key(settings)
     report = BounceReport()
     try:
         with where.connect() as imap:

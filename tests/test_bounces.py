@@ -295,6 +295,20 @@ def test_a_score_that_reaches_four_suspends_and_it_halves_every_30_days(db, sett
     assert reader(db, "ada@example.org").status_reason == "bounce score"
     status = json.loads(cli("status", "--json", extra_env=benv).stdout)["bounces"]
     assert status == {"days": 7, "bounces": 5, "complaints": 0, "suspended": 1, "ignored": 0}
+    shown = cli("status", extra_env=benv).stdout
+    assert "last 7 days: 5 bounce(s), 0 complaint(s), 1 suspended by bounces" in shown
+    assert "suspended subscribers: ada@example.org (bounce score)" in shown
+
+
+def test_reading_bounces_without_the_key_that_signed_the_tokens_is_refused(cli, env, workdir):
+    (workdir / "b.eml").write_bytes(samples.exim("ada@example.org", "<m@x>", "x@digest.example"))
+    unsigned = {**env, "NEWSLETTER_BOUNCE_ADDRESS": BOUNCES}
+    result = cli("bounces", "read", str(workdir / "b.eml"), extra_env=unsigned)
+    assert result.code == 1
+    assert result.stderr.strip() == (
+        "error: NEWSLETTER_SECRET_KEY is not set: the VERP tokens of bounces are verified with "
+        "the key that signed them"
+    )
 
 
 # --- Real bounces from a real MTA -----------------------------------------------------------------
