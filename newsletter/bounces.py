@@ -57,6 +57,7 @@ SENDER_CODES = ("5.1.7", "5.1.8", "4.1.7", "4.1.8")  # our sender's address, not
 
 # Kinds recorded besides dsn's: messages that change nothing.
 FORGED, UNMATCHED = "forged", "unmatched"
+PLURAL = {BOUNCE: "bounces", COMPLAINT: "complaints", "auto-reply": "auto-replies"}
 # Actions besides NO_ACTION and SCORED.
 SUSPENDED_NOW, UNSUBSCRIBED_NOW, ALREADY = SUSPENDED, UNSUBSCRIBED, "already read"
 NONE = NO_ACTION
@@ -96,7 +97,9 @@ class BounceReport:
         read = [h for h in self.handled if h.action != ALREADY]
         kinds = Counter(h.kind for h in read)
         actions = Counter(h.action for h in read)
-        parts = [f"{n} {kind}" for kind, n in sorted(kinds.items())]
+        parts = [
+            f"{n} {PLURAL.get(kind, kind) if n > 1 else kind}" for kind, n in sorted(kinds.items())
+        ]
         changes = [f"{actions[a]} {a}" for a in (SUSPENDED_NOW, UNSUBSCRIBED_NOW, SCORED)]
         return (
             f"read {len(read)} message(s): {', '.join(parts) or 'none'}; "

@@ -353,8 +353,8 @@ def status_command(app: App, last: int, as_json: bool) -> None:
     b = state.bounces
     out.print(
         f"last {b['days']} days: {b['bounces']} bounce(s), {b['complaints']} complaint(s), "
-        f"{b['suspended']} suspended by bounces, {b['ignored']} ignored (auto-replies, forged, "
-        "unmatched)",
+        f"{b['suspended']} suspended by bounces, {b['ignored']} about nobody (auto-replies, "
+        "forged, unmatched)",
         highlight=False,
     )
     suspended = (

@@ -14,7 +14,6 @@ from .db import (
     COMPLAINT,
     DEFERRED,
     FAILED,
-    NO_ACTION,
     PENDING,
     SUSPENDED,
     TEMPORARY,
@@ -95,8 +94,9 @@ BOUNCE_DAYS = 7  # `newsletter status` counts the bounces of this many days
 
 
 def bounce_counts(session: Session, days: int = BOUNCE_DAYS) -> dict[str, int]:
-    """Bounces and complaints that charged a reader, suspensions and unsubscribes they made, and
-    messages that changed nothing (auto-replies, forged, unmatched), of the last `days` days."""
+    """The bounces and complaints about our readers (whether or not they changed anything: a
+    suspended address may bounce again), the suspensions bounces made, and the messages that
+    were about nobody (auto-replies, forged tokens, strangers) of the last `days` days."""
     since = utcnow() - timedelta(days=days)
     rows = session.execute(
         select(BounceRecord.kind, BounceRecord.action, func.count())
@@ -106,10 +106,9 @@ def bounce_counts(session: Session, days: int = BOUNCE_DAYS) -> dict[str, int]:
     counts = dict.fromkeys(("days", "bounces", "complaints", "suspended", "ignored"), 0)
     counts["days"] = days
     for kind, action, n in rows:
-        charged = action != NO_ACTION
-        if kind in (BOUNCE, TEMPORARY) and charged:
+        if kind in (BOUNCE, TEMPORARY):
             counts["bounces"] += n
-        elif kind == COMPLAINT and charged:
+        elif kind == COMPLAINT:
             counts["complaints"] += n
         else:
             counts["ignored"] += n

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from .daemons import stop, unavailable, wait_for_port
 from .smtp_server import self_signed_context
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -22,11 +21,7 @@ MAIL_USER = "postfix"  # any unprivileged system user: it owns the Maildir
 
 
 def available() -> str | None:
-    if not Path(DOVECOT).exists():
-        return "Dovecot is not installed (`make test` installs Debian's dovecot-imapd as root)"
-    if os.geteuid() != 0:
-        return "Dovecot's master must be started as root"
-    return None
+    return unavailable(DOVECOT, "dovecot-imapd", "Dovecot")
 
 
 class Dovecot:
@@ -93,15 +88,12 @@ service stats {{
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            if time.monotonic() > deadline or self.master.poll() is not None:
-                self.__exit__()
-                raise RuntimeError(f"Dovecot did not start on port {self.port}: {self.log()}")
-            time.sleep(0.1)
+        try:
+            wait_for_port(self.port, self.master, "Dovecot", self.log)
+        except RuntimeError:
+            self.__exit__()
+            raise
+        return self
 
     def deliver(self, name: str, data: bytes) -> None:
         """A message arriving in the Maildir (as an MTA delivers: tmp/, then new/)."""
@@ -115,11 +107,6 @@ service stats {{
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def __exit__(self, *exc: object) -> None:
-        if getattr(self, "master", None) is not None and self.master.poll() is None:
-            self.master.terminate()
-            try:
-                self.master.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait()
+        if getattr(self, "master", None) is not None:
+            stop(self.master)
         shutil.rmtree(self.folder, ignore_errors=True)

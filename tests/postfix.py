@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from .daemons import stop, unavailable, wait_for_port
 
 POSTFIX = "/usr/sbin/postfix"
 SERVICES = """\
@@ -38,11 +39,7 @@ postlog   unix-dgram n -  n  -     1  postlogd
 
 def available() -> str | None:
     """None when a Postfix can be started here, else the reason it cannot."""
-    if not Path(POSTFIX).exists():
-        return "Postfix is not installed (`make test` installs Debian's postfix as root)"
-    if os.geteuid() != 0:
-        return "Postfix's master must be started as root"
-    return None
+    return unavailable(POSTFIX, "postfix", "Postfix")
 
 
 class Postfix:
@@ -89,27 +86,12 @@ class Postfix:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            if time.monotonic() > deadline or self.master.poll() is not None:
-                log = (
-                    (self.folder / "maillog").read_text()
-                    if (self.folder / "maillog").exists()
-                    else ""
-                )
-                raise RuntimeError(f"Postfix did not start on port {self.port}: {log[-2000:]}")
-            time.sleep(0.1)
+        wait_for_port(self.port, self.master, "Postfix", self.log)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         subprocess.run([POSTFIX, "-c", str(self.conf), "stop"], capture_output=True, timeout=60)
-        try:
-            self.master.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.master.kill()
-            self.master.wait()
+        stop(self.master, terminate=False)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def mailbox(self, address: str) -> Path:
