@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
@@ -81,7 +81,9 @@ def read_bounce(data: bytes, name: str, bounce_address: str | None) -> Reading:
         "tokens": _tokens(message, bounce_address),
         "message_ids": _returned_ids(message),
     }
-    report_type = (message.get_param("report-type", header="content-type") or "").lower()
+    report_type = collapse_rfc2231_value(
+        message.get_param("report-type", "", header="content-type")
+    ).lower()
     if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
         return _complaint(message, common, name)
     statuses = _dsn_statuses(message, name)
@@ -120,11 +122,9 @@ def _key(message: Message, data: bytes) -> str:
 def _date(message: Message) -> datetime | None:
     try:
         when = parsedate_to_datetime(str(message.get("date", "")))
-    except (TypeError, ValueError, IndexError):
+        return when if when.tzinfo is None else when.astimezone(UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, IndexError, OverflowError):  # (year 9999 in UTC-23:59…)
         return None
-    if when.tzinfo is None:
-        return when
-    return when.astimezone(UTC).replace(tzinfo=None)
 
 
 def _tokens(message: Message, bounce_address: str | None) -> tuple[str, ...]:

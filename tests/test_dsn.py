@@ -33,6 +33,8 @@ PIECES = [
     "550 5.1.1 No such user here\n",
     "did not reach the following recipient\nada@example.org on x\nMSEXCH:\n",
     "Subject: =?utf-8?b?8J+Ukg==?=\n",
+    "Content-Type: multipart/report; report-type*=utf-8''feedback%2Dreport; boundary=B\n",
+    "Date: Fri, 31 Dec 9999 23:59:59 -2359\n",
     "Message-ID: <\u202e@x>\n",
     "\n",
     "\r\n",
