@@ -8,6 +8,7 @@ installs; `available()` says why not otherwise."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -17,11 +18,16 @@ from .daemons import stop, unavailable, wait_for_port
 from .smtp_server import self_signed_context
 
 DOVECOT = "/usr/sbin/dovecot"
-MAIL_USER = "postfix"  # any unprivileged system user: it owns the Maildir
+MAIL_USER = "nobody"  # an unprivileged user every system has: it owns the Maildir
 
 
 def available() -> str | None:
     return unavailable(DOVECOT, "dovecot-imapd", "Dovecot")
+
+
+def _mail_ids() -> tuple[int, int]:
+    entry = pwd.getpwnam(MAIL_USER)
+    return entry.pw_uid, entry.pw_gid
 
 
 class Dovecot:
@@ -37,7 +43,7 @@ class Dovecot:
         for sub in ("new", "cur", "tmp"):
             (self.maildir / sub).mkdir(parents=True)
         for path in [self.folder / "mail", self.maildir, *self.maildir.iterdir()]:
-            shutil.chown(path, user=MAIL_USER, group=MAIL_USER)
+            os.chown(path, *_mail_ids())
         self_signed_context(self.folder)  # cert.pem, key.pem
         (self.folder / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
         uid = os.stat(self.maildir).st_uid
@@ -99,7 +105,7 @@ service stats {{
         """A message arriving in the Maildir (as an MTA delivers: tmp/, then new/)."""
         temporary = self.maildir / "tmp" / name
         temporary.write_bytes(data)
-        shutil.chown(temporary, user=MAIL_USER, group=MAIL_USER)
+        os.chown(temporary, *_mail_ids())
         temporary.rename(self.maildir / "new" / name)
 
     def log(self) -> str:
