@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -136,6 +136,10 @@ def _apply(session: Session, settings: Settings, reading: Reading, name: str) ->
     digest, failure = target
     subscriber = digest.subscriber
     record.subscriber_id, record.digest_id = subscriber.id, digest.id
+    # When it bounced: its Date, but never before the digest went out nor after now (a Date can
+    # be anything; the score decays from it).
+    sent_at = digest.sent_at or datetime.combine(digest.digest_date, time())
+    received = record.received_at = min(max(received, sent_at), now)
     record.status_code = failure.status
     record.detail = failure.diagnostic[:500]
     if reading.kind == COMPLAINT:

@@ -96,11 +96,11 @@ BOUNCE_DAYS = 7  # `newsletter status` counts the bounces of this many days
 def bounce_counts(session: Session, days: int = BOUNCE_DAYS) -> dict[str, int]:
     """The bounces and complaints about our readers (whether or not they changed anything: a
     suspended address may bounce again), the suspensions bounces made, and the messages that
-    were about nobody (auto-replies, forged tokens, strangers) of the last `days` days."""
+    were about nobody (auto-replies, forged tokens, strangers), read in the last `days` days."""
     since = utcnow() - timedelta(days=days)
     rows = session.execute(
         select(BounceRecord.kind, BounceRecord.action, func.count())
-        .where(BounceRecord.received_at >= since)
+        .where(BounceRecord.read_at >= since)
         .group_by(BounceRecord.kind, BounceRecord.action)
     ).all()
     counts = dict.fromkeys(("days", "bounces", "complaints", "suspended", "ignored"), 0)

@@ -26,6 +26,7 @@ from .errors import BounceError, ConfigError
 log = logging.getLogger(__name__)
 
 READ_KEYWORD = "$PapersDigestRead"
+FALSE = ("false", "0", "no", "off")
 IMAP_TIMEOUT = 60.0
 
 
@@ -94,7 +95,9 @@ def _file(path: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def fetch_imap(db: Database, settings: Settings) -> BounceReport:
-    """`newsletter bounces fetch`: the unread messages of the IMAP bounce mailbox."""
+    """`newsletter bounces fetch`: the unread messages of the IMAP bounce mailbox. `imaps://` is
+    TLS; `imap://` is STARTTLS, required but to a server on this machine; certificates are
+    checked but on this machine (`?verify=true|false` decides)."""
     if not settings.bounce_imap_url:
         raise ConfigError("NEWSLETTER_BOUNCE_IMAP_URL is not set: no bounce mailbox to fetch")
     where = ImapPlace.parse(settings.bounce_imap_url)
@@ -144,7 +147,9 @@ class ImapPlace:
             unquote(parts.password or ""),
             unquote(parts.path.lstrip("/")) or "INBOX",
             security,
-            query.get("verify", "true") not in ("false", "0", "no"),
+            # A server on this machine is reached without a network in between: its own
+            # certificate (a test server's, say) is taken unless verify=true asks otherwise.
+            query.get("verify", "false" if is_loopback(host) else "true") not in FALSE,
         )
 
     def __str__(self) -> str:  # no password
@@ -161,8 +166,14 @@ class ImapPlace:
             )
         else:
             imap = imaplib.IMAP4(self.host, self.port, timeout=IMAP_TIMEOUT)
-            if self.security == "starttls":
+            if self.security == "starttls" and "STARTTLS" in imap.capabilities:
                 imap.starttls(context)
+            elif self.security == "starttls" and not is_loopback(self.host):
+                imap.shutdown()
+                raise BounceError(
+                    f"bounce mailbox {self}: the server offers no STARTTLS, and the password "
+                    "would go in clear (use imaps://, or a server that offers STARTTLS)"
+                )
         imap.login(self.user, self.password)
         return imap
 
