@@ -75,8 +75,8 @@ class Settings:
     claim_lease: float = 120.0  # seconds a sender's claim on digests lasts unless renewed
     papers_api: str = "https://huggingface.co"  # base URL of the Daily Papers API
     fetch: bool = False  # `run` and `schedule` fetch the day's list first
-    fetch_timeout: float = 30.0
-    fetch_attempts: int = 4
+    fetch_timeout: float = 10.0  # the list is a few hundred KB: a server this slow is down
+    fetch_attempts: int = 3
     fetch_retry_delay: float = 2.0  # seconds before the second attempt; doubles after
     bounce_address: str | None = None  # VERP envelope senders: local+token@domain
     bounce_imap_url: str | None = field(default=None, repr=False)  # holds a password

@@ -458,3 +458,19 @@ def test_a_scheduler_whose_mailbox_is_down_still_runs(db, env, demo, caplog):
         tick()
     assert any(r.message.startswith("bounces: bounce mailbox imaps://u@") for r in caplog.records)
     assert any(r.message.startswith("dry-run ") for r in caplog.records)  # the run went on
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("imap://u:p@mail.example.org/INBOX?security=none", "would send the password in clear"),
+        ("imaps://u:p@mail.example.org:99999/INBOX", "the port is not a number"),
+        ("imaps://mail.example.org/INBOX", "expected imaps://user:password@host/"),
+        ("imap://u:p@mail.example.org/?security=ssl3", "expected tls, starttls or none"),
+    ],
+)
+def test_a_bounce_mailbox_url_that_cannot_work_is_one_line(cli, env, url, problem):
+    result = cli("bounces", "fetch", extra_env=bounce_env(env, NEWSLETTER_BOUNCE_IMAP_URL=url))
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert problem in line and ":p@" not in line
