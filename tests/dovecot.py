@@ -12,6 +12,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .daemons import stop, unavailable, wait_for_port
@@ -23,6 +24,20 @@ MAIL_USER = "nobody"  # an unprivileged user every system has: it owns the Maild
 
 def available() -> str | None:
     return unavailable(DOVECOT, "dovecot-imapd", "Dovecot")
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    port: int
+    name: str
+    path: Path
+
+    def deliver(self, name: str, data: bytes) -> None:
+        """A message arriving in the folder (as an MTA delivers: tmp/, then new/)."""
+        temporary = self.path / "tmp" / name
+        temporary.write_bytes(data)
+        os.chown(temporary, *_mail_ids())
+        temporary.rename(self.path / "new" / name)
 
 
 def _mail_ids() -> tuple[int, int]:
@@ -60,6 +75,7 @@ ssl_cert = <{self.folder}/cert.pem
 ssl_key = <{self.folder}/key.pem
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
+auth_failure_delay = 0
 first_valid_uid = 1
 mail_location = maildir:{self.folder}/mail/%u
 passdb {{
@@ -101,12 +117,13 @@ service stats {{
             raise
         return self
 
-    def deliver(self, name: str, data: bytes) -> None:
-        """A message arriving in the Maildir (as an MTA delivers: tmp/, then new/)."""
-        temporary = self.maildir / "tmp" / name
-        temporary.write_bytes(data)
-        os.chown(temporary, *_mail_ids())
-        temporary.rename(self.maildir / "new" / name)
+    def mailbox(self, name: str) -> Mailbox:
+        """A folder of its own (Maildir++ `.name`), so that tests can share one server."""
+        folder = Mailbox(self.port, name, self.maildir / f".{name}")
+        for sub in ("", "new", "cur", "tmp"):
+            (folder.path / sub).mkdir(exist_ok=True)
+            os.chown(folder.path / sub, *_mail_ids())
+        return folder
 
     def log(self) -> str:
         path = self.folder / "dovecot.log"

@@ -355,8 +355,8 @@ def test_postfix_bounces_an_address_it_does_not_have_and_its_dsn_suspends_it(db,
 # --- A real IMAP mailbox --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def dovecot():
+@pytest.fixture(scope="module")
+def imap_server():
     from .dovecot import Dovecot, available
     from .smtp_server import free_port
 
@@ -366,9 +366,16 @@ def dovecot():
         yield server
 
 
+@pytest.fixture
+def dovecot(imap_server, request):
+    """A mailbox of this test's own on the module's Dovecot."""
+    return imap_server.mailbox(request.node.name.partition("[")[0][-40:])
+
+
 def imap_env(env, dovecot, query="", password="s3cret%20pass"):
     """STARTTLS (imap://) to a server on this machine: its own certificate is taken."""
-    url = f"imap://bounces%40digest.example:{password}@127.0.0.1:{dovecot.port}/INBOX{query}"
+    place = f"127.0.0.1:{dovecot.port}/{dovecot.name}"
+    url = f"imap://bounces%40digest.example:{password}@{place}{query}"
     return bounce_env(env, NEWSLETTER_BOUNCE_IMAP_URL=url)
 
 
@@ -379,7 +386,7 @@ def flags(dovecot):
     with imaplib.IMAP4("127.0.0.1", dovecot.port) as imap:
         imap.starttls(ssl._create_unverified_context())
         imap.login("bounces@digest.example", "s3cret pass")
-        imap.select("INBOX", readonly=True)
+        imap.select(dovecot.name, readonly=True)
         _, data = imap.fetch("1:*", "(FLAGS)")
     return [line.decode() for line in data]
 
@@ -423,7 +430,8 @@ def test_an_imap_mailbox_that_cannot_be_reached_or_refuses_the_login_is_one_line
     assert refused.code == 1
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith(
-        f"error: bounce mailbox imap://bounces@digest.example@127.0.0.1:{dovecot.port}/INBOX: "
+        f"error: bounce mailbox imap://bounces@digest.example@127.0.0.1:{dovecot.port}/"
+        f"{dovecot.name}: "
     )
     assert "wrong" not in line
     # Asked to check certificates: the test server's own certificate is refused.
