@@ -42,7 +42,7 @@ PIECES = [
 ]
 
 
-@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=30)), max_size=25))
 def test_any_message_is_read_or_refused_in_one_line(pieces):
     data = "".join(pieces).encode("utf-8", "surrogateescape")
