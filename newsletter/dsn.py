@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
+from typing import Any
 
 from flufl.bounce import all_failures
 
@@ -85,7 +86,7 @@ def read_bounce(data: bytes, name: str, bounce_address: str | None) -> Reading:
         message.get_param("report-type", "", header="content-type")
     ).lower()
     if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
-        return _complaint(message, common, name)
+        return _complaint(message, common)
     statuses = _dsn_statuses(message, name)
     auto = _auto_reply(message) and not statuses and not message.get("x-failed-recipients")
     if auto:
@@ -186,7 +187,7 @@ def _report_fields(part: Message) -> dict[str, list[str]]:
     return fields
 
 
-def _complaint(message: Message, common: dict, name: str) -> Reading:
+def _complaint(message: Message, common: dict[str, Any]) -> Reading:
     fields: dict[str, list[str]] = {}
     returned_to: list[str] = []
     for part in message.walk():

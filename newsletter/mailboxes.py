@@ -15,6 +15,7 @@ import mailbox
 import socket
 import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -111,12 +112,18 @@ def fetch_imap(db: Database, settings: Settings) -> BounceReport:
     return report
 
 
+@dataclass(frozen=True)
 class ImapPlace:
-    def __init__(self, scheme: str, host: str, port: int, user: str, password: str, folder: str,
-                 security: str, verify: bool):  # fmt: skip
-        self.scheme, self.host, self.port = scheme, host, port
-        self.user, self.password, self.folder = user, password, folder
-        self.security, self.verify = security, verify
+    """The bounce mailbox as NEWSLETTER_BOUNCE_IMAP_URL names it."""
+
+    scheme: str
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    folder: str
+    security: str  # tls | starttls | none
+    verify: bool  # check the server's certificate
 
     @classmethod
     def parse(cls, url: str) -> ImapPlace:
