@@ -165,7 +165,7 @@ def run_day(
     if prepared is not None:
         summary.ingest, summary.sync = prepared
     if fetched is not None:
-        summary.warnings.extend(day.line for day in fetched.failed)
+        summary.warnings.extend(failed.line for failed in fetched.failed)
     holder = holder_name()
     record = start_record(db, day, dry_run, holder)
     outcome = "crashed"

@@ -198,9 +198,10 @@ def store_dump(
         # answer after its text dump): its papers' appearances replace those of the earlier
         # version rather than adding a second one to each. The earlier version's row stays, so
         # that its file is still recognised as stored.
-        earlier = _same_page(session, known, parsed, dump_date)
+        stored = known.stored_ids(parsed.papers)
+        earlier = _same_page(session, stored, parsed, dump_date)
         if earlier:  # (a paper the new version no longer lists keeps its appearance)
-            for chunk in chunked(known.stored_ids(parsed.papers)):
+            for chunk in chunked(stored):
                 session.execute(
                     delete(Appearance).where(
                         Appearance.dump_id.in_(earlier), Appearance.paper_id.in_(chunk)
@@ -281,12 +282,11 @@ class _Known:
 SAME_PAGE = 0.8  # share of the smaller list's papers two dumps of one date have in common
 
 
-def _same_page(session: Session, known: _Known, parsed: ParsedDump, dump_date: date) -> list[int]:
+def _same_page(session: Session, mine: set[int], parsed: ParsedDump, dump_date: date) -> list[int]:
     """The stored dumps of `dump_date` that are this page saved at another moment (or fetched from
     the API after its text dump was stored): most of their papers are this one's. (Several
     different pages can carry one date: the seeds hold three "Mar 11" lists that share a few
     papers, and each is kept.)"""
-    mine = known.stored_ids(parsed.papers)
     size = len({item.arxiv_id or item.key for item in parsed.papers})
     if not mine:
         return []
