@@ -44,7 +44,7 @@ from .db import (
     Subscriber,
     utcnow,
 )
-from .dsn import Failure, Reading, read_bounce
+from .dsn import AUTO_REPLY, Failure, Reading, read_bounce
 from .errors import NewsletterError
 from .lists import normalize_address
 from .subscribers import current_score
@@ -57,10 +57,9 @@ SENDER_CODES = ("5.1.7", "5.1.8", "4.1.7", "4.1.8")  # our sender's address, not
 
 # Kinds recorded besides dsn's: messages that change nothing.
 FORGED, UNMATCHED = "forged", "unmatched"
-PLURAL = {BOUNCE: "bounces", COMPLAINT: "complaints", "auto-reply": "auto-replies"}
+PLURAL = {BOUNCE: "bounces", COMPLAINT: "complaints", AUTO_REPLY: "auto-replies"}
 # Actions besides NO_ACTION and SCORED.
 SUSPENDED_NOW, UNSUBSCRIBED_NOW, ALREADY = SUSPENDED, UNSUBSCRIBED, "already read"
-NONE = NO_ACTION
 
 
 def no_such_address(code: str | None) -> bool:
@@ -128,11 +127,11 @@ def _apply(session: Session, settings: Settings, reading: Reading, name: str) ->
     session.add(record)
     if reading.kind not in (BOUNCE, COMPLAINT):
         record.detail = reading.detail
-        return Handled(name, reading.kind, NONE, detail=reading.detail)
+        return Handled(name, reading.kind, NO_ACTION, detail=reading.detail)
     target = _target(session, settings, reading)
     if isinstance(target, tuple) and isinstance(target[0], str):  # nobody is charged: why
         record.kind, record.detail = target
-        return Handled(name, record.kind, NONE, detail=record.detail)
+        return Handled(name, record.kind, NO_ACTION, detail=record.detail)
     digest, failure = target
     subscriber = digest.subscriber
     record.subscriber_id, record.digest_id = subscriber.id, digest.id
@@ -195,7 +194,7 @@ def _same(address: str, email: str) -> bool:
 
 def _unsubscribe(subscriber: Subscriber, now: datetime) -> str:
     if subscriber.status == UNSUBSCRIBED:
-        return NONE
+        return NO_ACTION
     subscriber.status = UNSUBSCRIBED
     subscriber.status_reason = "complaint"
     subscriber.status_changed_at = now
@@ -211,7 +210,7 @@ def _bounce(
     now: datetime,
 ) -> str:
     if failure.status in SENDER_CODES or subscriber.status != ACTIVE:
-        return NONE
+        return NO_ACTION
     if failure.permanent and no_such_address(failure.status):
         return _suspend(subscriber, f"bounce {failure.status}", now)
     counted = session.scalar(
@@ -220,7 +219,7 @@ def _bounce(
         )
     )
     if counted is not None:
-        return NONE  # one digest counts once
+        return NO_ACTION  # one digest counts once
     weight = PERMANENT_WEIGHT if failure.permanent else TEMPORARY_WEIGHT
     base = subscriber.bounce_score_at or received
     if received >= base:  # bring the score to this bounce's time, then add it

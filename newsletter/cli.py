@@ -23,7 +23,7 @@ from .bounces import BounceReport
 from .compose import rank_records
 from .config import Settings, load_settings
 from .daily import LATEST, preview, run_day
-from .db import ACTIVE, Database, environmental, unavailable, upgrade_schema
+from .db import ACTIVE, NO_ACTION, Database, environmental, unavailable, upgrade_schema
 from .dumps import DAYS_AHEAD
 from .errors import NewsletterError, SubscriberListError
 from .fetch import MAX_DAYS, fetch_days
@@ -418,7 +418,7 @@ def bounces_fetch(app: App) -> None:
 
 def _print_bounces(report: BounceReport) -> None:
     for handled in report.handled:
-        if handled.action not in (ALREADY_READ, "none"):
+        if handled.action not in (ALREADY_READ, NO_ACTION):
             out.print(handled.line, markup=False, highlight=False)
     for error in report.errors:
         err.print(error, markup=False, highlight=False)
