@@ -40,6 +40,8 @@ COMPLAINT_TYPES = ("abuse", "fraud", "virus")  # ARF Feedback-Type values that a
 
 ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 MESSAGE_ID_LINE = re.compile(r"(?im)^\s*message-id:\s*(<[^<>\s]{1,250}>)")
+RETURNED = ("message/rfc822", "text/rfc822-headers")  # a report's copy of the original
+FEEDBACK = "message/feedback-report"
 TOKEN_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to")
 AUTO_REPLY_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office)", re.I
@@ -76,17 +78,22 @@ def read_bounce(data: bytes, name: str, bounce_address: str | None) -> Reading:
             f"(at most {MAX_BOUNCE_BYTES // 2**20} MiB); not read"
         )
     message = _parse(data, name)
+    # What a report returns of the original message, and a feedback report's fields: read once.
+    returned = [_returned_headers(p) for p in message.walk() if p.get_content_type() in RETURNED]
+    feedback = next(
+        (_report_fields(p) for p in message.walk() if p.get_content_type() == FEEDBACK), {}
+    )
     common = {
         "key": _key(message, data),
         "received_at": _date(message),
-        "tokens": _tokens(message, bounce_address),
-        "message_ids": _returned_ids(message),
+        "tokens": _tokens(message, returned, feedback, bounce_address),
+        "message_ids": _returned_ids(message, returned),
     }
     report_type = collapse_rfc2231_value(
         message.get_param("report-type", "", header="content-type")
     ).lower()
     if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
-        return _complaint(message, common)
+        return _complaint(feedback, returned, common)
     statuses = _dsn_statuses(message, name)
     auto = _auto_reply(message) and not statuses and not message.get("x-failed-recipients")
     if auto:
@@ -128,17 +135,19 @@ def _date(message: Message) -> datetime | None:
         return None
 
 
-def _tokens(message: Message, bounce_address: str | None) -> tuple[str, ...]:
+def _tokens(
+    message: Message,
+    returned: list[Message],
+    feedback: dict[str, list[str]],
+    bounce_address: str | None,
+) -> tuple[str, ...]:
     if not bounce_address:
         return ()
     local, _, domain = bounce_address.rpartition("@")
     pattern = re.compile(rf"{re.escape(local)}\+([^@\s<>\"]{{1,80}})@{re.escape(domain)}", re.I)
     places = [value for h in TOKEN_HEADERS for value in message.get_all(h, [])]
-    for part in message.walk():
-        if part.get_content_type() == "message/feedback-report":
-            places += _report_fields(part).get("original-mail-from", [])
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            places += _returned_headers(part).get_all("return-path", [])
+    places += feedback.get("original-mail-from", [])
+    places += [value for headers in returned for value in headers.get_all("return-path", [])]
     found: list[str] = []
     for value in places:
         found += [t for t in pattern.findall(str(value)) if t not in found]
@@ -154,12 +163,10 @@ def _returned_headers(part: Message) -> Message:
     return email.message_from_bytes(text, policy=email.policy.compat32)
 
 
-def _returned_ids(message: Message) -> tuple[str, ...]:
-    ids: list[str] = []
+def _returned_ids(message: Message, returned: list[Message]) -> tuple[str, ...]:
+    ids = [str(value) for headers in returned for value in headers.get_all("message-id", [])]
     for part in message.walk():  # (a plain-text bounce returns the original in its body)
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            ids += [str(v) for v in _returned_headers(part).get_all("message-id", [])]
-        elif part.get_content_maintype() == "text":
+        if part.get_content_maintype() == "text" and part.get_content_type() not in RETURNED:
             ids += MESSAGE_ID_LINE.findall(_text(part))
     cleaned = [m[1].lower() for v in ids if (m := MESSAGE_ID_LINE.match(f"Message-ID: {v}"))]
     return tuple(dict.fromkeys(cleaned))
@@ -187,14 +194,10 @@ def _report_fields(part: Message) -> dict[str, list[str]]:
     return fields
 
 
-def _complaint(message: Message, common: dict[str, Any]) -> Reading:
-    fields: dict[str, list[str]] = {}
-    returned_to: list[str] = []
-    for part in message.walk():
-        if part.get_content_type() == "message/feedback-report":
-            fields = _report_fields(part)
-        elif part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            returned_to += _returned_headers(part).get_all("to", [])
+def _complaint(
+    fields: dict[str, list[str]], returned: list[Message], common: dict[str, Any]
+) -> Reading:
+    returned_to = [value for headers in returned for value in headers.get_all("to", [])]
     kind = (fields.get("feedback-type") or [""])[0].lower()
     if kind not in COMPLAINT_TYPES:
         return Reading(UNRECOGNISED, detail=f"feedback report of type {kind or 'none'}", **common)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -78,20 +77,13 @@ class FetchReport:
 class PapersApi:
     """The Daily Papers API at `settings.papers_api`: one answer per day, or `FetchFailed`."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        sleep: Callable[[float], None] = time.sleep,
-        transport: httpx.BaseTransport | None = None,
-    ):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.sleep = sleep
         self.client = httpx.Client(
             base_url=settings.papers_api,
             timeout=settings.fetch_timeout,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=True,
-            transport=transport,
         )
 
     def __enter__(self) -> PapersApi:
@@ -118,7 +110,7 @@ class PapersApi:
                     wait = error.retry_after
             if attempt < attempts:
                 log.debug("fetch %s: %s; again in %.1f s", day.isoformat(), reason, wait)
-                self.sleep(min(wait, MAX_RETRY_AFTER))
+                time.sleep(min(wait, MAX_RETRY_AFTER))
         raise FetchFailed(f"{reason} ({attempts} attempt{'s' if attempts > 1 else ''})")
 
     def _get(self, day: date) -> bytes:
@@ -187,12 +179,11 @@ def fetch_days(
     *,
     today: date,
     ingest: bool = True,
-    api: PapersApi | None = None,
 ) -> FetchReport:
     """Fetch `end` and the `days` − 1 days before it (oldest first), save each answer, then ingest
     the saved files unless `ingest` is false (`run` ingests the whole seeds folder after)."""
     report = FetchReport()
-    with api or PapersApi(settings) as client:
+    with PapersApi(settings) as client:
         for offset in range(days - 1, -1, -1):
             day = end - timedelta(days=offset)
             done = _fetch_day(client, settings.seeds_dir, day)

@@ -49,13 +49,11 @@ def _require_key(settings: Settings) -> None:
         )
 
 
-def _handle(db: Database, settings: Settings, data: bytes, name: str, report: BounceReport) -> bool:
+def _handle(db: Database, settings: Settings, data: bytes, name: str, report: BounceReport) -> None:
     try:
         report.handled.append(handle_message(db, settings, data, name))
     except BounceError as error:
         report.errors.append(str(error))
-        return False
-    return True
 
 
 def _messages(paths: list[Path], report: BounceReport) -> Iterator[tuple[str, bytes]]:
