@@ -185,7 +185,7 @@ class _Cards:
     def card(self, paper_id: int, why: tuple[str, ...]) -> PaperCard:
         key = (paper_id, why)
         if key not in self._made:
-            self._made[key] = _card(self.papers[paper_id], why)
+            self._made[key] = PaperCard.of(self.papers[paper_id], why)
         return self._made[key]
 
 
@@ -364,21 +364,6 @@ def _store_digests(
     ]
     insert_in_batches(session, DigestPaper.__table__, rows)
     return ids
-
-
-def _card(paper: PaperInfo, why: tuple[str, ...]) -> PaperCard:
-    return PaperCard(
-        title=paper.title,
-        abstract=paper.abstract,
-        why=why,
-        code_url=paper.code_url,
-        appearances=paper.appearances,
-        best_position=paper.best_position,
-        best_date=paper.best_date,
-        arxiv_id=paper.arxiv_id,
-        authors=paper.authors,
-        upvotes=paper.upvotes,
-    )
 
 
 def _outgoing(

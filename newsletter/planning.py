@@ -33,25 +33,17 @@ from .db import (
 from .lists import Preferences
 from .outbox import WINDOW_DAYS
 from .rank import PaperText, TopicIndex
+from .render import Listing
 
 WEEKLY_DAY = 0  # Monday
 
 
-@dataclass(frozen=True)
-class PaperInfo:
+@dataclass(frozen=True, kw_only=True)
+class PaperInfo(Listing):
     """A stored paper with its trending signal as of some date."""
 
     id: int
-    title: str
-    abstract: str
-    code_url: str | None
     first_seen: date
-    appearances: int
-    best_position: int
-    best_date: date
-    arxiv_id: str | None = None
-    authors: tuple[str, ...] = ()
-    upvotes: int | None = None
 
     def text(self) -> PaperText:
         return PaperText(

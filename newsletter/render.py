@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache, cached_property
 from pathlib import Path
@@ -44,10 +44,12 @@ AUTHORS_SHOWN = 3  # then "et al."
 
 
 @dataclass(frozen=True)
-class PaperCard:
+class Listing:
+    """A paper as the pages list it: what planning loads and a card shows (one record, so the
+    stages do not copy fields by hand)."""
+
     title: str
     abstract: str
-    why: tuple[str, ...]  # per matched topic: "topic (what matched)"
     code_url: str | None
     appearances: int
     best_position: int
@@ -56,6 +58,17 @@ class PaperCard:
     arxiv_id: str | None = None
     authors: tuple[str, ...] = ()
     upvotes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperCard(Listing):
+    """A paper in a digest: its listing and why it was picked."""
+
+    why: tuple[str, ...]  # per matched topic: "topic (what matched)"
+
+    @classmethod
+    def of(cls, listing: Listing, why: tuple[str, ...]) -> PaperCard:
+        return cls(**{f.name: getattr(listing, f.name) for f in fields(Listing)}, why=why)
 
     @cached_property
     def arxiv_url(self) -> str:

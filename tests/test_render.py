@@ -31,14 +31,14 @@ CARDS = (
     PaperCard(
         'Graph <b>Nets</b> & "Friends" — über ∑',
         'Abstract with <tags> & "quotes". ' * 20,
-        ("graph neural networks", "R&D"),
         "https://github.com/a/b?x=1&y=2",
         3,
         2,
         date(2026, 3, 11),
+        why=("graph neural networks", "R&D"),
     ),
-    PaperCard("Plain Title", "", ("x",), None, 1, 14, date(2026, 3, 17)),
-    PaperCard("T" * 150, "Short.", ("x",), None, 1, 1, date(2026, 3, 17)),
+    PaperCard("Plain Title", "", None, 1, 14, date(2026, 3, 17), why=("x",)),
+    PaperCard("T" * 150, "Short.", None, 1, 1, date(2026, 3, 17), why=("x",)),
 )
 NAMES = ["Ada Lovelace", 'Ädä "<x>", Lovelace', "", "Eve Bcc: victim@example.org"]
 
@@ -175,7 +175,7 @@ def test_a_message_parses_back_to_the_digest_rendered_for_its_reader(name, sende
 )
 def test_a_subject_is_folded_encoded_words_that_decode_to_it(title):
     settings = load_settings({"NEWSLETTER_SECRET_KEY": "k"})
-    card = PaperCard(title, "", ("x",), None, 1, 1, date(2026, 3, 17))
+    card = PaperCard(title, "", None, 1, 1, date(2026, 3, 17), why=("x",))
     outgoing = outgoing_for("ada@example.org", "Ada", papers=(card,))
     subject, raw = MessageFactory(settings).make(outgoing, WHEN)
     check_message(settings, raw, outgoing, subject)
@@ -279,7 +279,7 @@ any_text = st.lists(
 @example(title="\r", abstract="", topic="\x80", name="", matched="")
 def test_any_text_gives_each_reader_their_own_message(title, abstract, topic, name, matched):
     settings = load_settings({"NEWSLETTER_SECRET_KEY": "k" * 40})
-    card = PaperCard(title or "t", abstract, (matched or "m",), None, 1, 1, date(2026, 3, 17))
+    card = PaperCard(title or "t", abstract, None, 1, 1, date(2026, 3, 17), why=(matched or "m",))
     factory = MessageFactory(settings)
     readers = ["ada@example.org", "zoë@example.org"]  # (SMTPUTF8 for the second)
     for n, address in enumerate(readers):  # one shape, two readers
