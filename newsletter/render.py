@@ -18,6 +18,7 @@ import textwrap
 from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache, cached_property
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -37,7 +38,12 @@ from .text import clean_name
 
 EXCERPT_CHARS = 300
 SUBJECT_TITLE_CHARS = 90
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def default_templates() -> Path:
+    """The shipped templates: `templates/` of the checkout, packaged as `newsletter.templates`
+    (a directory both in an editable install and in an installed wheel)."""
+    return Path(str(resources.files("newsletter.templates")))
 
 
 AUTHORS_SHOWN = 3  # then "et al."
@@ -176,8 +182,8 @@ def _wrap(text: str, indent: str = "", first: str | None = None, width: int = 76
 
 
 class Renderer:
-    def __init__(self, templates_dir: Path = DEFAULT_TEMPLATES, inline_once: bool = True):
-        self.templates_dir = templates_dir
+    def __init__(self, templates_dir: Path | None = None, inline_once: bool = True):
+        self.templates_dir = templates_dir or default_templates()
         self.inline_once = inline_once
 
     @property
