@@ -53,4 +53,5 @@ clean:
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.ranking
+	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.pipeline

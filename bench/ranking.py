@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -40,6 +41,7 @@ TEST = HERE / "ranking-test.json"
 HOLDOUT = HERE / "ranking-holdout.json"  # labelled later (see its "about")
 FINAL = HERE / "ranking-final.json"  # labelled last: the test set of the final ranker
 K = 10
+SEED_YEAR_END = date(2026, 12, 31)  # the seeds are ingested as dumps of 2026
 
 
 def seed_papers(seeds: Path = ROOT / "seeds") -> list[PaperText]:
@@ -161,6 +163,31 @@ def evaluate(labels: Labels, rankers: dict[str, Ranker]) -> dict:
     return {"labels": labels.name, "topics": rows, "off_topic": off, "mean": mean}
 
 
+def stored_seed_papers(work: Path, history_days: int) -> tuple[list[PaperText], TopicIndex]:
+    """The seed papers as a run reads them from a store that also holds `history_days` days of
+    synthetic papers before the first seed day: ingested, then loaded and indexed by the code
+    the digests use (`compose.papers_between`, `compose.topic_index`) for the seeds' days."""
+    from bench.history import store_history
+    from newsletter.compose import papers_between, topic_index
+    from newsletter.db import Database
+    from newsletter.ingest import ingest_paths
+
+    db = Database(f"sqlite:///{work / 'ranking.db'}")
+    try:
+        ingest_paths(db, [ROOT / "seeds"], SEED_YEAR_END, year=SEED_YEAR_END.year)
+        with db.session() as session:
+            days = sorted(
+                {p.first_seen for p in papers_between(session, date.min, date.max).values()}
+            )
+        store_history(db, days[0], history_days)
+        with db.session() as session:
+            stored = papers_between(session, days[0], days[-1])
+            index = topic_index(session, stored.values())
+    finally:
+        db.close()
+    return [p.text() for p in stored.values()], index
+
+
 def rankers_for(papers: Sequence[PaperText]) -> dict[str, Ranker]:
     encoder = embed.load()
     bm25, bm25_scores = bm25_ranker(papers)
@@ -169,6 +196,29 @@ def rankers_for(papers: Sequence[PaperText]) -> dict[str, Ranker]:
         rankers["blend"] = blend_ranker(papers, bm25_scores, encoder)
     rankers["ours"] = our_ranker(TopicIndex(papers, encoder=encoder))
     return rankers
+
+
+def history_check(
+    papers: Sequence[PaperText], ours: Ranker, paths: Sequence[Path], history_days: int
+) -> str:
+    """Whether our figures stay the same with `history_days` days of papers stored before the
+    seeds: the same topics ranked through the store, paper for paper and score for score."""
+    with tempfile.TemporaryDirectory() as folder:
+        stored, index = stored_seed_papers(Path(folder), history_days)
+    as_stored = our_ranker(index)
+    same = differ = 0
+    by_title = {normalize_title(p.title): p.id for p in papers}
+    stored_title = {p.id: normalize_title(p.title) for p in stored}
+    for path in paths:
+        labels = load_labels(path, papers)
+        for topic in [*labels.grades, *labels.off_topic]:
+            mapped = [by_title[stored_title[pid]] for pid in as_stored(topic)]
+            same, differ = (same + 1, differ) if mapped == ours(topic) else (same, differ + 1)
+    verdict = "the same" if not differ else f"DIFFERENT for {differ} topics"
+    return (
+        f"with {history_days} days of synthetic papers stored before the seeds, our rankings of "
+        f"{same + differ} labelled and off-topic queries are {verdict}"
+    )
 
 
 def print_result(result: dict) -> None:
@@ -200,9 +250,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--labels", type=Path, nargs="+", default=[TUNING, TEST, HOLDOUT, FINAL])
     parser.add_argument("--output", type=Path, default=Path("bench-ranking.json"))
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=365,
+        metavar="DAYS",
+        help="also rank the seeds as stored after DAYS days of synthetic papers (0: not)",
+    )
     args = parser.parse_args()
     papers = seed_papers()
     rankers = rankers_for(papers)
+    if args.history:
+        print(history_check(papers, rankers["ours"], args.labels, args.history))
     if "blend" not in rankers:
         print(
             "(the `semantic` extra is not installed: the blend is left out, ours uses words only)"

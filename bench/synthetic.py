@@ -94,3 +94,65 @@ def write_list(path: Path, subscribers: int, seed: int = 7) -> int:
                 ]
             )
     return len(distinct)
+
+
+# --- Papers: years of history for the benchmarks -------------------------------------------------
+
+_FILLER = [
+    "we",
+    "propose",
+    "method",
+    "results",
+    "show",
+    "approach",
+    "model",
+    "data",
+    "training",
+    "performance",
+    "benchmark",
+    "novel",
+    "framework",
+    "efficient",
+    "learning",
+    "task",
+    "tasks",
+    "evaluate",
+    "experiments",
+    "improve",
+    "baseline",
+    "accuracy",
+    "representation",
+    "large",
+    "scale",
+    "network",
+    "networks",
+    "dataset",
+    "datasets",
+    "analysis",
+    "study",
+    "problem",
+    "existing",
+    "methods",
+    "demonstrate",
+    "state",
+    "art",
+    "outperforms",
+    "significant",
+    "cost",
+    "memory",
+    "inference",
+]
+PAPERS_PER_DAY = 50  # about what the Daily Papers page lists on a weekday
+
+
+def synthetic_paper(rng: random.Random, serial: int) -> tuple[str, str]:
+    """A title and an abstract about one or two of the topics, in the field's words."""
+    about = rng.sample(TOPICS, rng.choice((1, 2)))
+    words = [w for topic in about for w in topic.split()]
+    title = f"{' and '.join(t.title() for t in about)}: {' '.join(rng.sample(_FILLER, 3))} {serial}"
+    sentences = []
+    for _ in range(rng.randint(4, 7)):
+        picked = rng.sample(_FILLER, 8) + rng.sample(words, min(2, len(words)))
+        rng.shuffle(picked)
+        sentences.append(" ".join(picked).capitalize() + ".")
+    return title, " ".join(sentences)

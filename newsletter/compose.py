@@ -40,7 +40,15 @@ from .errors import UnknownSubscriberError
 from .leases import Heartbeat, wait_for_lease
 from .lists import normalize_address
 from .outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
-from .planning import Due, PaperInfo, drop_excluded, load_papers, load_vectors, plan_day
+from .planning import (
+    Due,
+    PaperInfo,
+    drop_excluded,
+    earliest_candidate,
+    load_papers,
+    load_vectors,
+    plan_day,
+)
 from .rank import TopicIndex
 from .render import PaperCard
 from .tokens import message_id_for
@@ -70,7 +78,7 @@ def compose_day(
     with db.session() as session:
         plan = plan_day(session, day)
         composition.not_due = plan.not_due
-        papers = {p.id: p for p in load_papers(session, until=day)}
+        papers = mailable_papers(session, day)
         index = topic_index(session, papers.values())
         cards = _Cards(papers)
         earlier = [d.digest_id for d in plan.due if d.digest_id] if keep else []
@@ -201,7 +209,7 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
                 f"{email}: no such subscriber (see `newsletter subscribers`)"
             )
         (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
-        papers = {p.id: p for p in load_papers(session, until=day)}
+        papers = mailable_papers(session, day)
         if due.digest_id is not None:
             stored = _stored_papers(session, [due.digest_id])[due.digest_id]
             cards = _Cards(papers).of(stored)
@@ -213,17 +221,24 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
 
 
 class StoredDigests:
-    """Stored digests as `Outgoing`, their paper cards made once and shared."""
+    """Stored digests as `Outgoing`, their paper cards made once and shared. The papers are read
+    as the digests name them (a digest left from an earlier day may hold older ones)."""
 
     def __init__(self, db: Database, day: date):
         self.db = db
-        with db.session() as session:
-            self.cards = _Cards({p.id: p for p in load_papers(session, until=day)})
+        self.day = day
+        self.cards = _Cards({})
 
     def load(self, ids: list[int]) -> list[Outgoing]:
         with self.db.session() as session:
             digests = digests_by_id(session, ids)
             stored = _stored_papers(session, ids)
+            wanted = {pid for papers in stored.values() for pid, _ in papers}
+            unknown = wanted - self.cards.papers.keys()
+            if unknown:
+                self.cards.papers.update(
+                    (p.id, p) for p in load_papers(session, until=self.day, ids=unknown)
+                )
             return [
                 Outgoing(
                     digest_id=d.id,
@@ -257,22 +272,37 @@ def stored_digests(
         yield loader.load(ids)
 
 
+def mailable_papers(session: Session, day: date) -> dict[int, PaperInfo]:
+    """The papers a digest of `day` may hold, by id: those first seen in the longest window
+    (`planning.earliest_candidate`). Ranking reads these and no others, so its cost and its
+    scores do not grow or drift with the years of papers stored before."""
+    return papers_between(session, earliest_candidate(day), day)
+
+
+def papers_between(session: Session, since: date, until: date) -> dict[int, PaperInfo]:
+    """The papers first seen from `since` to `until`, by id, as of `until`."""
+    return {p.id: p for p in load_papers(session, until=until, since=since)}
+
+
 def topic_index(session: Session, papers: Iterable[PaperInfo]) -> TopicIndex:
-    """The ranking index of these papers, with their stored sentence vectors when the
-    `semantic` extra is installed."""
+    """The ranking index of these papers (its BM25 statistics theirs), with their stored
+    sentence vectors when the `semantic` extra is installed."""
     encoder = embed.load()
-    return TopicIndex(
-        [p.text() for p in papers], vectors=load_vectors(session, encoder), encoder=encoder
-    )
+    texts = [p.text() for p in papers]
+    vectors = load_vectors(session, encoder, [t.id for t in texts])
+    return TopicIndex(texts, vectors=vectors, encoder=encoder)
 
 
 def rank_records(
     db: Database, topics: tuple[str, ...], new_on: date | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Stored papers (those new on `new_on`, or all) ranked for `topics`, best first, as
-    `newsletter rank --json` prints them (SPEC.md)."""
+    """Stored papers (those new on `new_on`, ranked among the papers a digest of that day could
+    hold, as a digest ranks them; or all) ranked for `topics`, best first, as
+    `newsletter rank --json` prints them."""
     with db.session() as session:
-        stored = {p.id: p for p in load_papers(session)}
+        stored = (
+            mailable_papers(session, new_on) if new_on else {p.id: p for p in load_papers(session)}
+        )
         index = topic_index(session, stored.values())
     candidates = [p.id for p in stored.values() if new_on is None or p.first_seen == new_on]
     return [

@@ -9,7 +9,7 @@ one of their digests are dropped, and so are papers matching their exclusions.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from .db import (
     Paper,
     PaperVector,
     Subscriber,
+    chunked,
 )
 from .lists import Preferences
 from .outbox import WINDOW_DAYS
@@ -78,7 +79,7 @@ def is_due(frequency: str, day: date) -> bool:
 
 
 def window_start(frequency: str, day: date, last_digest: date | None) -> date:
-    earliest = day - timedelta(days=WINDOW_DAYS - 1)
+    earliest = earliest_candidate(day)
     if frequency == "weekly":
         return earliest
     if last_digest is None:
@@ -86,17 +87,47 @@ def window_start(frequency: str, day: date, last_digest: date | None) -> date:
     return max(last_digest + timedelta(days=1), earliest)
 
 
+def earliest_candidate(day: date) -> date:
+    """The first day whose new papers a digest of `day` may hold (a weekly reader's window, and a
+    daily reader's catch-up, reach this far and no further)."""
+    return day - timedelta(days=WINDOW_DAYS - 1)
+
+
 def load_papers(
-    session: Session, until: date | None = None, new_on: date | None = None
+    session: Session,
+    until: date | None = None,
+    new_on: date | None = None,
+    *,
+    since: date | None = None,
+    ids: Collection[int] | None = None,
 ) -> list[PaperInfo]:
-    """Stored papers (first seen by `until`, or on `new_on`), with appearances up to `until`."""
-    query = select(Paper).order_by(Paper.first_seen, Paper.id)
+    """Stored papers (first seen from `since` to `until`, on `new_on`, or with those `ids`), with
+    their appearances up to `until`. Only the papers asked for are read, whatever the history."""
+    conditions = []
     if until is not None:
-        query = query.where(Paper.first_seen <= until)
+        conditions.append(Paper.first_seen <= until)
+    if since is not None:
+        conditions.append(Paper.first_seen >= since)
     if new_on is not None:
-        query = query.where(Paper.first_seen == new_on)
-    papers = list(session.scalars(query))
-    appearances = select(Appearance.paper_id, Appearance.seen_on, Appearance.position)
+        conditions.append(Paper.first_seen == new_on)
+    if ids is not None:
+        return [
+            paper
+            for chunk in chunked(sorted(ids))
+            for paper in _papers_where(session, until, [*conditions, Paper.id.in_(chunk)])
+        ]
+    return _papers_where(session, until, conditions)
+
+
+def _papers_where(session: Session, until: date | None, conditions: list[Any]) -> list[PaperInfo]:
+    papers = list(
+        session.scalars(select(Paper).where(*conditions).order_by(Paper.first_seen, Paper.id))
+    )
+    appearances = (
+        select(Appearance.paper_id, Appearance.seen_on, Appearance.position)
+        .join(Paper, Paper.id == Appearance.paper_id)
+        .where(*conditions)
+    )
     if until is not None:
         appearances = appearances.where(Appearance.seen_on <= until)
     counts: dict[int, int] = defaultdict(int)
@@ -237,7 +268,7 @@ class _Candidates:
 
     def __init__(self, session: Session, day: date):
         self.day = day
-        earliest = day - timedelta(days=WINDOW_DAYS - 1)
+        earliest = earliest_candidate(day)
         in_window = select(Paper.id).where(Paper.first_seen.between(earliest, day))
         self.window = dict(
             session.execute(
@@ -282,11 +313,18 @@ def drop_excluded(
     return [paper_id for paper_id in candidates if paper_id not in dropped]
 
 
-def load_vectors(session: Session, encoder: embed.Encoder | None) -> dict[int, np.ndarray]:
-    """Stored sentence vectors by paper id (made by this model), for ranking."""
+def load_vectors(
+    session: Session, encoder: embed.Encoder | None, ids: Collection[int]
+) -> dict[int, np.ndarray]:
+    """The stored sentence vectors (made by this model) of the papers with those ids."""
     if encoder is None:
         return {}
-    rows = session.execute(
-        select(PaperVector.paper_id, PaperVector.vectors).where(PaperVector.model == encoder.name)
-    )
-    return {paper_id: embed.unpack(blob) for paper_id, blob in rows}
+    found = {}
+    for chunk in chunked(sorted(ids)):
+        rows = session.execute(
+            select(PaperVector.paper_id, PaperVector.vectors).where(
+                PaperVector.model == encoder.name, PaperVector.paper_id.in_(chunk)
+            )
+        )
+        found.update((paper_id, embed.unpack(blob)) for paper_id, blob in rows)
+    return found

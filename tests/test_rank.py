@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import date
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.history import store_history
 from newsletter import embed
-from newsletter.compose import topic_index
-from newsletter.planning import drop_excluded, load_papers
+from newsletter.compose import compose_day, rank_records, topic_index
+from newsletter.db import Database
+from newsletter.ingest import ingest_paths
+from newsletter.lists import load_lists
+from newsletter.planning import drop_excluded, earliest_candidate, load_papers
 from newsletter.rank import PaperText, TopicIndex, parse_topics, tokenize
+from newsletter.subscribers import sync_subscribers
+
+from .conftest import SEEDS, TODAY
 
 
 @pytest.fixture
@@ -300,3 +308,25 @@ def test_no_topic_can_crash_ranking_or_be_misreported(small_index, topic):
         assert len(ranked.why) == len(ranked.matched)
         for matched, why in zip(ranked.matched, ranked.why, strict=True):
             assert why.startswith(f"{matched} (")
+
+
+def test_papers_stored_long_before_change_no_score_and_no_digest(settings, seeded_db, demo):
+    """A store that has run for months ranks a day's papers exactly as a new one: the papers that
+    can no longer be mailed are neither read nor counted in the word statistics."""
+    day = date(2026, 3, 11)
+    aged_settings = replace(settings, database_url=f"sqlite:///{demo / 'aged.db'}")
+    aged = Database(aged_settings.database_url)
+    ingest_paths(aged, [SEEDS], TODAY)
+    store_history(aged, earliest_candidate(day), 90)  # (stored with no sentence vectors)
+    for db in (seeded_db, aged):
+        sync_subscribers(db, load_lists([demo / "subscribers"]))
+
+    def digests(db, day_settings):
+        composition = compose_day(db, day_settings, day, persist=False)
+        return {o.email: [(c.title, c.why) for c in o.cards] for o in composition.outgoing}
+
+    topics = ("quantization", "graph neural networks", "efficient LLM inference")
+    assert rank_records(aged, topics, day, 10) == rank_records(seeded_db, topics, day, 10)
+    fresh = digests(seeded_db, settings)
+    assert fresh and digests(aged, aged_settings) == fresh
+    aged.close()
