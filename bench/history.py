@@ -30,8 +30,8 @@ DAYS_A_YEAR = 365
 def store_history(db: Any, before: date, days: int, seed: int = 11) -> int:
     """`days` days of synthetic papers, one dump each, the last on the day before `before`:
     bulk INSERTs, as ingest would leave them (papers, dumps, appearances). Returns the papers."""
-    from newsletter.db import Appearance, Dump, Paper, insert_in_batches
-    from newsletter.dumps import normalize_title
+    from newsletter.ingest.dumps import normalize_title
+    from newsletter.store.db import Appearance, Dump, Paper, insert_in_batches
 
     rng = random.Random(seed)
     dumps, papers, appearances = [], [], []
@@ -72,13 +72,13 @@ def store_history(db: Any, before: date, days: int, seed: int = 11) -> int:
 
 
 def measure(years: float, subscribers: int, work: Path) -> dict[str, Any]:
-    from newsletter.compose import compose_day
     from newsletter.config import load_settings
-    from newsletter.db import Database
-    from newsletter.ingest import ingest_paths
-    from newsletter.lists import load_lists
-    from newsletter.planning import earliest_candidate
-    from newsletter.subscribers import sync_subscribers
+    from newsletter.digests.compose import compose_day
+    from newsletter.digests.plan import earliest_candidate
+    from newsletter.ingest.intake import ingest_paths
+    from newsletter.store.db import Database
+    from newsletter.subscribers.lists import load_lists
+    from newsletter.subscribers.sync import sync_subscribers
 
     write_list(work / "subscribers" / "list.csv", subscribers)
     settings = load_settings(

@@ -187,15 +187,15 @@ class _Clock:
 
 def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict[str, Any]:
     from bench.synthetic import write_list
-    from newsletter.compose import compose_day, stored_digests
-    from newsletter.daily import smtp_options
-    from newsletter.db import Database
-    from newsletter.deliver import Envelope, SmtpSender
-    from newsletter.ingest import ingest_paths
-    from newsletter.lists import load_lists
-    from newsletter.signing import sign_dkim
-    from newsletter.subscribers import sync_subscribers
-    from newsletter.workers import MessageFactory
+    from newsletter.delivery.smtp import Envelope, SmtpSender
+    from newsletter.delivery.workers import MessageFactory
+    from newsletter.digests.compose import compose_day, stored_digests
+    from newsletter.digests.daily import smtp_options
+    from newsletter.ingest.intake import ingest_paths
+    from newsletter.mail.signing import sign_dkim
+    from newsletter.store.db import Database
+    from newsletter.subscribers.lists import load_lists
+    from newsletter.subscribers.sync import sync_subscribers
 
     topic_sets = write_list(work / "subscribers" / "list.csv", subscribers)
     settings = _settings(work, port)
@@ -264,8 +264,8 @@ def child_run(work: Path, subscribers: int, port: int, dry_run: bool) -> dict[st
     from rich.console import Console
 
     from bench.synthetic import write_list
-    from newsletter.daily import run_day
-    from newsletter.db import Database
+    from newsletter.digests.daily import run_day
+    from newsletter.store.db import Database
 
     write_list(work / "subscribers" / "list.csv", subscribers)
     settings = _settings(work, port)

@@ -30,9 +30,9 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from newsletter import embed
-from newsletter.dumps import normalize_title, parse_dump
-from newsletter.rank import PaperText, TopicIndex
+from newsletter.ingest.dumps import normalize_title, parse_dump
+from newsletter.ranking import embed
+from newsletter.ranking.rank import PaperText, TopicIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -168,9 +168,9 @@ def stored_seed_papers(work: Path, history_days: int) -> tuple[list[PaperText], 
     synthetic papers before the first seed day: ingested, then loaded and indexed by the code
     the digests use (`compose.papers_between`, `compose.topic_index`) for the seeds' days."""
     from bench.history import store_history
-    from newsletter.compose import papers_between, topic_index
-    from newsletter.db import Database
-    from newsletter.ingest import ingest_paths
+    from newsletter.digests.compose import papers_between, topic_index
+    from newsletter.ingest.intake import ingest_paths
+    from newsletter.store.db import Database
 
     db = Database(f"sqlite:///{work / 'ranking.db'}")
     try:

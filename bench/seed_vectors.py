@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from newsletter import embed
-from newsletter.db import Database, Paper
-from newsletter.ingest import ingest_paths
+from newsletter.ingest.intake import ingest_paths
+from newsletter.ranking import embed
+from newsletter.store.db import Database, Paper
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from newsletter import embed
-from newsletter.rank import RelevanceModel, TopicIndex
+from newsletter.ranking import embed
+from newsletter.ranking.rank import RelevanceModel, TopicIndex
 
 from .ranking import TUNING, K, Labels, evaluate, load_labels, our_ranker, seed_papers
 

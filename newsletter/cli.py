@@ -18,32 +18,32 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import DatabaseError
 
-from .bounces import ALREADY as ALREADY_READ
-from .bounces import BounceReport
-from .compose import rank_records
+from .bounces.mailboxes import fetch_imap, read_paths
+from .bounces.rules import ALREADY as ALREADY_READ
+from .bounces.rules import BounceReport
 from .config import Settings, load_settings
-from .daily import LATEST, preview, run_day
-from .db import ACTIVE, NO_ACTION, Database, environmental, unavailable, upgrade_schema
-from .dumps import DAYS_AHEAD
+from .digests.compose import rank_records
+from .digests.daily import LATEST, preview, run_day
+from .digests.plan import paper_records
 from .errors import NewsletterError, SubscriberListError
-from .fetch import MAX_DAYS, fetch_days
-from .history import Status
-from .history import status as run_status
-from .ingest import IngestReport, ingest_paths, latest_dump_date
-from .lists import load_lists, normalize_address
-from .mailboxes import fetch_imap, read_paths
-from .planning import paper_records
-from .rank import parse_topics
+from .ingest.dumps import DAYS_AHEAD
+from .ingest.fetch import MAX_DAYS, fetch_days
+from .ingest.intake import IngestReport, ingest_paths, latest_dump_date
+from .ranking.rank import parse_topics
 from .schedule import next_run, run_forever
-from .subscribers import (
+from .store.db import ACTIVE, NO_ACTION, Database, environmental, unavailable, upgrade_schema
+from .store.runs import Status
+from .store.runs import status as run_status
+from .subscribers.lists import load_lists, normalize_address
+from .subscribers.sync import (
     ALREADY,
     UNKNOWN,
     subscriber_overview,
     subscriber_records,
     sync_subscribers,
 )
-from .subscribers import resubscribe as resubscribe_address
-from .subscribers import unsubscribe as unsubscribe_address
+from .subscribers.sync import resubscribe as resubscribe_address
+from .subscribers.sync import unsubscribe as unsubscribe_address
 
 # Piped output (cron mail, files, tests) gets wide tables instead of 80 folded columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -366,7 +366,7 @@ def status_command(app: App, last: int, as_json: bool) -> None:
 
 
 def _status_report(state: Status, fire: datetime) -> dict[str, Any]:
-    """`newsletter status --json` (SPEC.md)."""
+    """`newsletter status --json` (the README's Commands)."""
     return {
         "runs": [
             {

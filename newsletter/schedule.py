@@ -24,11 +24,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from .bounces.mailboxes import fetch_imap
 from .config import Settings
-from .daily import run_day
-from .db import Database
+from .digests.daily import run_day
 from .errors import NewsletterError
-from .mailboxes import fetch_imap
+from .store.db import Database
 
 log = logging.getLogger("newsletter.schedule")
 MISFIRE_GRACE_SECONDS = 6 * 3600  # a machine that slept through 07:00 still sends by 13:00

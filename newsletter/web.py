@@ -26,11 +26,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
-from .db import Database
 from .errors import NewsletterError
-from .lists import normalize_address
-from .subscribers import is_unsubscribed, unsubscribe
-from .tokens import verify_token
+from .mail.tokens import verify_token
+from .store.db import Database
+from .subscribers.lists import normalize_address
+from .subscribers.sync import is_unsubscribed, unsubscribe
 
 if TYPE_CHECKING:
     import uvicorn

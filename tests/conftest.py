@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
-from newsletter.db import Database
-from newsletter.ingest import ingest_paths
+from newsletter.ingest.intake import ingest_paths
+from newsletter.store.db import Database
 
 from .pg import PostgresServer, binaries
 

@@ -215,7 +215,7 @@ def test_a_long_list_is_summarised(cli, workdir):
 def test_a_database_that_cannot_be_used_is_one_line(cli, workdir):
     (workdir / "damaged.db").write_bytes(b"this is no SQLite file, " * 200)
     (workdir / "afile").write_text("x")
-    assert cli("papers").code == 0  # makes newsletter.db
+    assert cli("papers").code == 0  # makes newsletter.store.db
     read_only = f"sqlite:///file:{workdir / 'newsletter.db'}?mode=ro&uri=true"
     for url, fragment in [
         (f"sqlite:///{workdir / 'damaged.db'}", "file is not a database"),

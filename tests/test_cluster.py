@@ -11,8 +11,8 @@ from datetime import date, timedelta
 from sqlalchemy import func, select, update
 
 from newsletter.config import load_settings
-from newsletter.daily import run_day
-from newsletter.db import SENDING, SENT, Database, Digest, utcnow
+from newsletter.digests.daily import run_day
+from newsletter.store.db import SENDING, SENT, Database, Digest, utcnow
 
 from .conftest import SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer
@@ -142,7 +142,7 @@ def test_claims_that_run_out_between_two_looks_are_still_taken_over(
 ):
     """The sender finds nothing free, then looks for live claims of others: if those ran out in
     between, it must take them rather than finish with them unsent."""
-    from newsletter import daily
+    from newsletter.digests import daily
 
     prepare(workdir, cli, readers=12)
     handler = FaultyHandler()

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from newsletter.config import load_settings
-from newsletter.daily import run_day
-from newsletter.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
-from newsletter.lists import normalize_address
-from newsletter.tokens import verify_token
+from newsletter.digests.daily import run_day
+from newsletter.mail.tokens import verify_token
+from newsletter.store.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
+from newsletter.subscribers.lists import normalize_address
 
 from .conftest import SECRET, SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer, free_port, self_signed_context
@@ -284,8 +284,8 @@ def test_messages_arrive_byte_for_byte_and_the_library_is_left_as_it_was():
     import aiosmtplib.protocol
     import aiosmtplib.smtp
 
-    from newsletter.daily import smtp_options
-    from newsletter.deliver import Envelope, SmtpSender
+    from newsletter.delivery.smtp import Envelope, SmtpSender
+    from newsletter.digests.daily import smtp_options
 
     assert aiosmtplib.protocol.normalize_message_line_endings.__module__ == "aiosmtplib.protocol"
     assert aiosmtplib.smtp.normalize_message_line_endings.__module__ == "aiosmtplib.protocol"
@@ -333,7 +333,7 @@ DATA_PIECES = [b"\r\n", b"\r", b"\n", b".", b"..", b"x", b"From ", b"=\r\n", b"\
 def test_the_fast_data_payload_is_the_librarys_on_the_same_bytes(message):
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-    from newsletter.smtpdata import payload
+    from newsletter.delivery.smtpdata import payload
 
     library = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
     ours = payload(message)
@@ -348,7 +348,7 @@ def test_the_fast_data_is_switched_on_per_connection_and_delivers_byte_for_byte(
     import aiosmtplib
     from aiosmtplib.protocol import SMTPProtocol
 
-    from newsletter import smtpdata
+    from newsletter.delivery import smtpdata
 
     message = b"Subject: x\r\n\r\n.leading\r\n..two\r\nend"  # no final line end
     handler = FaultyHandler()
@@ -601,7 +601,7 @@ def test_a_postfix_that_wants_a_qualified_helo_name(db, env, workdir, postfix, m
 
 
 def test_no_setting_shows_the_password():
-    from newsletter.daily import smtp_options
+    from newsletter.digests.daily import smtp_options
 
     settings = load_settings(
         {"NEWSLETTER_SMTP_PASSWORD": "hunter2-secret", "NEWSLETTER_SECRET_KEY": SECRET}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.daily import run_day
-from newsletter.db import Digest
-from newsletter.tokens import verify_token
+from newsletter.digests.daily import run_day
+from newsletter.mail.tokens import verify_token
+from newsletter.store.db import Digest
 
 from .conftest import ROOT, SEEDS, TODAY, abstract_about, make_dump, parse_eml, write_list
 
@@ -232,7 +232,7 @@ def test_a_full_outbox_is_one_line_and_leaves_no_half_written_file(cli, workdir,
 def test_a_run_for_the_latest_date_reports_what_it_ingested(db, demo, settings):
     """`--date latest` ingests the seeds folder before it looks for the newest dump; the run's
     report is of that ingest (not of a second, empty one) and names the day it found."""
-    from newsletter.daily import LATEST
+    from newsletter.digests.daily import LATEST
 
     summary = run_day(db, settings, LATEST, today=TODAY, dry_run=True)
     assert summary.day == AUG_8 and summary.written >= 4

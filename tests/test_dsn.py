@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter.db import BOUNCE, COMPLAINT
-from newsletter.dsn import AUTO_REPLY, UNRECOGNISED, read_bounce
+from newsletter.bounces.dsn import AUTO_REPLY, UNRECOGNISED, read_bounce
 from newsletter.errors import BounceError
+from newsletter.store.db import BOUNCE, COMPLAINT
 
 from . import bounce_samples as samples
 

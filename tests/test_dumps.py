@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter.apidumps import parse_api_dump
-from newsletter.dumps import find_code_url, infer_date, normalize_title, parse_dump
 from newsletter.errors import DumpError
+from newsletter.ingest.apidumps import parse_api_dump
+from newsletter.ingest.dumps import find_code_url, infer_date, normalize_title, parse_dump
 from newsletter.text import CONTROL
 
 from .conftest import SEEDS, make_dump, seed_bytes

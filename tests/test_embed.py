@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter import embed
+from newsletter.ranking import embed
 
 
 @pytest.fixture(scope="module")

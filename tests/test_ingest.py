@@ -10,9 +10,9 @@ from datetime import date
 
 from sqlalchemy import event, func, select
 
-from newsletter import embed
-from newsletter.db import Appearance, Dump, Paper, PaperVector
-from newsletter.ingest import ingest_paths
+from newsletter.ingest.intake import ingest_paths
+from newsletter.ranking import embed
+from newsletter.store.db import Appearance, Dump, Paper, PaperVector
 
 from .conftest import SEEDS, TODAY, abstract_about, make_dump
 
@@ -139,7 +139,8 @@ def test_control_characters_never_reach_titles(db, tmp_path):
 def test_a_big_dump_is_taken_in_chunks_and_a_huge_one_refused_in_one_line(
     db, tmp_path, monkeypatch
 ):
-    from newsletter import embed, ingest
+    from newsletter.ingest import intake as ingest
+    from newsletter.ranking import embed
 
     monkeypatch.setattr(embed, "load", lambda: None)  # words only: 1,200 papers' vectors cost 10 s
     if db.engine.dialect.name == "sqlite":  # as old SQLite builds have it: 999 variables

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.daily import run_day
+from newsletter.digests.daily import run_day
 
 from .browser import chromium, html_part, measure, without_style_blocks
 from .conftest import ROOT, SECRET, SEEDS, TODAY
@@ -30,7 +30,7 @@ needs_spamassassin = pytest.mark.skipif(
 def digests(tmp_path_factory) -> list[Path]:
     """The demo's digests: the seeds and the shipped lists, dry-run for the latest dump date."""
     from newsletter.config import load_settings
-    from newsletter.db import Database
+    from newsletter.store.db import Database
 
     work = tmp_path_factory.mktemp("demo")
     shutil.copytree(SEEDS, work / "seeds")

@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from newsletter.db import Base, Database, _alembic_config, current_revision, head_revision
+from newsletter.store.db import Base, Database, _alembic_config, current_revision, head_revision
 
 
 def test_an_empty_database_is_migrated_to_exactly_the_models(database_url, cli):
@@ -85,7 +85,7 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_data(database_u
 
 OPEN_DATABASE = """
 import os
-from newsletter.db import Database
+from newsletter.store.db import Database
 with Database(os.environ["NEWSLETTER_DATABASE_URL"]).session() as session:
     session.execute(__import__("sqlalchemy").text("SELECT count(*) FROM papers")).scalar_one()
 """
@@ -124,7 +124,7 @@ def test_the_head_written_in_db_py_is_the_migrations_head(tmp_path):
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from newsletter.db import HEAD_REVISION
+    from newsletter.store.db import HEAD_REVISION
 
     assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == HEAD_REVISION
     database = Database(f"sqlite:///{tmp_path / 'x.db'}")

@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.history import store_history
-from newsletter import embed
-from newsletter.compose import compose_day, rank_records, topic_index
-from newsletter.db import Database
-from newsletter.ingest import ingest_paths
-from newsletter.lists import load_lists
-from newsletter.planning import drop_excluded, earliest_candidate, load_papers
-from newsletter.rank import PaperText, TopicIndex, parse_topics, tokenize
-from newsletter.subscribers import sync_subscribers
+from newsletter.digests.compose import compose_day, rank_records, topic_index
+from newsletter.digests.plan import drop_excluded, earliest_candidate, load_papers
+from newsletter.ingest.intake import ingest_paths
+from newsletter.ranking import embed
+from newsletter.ranking.rank import PaperText, TopicIndex, parse_topics, tokenize
+from newsletter.store.db import Database
+from newsletter.subscribers.lists import load_lists
+from newsletter.subscribers.sync import sync_subscribers
 
 from .conftest import SEEDS, TODAY
 

@@ -21,11 +21,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from newsletter.config import load_settings
-from newsletter.digest import Outgoing
-from newsletter.render import DigestContent, PaperCard, Renderer
+from newsletter.delivery.workers import MessageFactory, digest_content
+from newsletter.mail.render import DigestContent, PaperCard, Renderer
+from newsletter.mail.tokens import mailbox_address, unsubscribe_url
+from newsletter.records import Outgoing
 from newsletter.text import clean_name
-from newsletter.tokens import mailbox_address, unsubscribe_url
-from newsletter.workers import MessageFactory, digest_content
 
 CARDS = (
     PaperCard(

@@ -16,10 +16,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bench.synthetic import write_list as write_synthetic
-from newsletter import daily, workers
 from newsletter.config import load_settings
-from newsletter.daily import run_day
-from newsletter.db import SENT, Database, Digest
+from newsletter.delivery import workers
+from newsletter.digests import daily
+from newsletter.digests.daily import run_day
+from newsletter.store.db import SENT, Database, Digest
 
 from .conftest import ROOT, SECRET, SEEDS, TODAY
 from .smtp_server import FaultyHandler, SmtpServer

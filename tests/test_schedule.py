@@ -17,8 +17,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from newsletter.config import load_settings
-from newsletter.leases import LeaseHeld, acquire
 from newsletter.schedule import create_scheduler, next_run
+from newsletter.store.leases import LeaseHeld, acquire
 
 from .conftest import SECRET, SEEDS, abstract_about, make_dump, write_list
 from .smtp_server import FaultyHandler, SmtpServer

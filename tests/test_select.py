@@ -8,11 +8,11 @@ from datetime import date
 import pytest
 from sqlalchemy import update
 
-from newsletter.compose import compose_day
-from newsletter.db import SENT, Digest
-from newsletter.ingest import ingest_paths
-from newsletter.lists import load_lists
-from newsletter.subscribers import sync_subscribers
+from newsletter.digests.compose import compose_day
+from newsletter.ingest.intake import ingest_paths
+from newsletter.store.db import SENT, Digest
+from newsletter.subscribers.lists import load_lists
+from newsletter.subscribers.sync import sync_subscribers
 
 from .conftest import TODAY, abstract_about, make_dump, write_list
 
@@ -29,7 +29,7 @@ def words_only(monkeypatch):
     """Which papers a date's digests may hold is what these tests check, not how relevance is
     judged: the ranker goes by words alone here (as without the `semantic` extra), which spares
     embedding 38 made-up papers. Ranking by meaning is tested in test_rank and on the seeds."""
-    from newsletter import embed
+    from newsletter.ranking import embed
 
     monkeypatch.setattr(embed, "load", lambda: None)
 

@@ -8,10 +8,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from newsletter.db import UNSUBSCRIBED, Subscriber
 from newsletter.errors import NewsletterError, SubscriberListError
-from newsletter.lists import Preferences, load_lists
-from newsletter.subscribers import sync_subscribers
+from newsletter.store.db import UNSUBSCRIBED, Subscriber
+from newsletter.subscribers.lists import Preferences, load_lists
+from newsletter.subscribers.sync import sync_subscribers
 
 from .conftest import ROOT, write_list
 
@@ -387,7 +387,7 @@ ADDRESS_PIECES = [
 @hypothesis_settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(ADDRESS_PIECES), min_size=1, max_size=12).map("".join))
 def test_the_quick_address_check_agrees_with_email_validator(text):
-    from newsletter.lists import _validated, normalize_address
+    from newsletter.subscribers.lists import _validated, normalize_address
 
     try:
         expected = _validated(text)

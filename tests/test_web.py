@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.config import load_settings
-from newsletter.daily import run_day
-from newsletter.db import Subscriber
-from newsletter.tokens import unsubscribe_token
+from newsletter.digests.daily import run_day
+from newsletter.mail.tokens import unsubscribe_token
+from newsletter.store.db import Subscriber
 
 from .conftest import TODAY, parse_eml
 from .smtp_server import free_port
@@ -231,7 +231,7 @@ def test_a_busy_database_delays_an_unsubscribe_but_never_loses_it(server, db, wo
 def test_a_database_locked_for_too_long_answers_503_with_retry_after(cli, env, demo, workdir):
     from starlette.testclient import TestClient
 
-    from newsletter.db import Database
+    from newsletter.store.db import Database
     from newsletter.web import create_app
 
     assert cli("subscribers").code == 0

@@ -78,7 +78,7 @@ def test_the_wheel_carries_the_templates_and_the_seed_vectors(installed):
         "newsletter/templates/digest.html",
         "newsletter/templates/digest.txt",
         "newsletter/data/seed-vectors.npz",
-        "newsletter/migrations/versions/0001_initial.py",
+        "newsletter/store/migrations/versions/0001_initial.py",
     } <= names
 
 

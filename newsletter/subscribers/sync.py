@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from .db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, insert_in_batches, utcnow
-from .errors import NewsletterError, UnknownSubscriberError
+from ..errors import NewsletterError, UnknownSubscriberError
+from ..store.db import ACTIVE, UNSUBSCRIBED, Database, Subscriber, insert_in_batches, utcnow
 from .lists import SubscriberRow, normalize_address
 
 
@@ -173,7 +173,7 @@ def is_unsubscribed(db: Database, email: str) -> bool:
 
 def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str, Any]]:
     """Every known address (the first `limit` by address) as `newsletter subscribers --json`
-    prints it (SPEC.md)."""
+    prints it (the README's Commands)."""
     now = utcnow()
     with db.session() as session:
         return [

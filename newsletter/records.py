@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from .render import PaperCard
+from .mail.render import PaperCard
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from .errors import NewsletterError
+from ..errors import NewsletterError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -158,7 +158,8 @@ class Subscriber(Base):
     # Why it is suspended or unsubscribed, when a bounce or a complaint did it ("complaint",
     # "bounce 5.1.1", "bounce score"); None otherwise.
     status_reason: Mapped[str | None] = mapped_column(String(64), default=None)
-    # Bounces add to the score, which halves every week (see `bounces`); it is as of score_at.
+    # Bounces add to the score, which halves every 30 days (`subscribers.sync.BOUNCE_HALF_LIFE`);
+    # it is as of bounce_score_at.
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
     bounce_score_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -27,8 +27,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .config import Settings
-from .db import (
+from ..config import Settings
+from ..errors import NewsletterError
+from ..mail.tokens import read_verp_token
+from ..store.db import (
     ACTIVE,
     BOUNCE,
     COMPLAINT,
@@ -44,11 +46,9 @@ from .db import (
     Subscriber,
     utcnow,
 )
+from ..subscribers.lists import normalize_address
+from ..subscribers.sync import current_score
 from .dsn import AUTO_REPLY, Failure, Reading, read_bounce
-from .errors import NewsletterError
-from .lists import normalize_address
-from .subscribers import current_score
-from .tokens import read_verp_token
 
 SUSPEND_SCORE = 4.0
 PERMANENT_WEIGHT = 1.0

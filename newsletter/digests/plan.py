@@ -18,8 +18,10 @@ import numpy as np
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from . import embed
-from .db import (
+from ..mail.render import Listing
+from ..ranking import embed
+from ..ranking.rank import PaperText, TopicIndex
+from ..store.db import (
     ACTIVE,
     LIVE_STATES,
     Appearance,
@@ -31,10 +33,8 @@ from .db import (
     Subscriber,
     chunked,
 )
-from .lists import Preferences
-from .outbox import WINDOW_DAYS
-from .rank import PaperText, TopicIndex
-from .render import Listing
+from ..store.outbox import WINDOW_DAYS
+from ..subscribers.lists import Preferences
 
 WEEKLY_DAY = 0  # Monday
 
@@ -155,8 +155,8 @@ def _papers_where(session: Session, until: date | None, conditions: list[Any]) -
 
 
 def paper_records(db: Database, new_on: date | None) -> list[dict[str, Any]]:
-    """Stored papers as `newsletter papers --json` prints them (SPEC.md): those new on `new_on`
-    in their order on that day's page, or all of them."""
+    """Stored papers as `newsletter papers --json` prints them (the README's Commands): those new
+    on `new_on` in their order on that day's page, or all of them."""
     with db.session() as session:
         stored = load_papers(session, new_on=new_on)
     if new_on is not None:

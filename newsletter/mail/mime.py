@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
 
-from .config import Settings
+from ..config import Settings
+from ..text import clean_name
 from .render import DigestShape, Pieces, reader_values
-from .text import clean_name
 from .tokens import unsubscribe_token
 
 LINE = 76  # RFC 2045's quoted-printable lines, and RFC 2047's lines holding encoded-words

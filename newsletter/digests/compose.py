@@ -18,9 +18,14 @@ from typing import Any
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from . import embed
-from .config import Settings
-from .db import (
+from ..config import Settings
+from ..errors import UnknownSubscriberError
+from ..mail.render import PaperCard
+from ..mail.tokens import message_id_for
+from ..ranking import embed
+from ..ranking.rank import TopicIndex
+from ..records import Outgoing
+from ..store.db import (
     ACTIVE,
     FAILED,
     PENDING,
@@ -35,12 +40,10 @@ from .db import (
     insert_in_batches,
     utcnow,
 )
-from .digest import Outgoing
-from .errors import UnknownSubscriberError
-from .leases import Heartbeat, wait_for_lease
-from .lists import normalize_address
-from .outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
-from .planning import (
+from ..store.leases import Heartbeat, wait_for_lease
+from ..store.outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
+from ..subscribers.lists import normalize_address
+from .plan import (
     Due,
     PaperInfo,
     drop_excluded,
@@ -49,9 +52,6 @@ from .planning import (
     load_vectors,
     plan_day,
 )
-from .rank import TopicIndex
-from .render import PaperCard
-from .tokens import message_id_for
 
 
 @dataclass

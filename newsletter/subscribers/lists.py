@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from email_validator import EmailNotValidError, validate_email
 
-from .errors import NewsletterError, SubscriberListError
-from .text import CONTROL, clean_name
+from ..errors import NewsletterError, SubscriberListError
+from ..text import CONTROL, clean_name
 
 FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
 FREQUENCIES = ("daily", "weekly")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from .config import Settings
+from ..config import Settings
 
 # Headers the signature covers; RFC 8058 asks for both List-Unsubscribe headers.
 DKIM_HEADERS = (

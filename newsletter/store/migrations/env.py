@@ -1,11 +1,11 @@
 """Alembic's entry point for `newsletter db upgrade` (and the automatic upgrade on start): runs on
-the connection `newsletter.db.upgrade` hands over, against the models' metadata."""
+the connection `newsletter.store.db.upgrade` hands over, against the models' metadata."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from newsletter.db import Base
+from newsletter.store.db import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

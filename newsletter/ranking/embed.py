@@ -296,7 +296,7 @@ class _VectorCache:
 # Vectors that come with the package: those of the sample dumps in `seeds/`, made by
 # `python -m bench.seed_vectors` (float16, as papers' vectors are stored), so that `make demo` on a
 # fresh machine does not spend half a minute making them. Used only for the same model and code.
-SHIPPED = Path(__file__).resolve().parent / "data" / "seed-vectors.npz"
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "seed-vectors.npz"
 
 
 @cache

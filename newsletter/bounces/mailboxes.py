@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .bounces import BounceReport, handle_message
-from .config import Settings, is_loopback
-from .db import Database
-from .errors import BounceError, ConfigError
+from ..config import Settings, is_loopback
+from ..errors import BounceError, ConfigError
+from ..store.db import Database
+from .rules import BounceReport, handle_message
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import quote
 
-from .files import write_atomically
+from ..files import write_atomically
 
 # Characters an address may hold that are unsafe or awkward in a file name get %-escaped.
 _FILE_SAFE = "@.+-_=!#$&'*^`{|}~"

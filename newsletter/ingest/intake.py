@@ -18,11 +18,11 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import embed
+from ..errors import DumpError, NewsletterError
+from ..ranking import embed
+from ..store.db import Appearance, Database, Dump, Paper, PaperVector, chunked
 from .apidumps import is_api_dump, parse_api_dump
-from .db import Appearance, Database, Dump, Paper, PaperVector, chunked
 from .dumps import DumpPaper, ParsedDump, parse_dump
-from .errors import DumpError, NewsletterError
 
 
 @dataclass(frozen=True)

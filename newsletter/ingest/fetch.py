@@ -20,14 +20,14 @@ from pathlib import Path
 
 import httpx
 
-from . import __version__
+from .. import __version__
+from ..config import Settings
+from ..errors import DumpError
+from ..files import write_atomically
+from ..store.db import Database
+from ..store.runs import record_fetch
 from .apidumps import file_name, parse_api_dump
-from .config import Settings
-from .db import Database
-from .errors import DumpError
-from .files import write_atomically
-from .history import record_fetch
-from .ingest import MAX_DUMP_BYTES, IngestReport, ingest_paths
+from .intake import MAX_DUMP_BYTES, IngestReport, ingest_paths
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from .errors import DumpError
-from .text import CONTROL
+from ..errors import DumpError
+from ..text import CONTROL
 
 MONTHS = {
     name: number

@@ -22,10 +22,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .compose import StoredDigests, compose_day, compose_for, compose_shared
-from .config import Settings
-from .db import DEFERRED, FAILED, PENDING, SENT, Database, utcnow
-from .deliver import (
+from ..config import Settings
+from ..delivery.eml import EmlFolder
+from ..delivery.smtp import (
     DEFERRED_OUTCOME,
     FAILED_OUTCOME,
     SENT_OUTCOME,
@@ -35,17 +34,18 @@ from .deliver import (
     SmtpOptions,
     SmtpSender,
 )
-from .digest import Outgoing
-from .dumps import DAYS_AHEAD
-from .eml import EmlFolder
-from .errors import NewsletterError
-from .fetch import fetch_days
-from .files import write_atomically
-from .history import finish_record, start_record
-from .ingest import IngestReport, ingest_paths, latest_dump_date
-from .leases import Heartbeat, holder_name
-from .lists import load_lists
-from .outbox import (
+from ..delivery.workers import MessageMaker, digest_content
+from ..errors import NewsletterError
+from ..files import write_atomically
+from ..ingest.dumps import DAYS_AHEAD
+from ..ingest.fetch import fetch_days
+from ..ingest.intake import IngestReport, ingest_paths, latest_dump_date
+from ..mail.render import Renderer, day_label
+from ..mail.tokens import mailbox_address, scheduled_time, verp_address
+from ..records import Outgoing
+from ..store.db import DEFERRED, FAILED, PENDING, SENT, Database, utcnow
+from ..store.leases import Heartbeat, holder_name
+from ..store.outbox import (
     OUTBOX_BATCH,
     OutcomeRecorder,
     claim_batch,
@@ -54,10 +54,10 @@ from .outbox import (
     release_claims,
     renew_claims,
 )
-from .render import Renderer, day_label
-from .subscribers import SyncReport, sync_subscribers
-from .tokens import mailbox_address, scheduled_time, verp_address
-from .workers import MessageMaker, digest_content
+from ..store.runs import finish_record, start_record
+from ..subscribers.lists import load_lists
+from ..subscribers.sync import SyncReport, sync_subscribers
+from .compose import StoredDigests, compose_day, compose_for, compose_shared
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from jinja2 import (
 from jinja2.runtime import Context
 from markupsafe import escape
 
-from .text import clean_name
+from ..text import clean_name
 
 EXCERPT_CHARS = 300
 SUBJECT_TITLE_CHARS = 90

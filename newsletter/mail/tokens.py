@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 import idna
 
-from .config import Settings
+from ..config import Settings
 
 TOKEN_SIGNATURE_CHARS = 32
 

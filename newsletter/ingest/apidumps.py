@@ -2,9 +2,9 @@
 as a text dump (pure: bytes in, records out).
 
 The answer is a JSON list in page order; each item carries a `paper` object with its arXiv id,
-title, summary, authors and upvotes (SPEC.md, Input 1b). Unknown keys are ignored and optional ones
-may be missing, but an answer that is not such a list, or an item without an arXiv id or a title,
-is refused whole with one line naming the file and the item: `DumpError`.
+title, summary, authors and upvotes (the README's Inputs). Unknown keys are ignored and optional
+ones may be missing, but an answer that is not such a list, or an item without an arXiv id or a
+title, is refused whole with one line naming the file and the item: `DumpError`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import re
 from datetime import date
 from typing import Any
 
+from ..errors import DumpError
+from ..text import CONTROL
 from .dumps import DumpPaper, ParsedDump, decode_dump, find_code_url
-from .errors import DumpError
-from .text import CONTROL
 
 FILE_NAME = re.compile(r"daily_papers-(\d{4}-\d{2}-\d{2})\.json")
 # New-style ids (2503.01234, with an optional version) and old-style ones (hep-th/9901001): the id

@@ -30,8 +30,8 @@ from typing import Any
 
 from flufl.bounce import all_failures
 
-from .db import BOUNCE, COMPLAINT
-from .errors import BounceError
+from ..errors import BounceError
+from ..store.db import BOUNCE, COMPLAINT
 
 MAX_BOUNCE_BYTES = 16 * 2**20  # a bounce returns at most the original digest (~100 KB) and text
 

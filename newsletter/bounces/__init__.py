@@ -1,0 +1,1 @@
+"""Mail back: bounce mailboxes read, DSN/ARF understood, the rules applied to readers."""

@@ -1,0 +1,1 @@
+"""Relevance of papers to a reader's topics: words (BM25) and meaning (sentence vectors)."""

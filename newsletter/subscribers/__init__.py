@@ -1,0 +1,1 @@
+"""The subscriber lists: read and validated (YAML, CSV), then synced to the store."""
