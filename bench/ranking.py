@@ -32,7 +32,8 @@ import Stemmer
 
 from newsletter.ingest.dumps import normalize_title, parse_dump
 from newsletter.ranking import embed
-from newsletter.ranking.rank import PaperText, TopicIndex
+from newsletter.ranking.rank import TopicIndex
+from newsletter.records import PaperText
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent

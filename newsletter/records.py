@@ -1,24 +1,61 @@
-"""One reader's digest as composing hands it to the message makers (in this process or in worker
-processes, so this module stays light: no database, no ranking)."""
+"""The plain values the stages hand each other: a paper as the pages list it, as ranking reads it
+and as the store keeps it, and what a reader asks for. No behaviour, no imports of the package:
+every room may use them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 
-from .mail.render import PaperCard
+
+@dataclass(frozen=True)
+class Listing:
+    """A paper as the pages list it: what planning loads and a card shows (one record, so the
+    stages do not copy fields by hand)."""
+
+    title: str
+    abstract: str
+    code_url: str | None
+    appearances: int
+    best_position: int
+    best_date: date
+    # Known for papers from the Daily Papers API: they are linked directly.
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperInfo(Listing):
+    """A stored paper with its trending signal as of some date."""
+
+    id: int
+    first_seen: date
+
+    def text(self) -> PaperText:
+        return PaperText(
+            self.id, self.title, self.abstract, self.appearances, self.best_position, self.upvotes
+        )
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    """One digest ready to render and deliver."""
+class PaperText:
+    """What ranking needs to know of a paper."""
 
-    digest_id: int | None  # None in a dry-run: nothing is stored
-    subscriber_id: int  # with `day`, what the VERP envelope sender names
-    day: date
-    email: str
-    name: str
+    id: int
+    title: str
+    abstract: str
+    appearances: int = 1
+    best_position: int = 1
+    upvotes: int | None = None
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a reader asks for: topics, phrases that rule a paper out, at most how many papers,
+    and how often."""
+
     topics: tuple[str, ...]
+    exclude: tuple[str, ...]
+    max_papers: int
     frequency: str
-    message_id: str
-    cards: tuple[PaperCard, ...]

@@ -16,7 +16,8 @@ from newsletter.digests.compose import compose_day, rank_records, topic_index
 from newsletter.digests.plan import drop_excluded, earliest_candidate, load_papers
 from newsletter.ingest.intake import ingest_paths
 from newsletter.ranking import embed
-from newsletter.ranking.rank import PaperText, TopicIndex, parse_topics, tokenize
+from newsletter.ranking.rank import TopicIndex, parse_topics, tokenize
+from newsletter.records import PaperText
 from newsletter.store.db import Database
 from newsletter.subscribers.lists import load_lists
 from newsletter.subscribers.sync import sync_subscribers

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from newsletter.config import load_settings
 from newsletter.delivery.workers import MessageFactory, digest_content
+from newsletter.mail.outgoing import Outgoing
 from newsletter.mail.render import DigestContent, PaperCard, Renderer
 from newsletter.mail.tokens import mailbox_address, unsubscribe_url
-from newsletter.records import Outgoing
 from newsletter.text import clean_name
 
 CARDS = (

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from newsletter.errors import NewsletterError, SubscriberListError
+from newsletter.records import Preferences
 from newsletter.store.db import UNSUBSCRIBED, Subscriber
-from newsletter.subscribers.lists import Preferences, load_lists
+from newsletter.subscribers.lists import load_lists
 from newsletter.subscribers.sync import sync_subscribers
 
 from .conftest import ROOT, write_list

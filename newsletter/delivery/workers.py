@@ -18,10 +18,10 @@ from email.utils import parseaddr
 
 from ..config import Settings
 from ..mail.mime import Letterhead, MessageShape
+from ..mail.outgoing import Outgoing
 from ..mail.render import DigestContent, Renderer, greeting_name
 from ..mail.signing import sign_dkim
 from ..mail.tokens import mailbox_address, unsubscribe_url
-from ..records import Outgoing
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream

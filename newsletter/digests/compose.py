@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import UnknownSubscriberError
+from ..mail.outgoing import Outgoing
 from ..mail.render import PaperCard
 from ..mail.tokens import message_id_for
 from ..ranking import embed
 from ..ranking.rank import TopicIndex
-from ..records import Outgoing
 from ..store.db import (
     ACTIVE,
     FAILED,

@@ -40,9 +40,9 @@ from ..files import write_atomically
 from ..ingest.dumps import DAYS_AHEAD
 from ..ingest.fetch import fetch_days
 from ..ingest.intake import IngestReport, ingest_paths, latest_dump_date
+from ..mail.outgoing import Outgoing
 from ..mail.render import Renderer, day_label
 from ..mail.tokens import mailbox_address, scheduled_time, verp_address
-from ..records import Outgoing
 from ..store.db import DEFERRED, FAILED, PENDING, SENT, Database, utcnow
 from ..store.leases import Heartbeat, holder_name
 from ..store.outbox import (

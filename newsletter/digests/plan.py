@@ -18,9 +18,9 @@ import numpy as np
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from ..mail.render import Listing
 from ..ranking import embed
-from ..ranking.rank import PaperText, TopicIndex
+from ..ranking.rank import TopicIndex
+from ..records import PaperInfo, Preferences
 from ..store.db import (
     ACTIVE,
     LIVE_STATES,
@@ -34,22 +34,8 @@ from ..store.db import (
     chunked,
 )
 from ..store.outbox import WINDOW_DAYS
-from ..subscribers.lists import Preferences
 
 WEEKLY_DAY = 0  # Monday
-
-
-@dataclass(frozen=True, kw_only=True)
-class PaperInfo(Listing):
-    """A stored paper with its trending signal as of some date."""
-
-    id: int
-    first_seen: date
-
-    def text(self) -> PaperText:
-        return PaperText(
-            self.id, self.title, self.abstract, self.appearances, self.best_position, self.upvotes
-        )
 
 
 @dataclass(frozen=True)

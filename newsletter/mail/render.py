@@ -34,6 +34,7 @@ from jinja2 import (
 from jinja2.runtime import Context
 from markupsafe import escape
 
+from ..records import Listing
 from ..text import clean_name
 
 EXCERPT_CHARS = 300
@@ -47,23 +48,6 @@ def default_templates() -> Path:
 
 
 AUTHORS_SHOWN = 3  # then "et al."
-
-
-@dataclass(frozen=True)
-class Listing:
-    """A paper as the pages list it: what planning loads and a card shows (one record, so the
-    stages do not copy fields by hand)."""
-
-    title: str
-    abstract: str
-    code_url: str | None
-    appearances: int
-    best_position: int
-    best_date: date
-    # Known for papers from the Daily Papers API: they are linked directly.
-    arxiv_id: str | None = None
-    authors: tuple[str, ...] = ()
-    upvotes: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,6 +37,7 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
+from ..records import PaperText
 from . import embed
 from .embed import Encoder
 
@@ -95,18 +96,6 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("knowledge graph", "kg"),
     ("object detection", "object detector"),
 )
-
-
-@dataclass(frozen=True)
-class PaperText:
-    """What ranking needs to know of a paper."""
-
-    id: int
-    title: str
-    abstract: str
-    appearances: int = 1
-    best_position: int = 1
-    upvotes: int | None = None
 
 
 @dataclass(frozen=True)

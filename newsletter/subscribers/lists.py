@@ -16,6 +16,7 @@ import yaml
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import NewsletterError, SubscriberListError
+from ..records import Preferences
 from ..text import CONTROL, clean_name
 
 FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
@@ -23,17 +24,6 @@ FREQUENCIES = ("daily", "weekly")
 DEFAULT_MAX_PAPERS = 10
 MAX_PAPERS_LIMIT = 100
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
-
-
-@dataclass(frozen=True)
-class Preferences:
-    """What a reader asks for: topics, phrases that rule a paper out, at most how many papers,
-    and how often."""
-
-    topics: tuple[str, ...]
-    exclude: tuple[str, ...]
-    max_papers: int
-    frequency: str
 
 
 @dataclass(frozen=True)
