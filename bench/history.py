@@ -30,8 +30,8 @@ DAYS_A_YEAR = 365
 def store_history(db: Any, before: date, days: int, seed: int = 11) -> int:
     """`days` days of synthetic papers, one dump each, the last on the day before `before`:
     bulk INSERTs, as ingest would leave them (papers, dumps, appearances). Returns the papers."""
-    from newsletter.ingest.dumps import normalize_title
     from newsletter.store.db import Appearance, Dump, Paper, insert_in_batches
+    from newsletter.text import normalize_title
 
     rng = random.Random(seed)
     dumps, papers, appearances = [], [], []

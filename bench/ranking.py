@@ -30,10 +30,11 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from newsletter.ingest.dumps import normalize_title, parse_dump
+from newsletter.ingest.dumps import parse_dump
 from newsletter.ranking import embed
 from newsletter.ranking.rank import TopicIndex
 from newsletter.records import PaperText
+from newsletter.text import normalize_title
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent

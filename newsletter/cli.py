@@ -28,10 +28,11 @@ from .digests.plan import paper_records
 from .errors import NewsletterError, SubscriberListError
 from .ingest.dumps import DAYS_AHEAD
 from .ingest.fetch import MAX_DAYS, fetch_days
-from .ingest.intake import IngestReport, ingest_paths, latest_dump_date
+from .ingest.intake import IngestReport, ingest_paths
 from .ranking.rank import parse_topics
 from .schedule import next_run, run_forever
 from .store.db import ACTIVE, NO_ACTION, Database, environmental, unavailable, upgrade_schema
+from .store.papers import latest_dump_date
 from .store.runs import Status
 from .store.runs import status as run_status
 from .subscribers.lists import load_lists, normalize_address

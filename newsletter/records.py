@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from .text import normalize_title
+
 
 @dataclass(frozen=True)
 class Listing:
@@ -59,3 +61,28 @@ class Preferences:
     exclude: tuple[str, ...]
     max_papers: int
     frequency: str
+
+
+@dataclass(frozen=True)
+class DumpPaper:
+    position: int  # 1 = the most trending paper of the page
+    title: str
+    abstract: str
+    code_url: str | None
+    # Known only for papers from the Daily Papers API (see `apidumps`).
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    upvotes: int | None = None
+
+    @property
+    def key(self) -> str:
+        return normalize_title(self.title)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    paper_id: int
+    score: float  # relevance blended with trending, 0..1
+    relevance: float  # probability that a reader of its best topic wants it
+    matched: tuple[str, ...]  # the reader's topics it is relevant to, best first
+    why: tuple[str, ...] = ()  # per matched topic: "topic (what matched)"

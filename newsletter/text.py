@@ -4,6 +4,7 @@ worker processes that build messages load this, not the database or the list par
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line separators
@@ -14,3 +15,9 @@ def clean_name(value: Any) -> str:
     if value is None:
         return ""
     return " ".join(CONTROL.sub(" ", str(value)).split())[:200]
+
+
+def normalize_title(title: str) -> str:
+    """A paper's identity: case, accents' composition, punctuation and spacing do not count."""
+    text = unicodedata.normalize("NFKC", title).casefold()
+    return " ".join(re.findall(r"\w+", text))

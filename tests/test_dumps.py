@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from newsletter.errors import DumpError
 from newsletter.ingest.apidumps import parse_api_dump
-from newsletter.ingest.dumps import find_code_url, infer_date, normalize_title, parse_dump
-from newsletter.text import CONTROL
+from newsletter.ingest.dumps import find_code_url, infer_date, parse_dump
+from newsletter.text import CONTROL, normalize_title
 
 from .conftest import SEEDS, make_dump, seed_bytes
 

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 
 from bench.history import store_history
 from newsletter.digests.compose import compose_day, rank_records, topic_index
-from newsletter.digests.plan import drop_excluded, earliest_candidate, load_papers
+from newsletter.digests.plan import drop_excluded, earliest_candidate
 from newsletter.ingest.intake import ingest_paths
 from newsletter.ranking import embed
 from newsletter.ranking.rank import TopicIndex, parse_topics, tokenize
 from newsletter.records import PaperText
 from newsletter.store.db import Database
+from newsletter.store.papers import load_papers
 from newsletter.subscribers.lists import load_lists
 from newsletter.subscribers.sync import sync_subscribers
 

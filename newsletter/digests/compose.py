@@ -7,15 +7,12 @@ or resumed sends exactly the same digest, with the same Message-ID, and never a 
 
 from __future__ import annotations
 
-import json
 import threading
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -25,33 +22,23 @@ from ..mail.render import PaperCard
 from ..mail.tokens import message_id_for
 from ..ranking import embed
 from ..ranking.rank import TopicIndex
-from ..store.db import (
-    ACTIVE,
-    FAILED,
-    PENDING,
-    SENT,
-    ComposedDate,
-    Database,
-    Digest,
-    DigestPaper,
-    Dump,
-    Subscriber,
-    chunked,
-    insert_in_batches,
-    utcnow,
+from ..records import PaperInfo, Ranked
+from ..store.db import FAILED, SENT, Database
+from ..store.digests import (
+    NewDigest,
+    composed_earlier,
+    composition_fingerprint,
+    digest_states,
+    papers_of_digests,
+    record_composition,
+    store_digests,
+    subscriber_id_of,
 )
 from ..store.leases import Heartbeat, wait_for_lease
 from ..store.outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
+from ..store.papers import load_papers, load_vectors
 from ..subscribers.lists import normalize_address
-from .plan import (
-    Due,
-    PaperInfo,
-    drop_excluded,
-    earliest_candidate,
-    load_papers,
-    load_vectors,
-    plan_day,
-)
+from .plan import Due, drop_excluded, earliest_candidate, plan_day
 
 
 @dataclass
@@ -64,8 +51,7 @@ class Composition:
     failed: int = 0  # their digest for this date failed permanently
 
 
-# (paper id, matched topics, why: "topic (what matched)" per topic, score), best first
-Picked = list[tuple[int, tuple[str, ...], tuple[str, ...], float]]
+Picked = list[Ranked]  # a reader's papers, best first
 
 
 def compose_day(
@@ -82,7 +68,7 @@ def compose_day(
         index = topic_index(session, papers.values())
         cards = _Cards(papers)
         earlier = [d.digest_id for d in plan.due if d.digest_id] if keep else []
-        stored = _stored_papers(session, earlier)
+        stored = papers_of_digests(session, earlier)
         rankings: dict[tuple[object, ...], Picked] = {}
         new: list[tuple[Due, Picked]] = []
         for due in plan.due:
@@ -106,9 +92,9 @@ def compose_day(
         # Readers with the same papers side by side (so stored ids too): messages are made per
         # shape of digest, and a shape's rendering is then reused while it is still cached.
         new.sort(key=lambda item: id(item[1]))
-        ids = _store_digests(session, settings, day, new) if persist else {}
+        ids = _store(session, settings, day, new) if persist else {}
         for due, picked in new if keep else ():
-            chosen = cards.of([(pid, why) for pid, _, why, _ in picked])
+            chosen = cards.of([(pick.paper_id, pick.why) for pick in picked])
             composition.outgoing.append(
                 _outgoing(settings, due, ids.get(due.subscriber_id), chosen)
             )
@@ -127,57 +113,17 @@ def compose_shared(
     try:
         with Heartbeat(lease.renew, lease.seconds / 3):
             with db.session() as session:
-                fingerprint = _fingerprint(session)
-                done = session.get(ComposedDate, day)
+                fingerprint = composition_fingerprint(session)
+                done = composed_earlier(session, day)
             if done is not None and done.fingerprint == fingerprint:
-                return _composed_earlier(db, day, done)
+                return _composed_earlier(db, day, done.counts)
             composition = compose_day(db, settings, day, persist=True, keep=False)
             counts = {"skipped": composition.skipped, "not_due": composition.not_due}
             with db.session() as session:
-                session.merge(
-                    ComposedDate(
-                        run_date=day,
-                        fingerprint=fingerprint,
-                        holder=holder,
-                        composed_at=utcnow(),
-                        counts=counts,
-                    )
-                )
+                record_composition(session, day, fingerprint, holder, counts)
             return composition
     finally:
         lease.release()
-
-
-def _composed_earlier(db: Database, day: date, done: ComposedDate) -> Composition:
-    """The counts of a composition made earlier, brought up to date."""
-    composition = Composition(day)
-    composition.skipped = done.counts.get("skipped", 0)
-    composition.not_due = done.counts.get("not_due", 0)
-    with db.session() as session:
-        states = dict(
-            session.execute(
-                select(Digest.state, func.count())
-                .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-                .where(
-                    Digest.digest_date == day,
-                    Subscriber.listed.is_(True),
-                    Subscriber.status == ACTIVE,
-                )
-                .group_by(Digest.state)
-            ).all()
-        )
-    composition.already_sent = states.get(SENT, 0)
-    composition.failed = states.get(FAILED, 0)
-    return composition
-
-
-def _fingerprint(session: Session) -> str:
-    """Changes whenever a subscriber is added, changed, unsubscribed, or a dump is ingested."""
-    subscribers = session.execute(
-        select(func.count(Subscriber.id), func.max(Subscriber.id), func.max(Subscriber.updated_at))
-    ).one()
-    dumps = session.execute(select(func.count(Dump.id), func.max(Dump.id))).one()
-    return "|".join(str(value) for value in (*subscribers, *dumps))
 
 
 class _Cards:
@@ -201,22 +147,20 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
     """One subscriber's digest for `day` as a run would compose it, due or not; None when nothing
     is relevant. Stores nothing."""
     with db.session() as session:
-        subscriber = session.scalar(
-            select(Subscriber).where(Subscriber.email == normalize_address(email))
-        )
-        if subscriber is None:
+        subscriber_id = subscriber_id_of(session, normalize_address(email))
+        if subscriber_id is None:
             raise UnknownSubscriberError(
                 f"{email}: no such subscriber (see `newsletter subscribers`)"
             )
-        (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
+        (due,) = plan_day(session, day, only=subscriber_id, preview=True).due
         papers = mailable_papers(session, day)
         if due.digest_id is not None:
-            stored = _stored_papers(session, [due.digest_id])[due.digest_id]
+            stored = papers_of_digests(session, [due.digest_id])[due.digest_id]
             cards = _Cards(papers).of(stored)
         else:
             index = topic_index(session, papers.values())
             picked = pick_papers(index, due)
-            cards = _Cards(papers).of([(pid, why) for pid, _, why, _ in picked])
+            cards = _Cards(papers).of([(pick.paper_id, pick.why) for pick in picked])
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
 
@@ -232,7 +176,7 @@ class StoredDigests:
     def load(self, ids: list[int]) -> list[Outgoing]:
         with self.db.session() as session:
             digests = digests_by_id(session, ids)
-            stored = _stored_papers(session, ids)
+            stored = papers_of_digests(session, ids)
             wanted = {pid for papers in stored.values() for pid, _ in papers}
             unknown = wanted - self.cards.papers.keys()
             if unknown:
@@ -289,7 +233,8 @@ def topic_index(session: Session, papers: Iterable[PaperInfo]) -> TopicIndex:
     sentence vectors when the `semantic` extra is installed."""
     encoder = embed.load()
     texts = [p.text() for p in papers]
-    vectors = load_vectors(session, encoder, [t.id for t in texts])
+    stored = {} if encoder is None else load_vectors(session, encoder.name, [t.id for t in texts])
+    vectors = {paper_id: embed.unpack(blob) for paper_id, blob in stored.items()}
     return TopicIndex(texts, vectors=vectors, encoder=encoder)
 
 
@@ -317,83 +262,33 @@ def rank_records(
 
 
 def pick_papers(index: TopicIndex, due: Due) -> Picked:
-    """(paper id, matched topics, why, score) of the best relevant papers for this subscriber."""
+    """The best relevant papers for this subscriber, best first."""
     wants = due.preferences
     candidates = drop_excluded(index, due.candidates, wants.exclude)
-    ranked = index.rank(wants.topics, candidates, limit=wants.max_papers)
-    return [(r.paper_id, r.matched, r.why, r.score) for r in ranked]
+    return index.rank(wants.topics, candidates, limit=wants.max_papers)
 
 
-def _stored_papers(
-    session: Session, digest_ids: list[int]
-) -> dict[int, list[tuple[int, tuple[str, ...]]]]:
-    """Per digest, its papers in order with why each was picked (digests stored before reasons
-    were kept show the topics they matched)."""
-    stored: dict[int, list[tuple[int, tuple[str, ...]]]] = defaultdict(list)
-    # The reasons as their stored JSON text, decoded once per distinct text: thousands of rows
-    # repeat the same few.
-    matched_text = cast(DigestPaper.matched, Text)
-    decoded: dict[str, tuple[str, ...]] = {}
-    for chunk in chunked(digest_ids):
-        rows = session.execute(
-            select(DigestPaper.digest_id, DigestPaper.paper_id, DigestPaper.why, matched_text)
-            .where(DigestPaper.digest_id.in_(chunk))
-            .order_by(DigestPaper.digest_id, DigestPaper.rank)
-        )
-        for digest_id, paper_id, why, matched in rows:
-            text = why if why is not None else matched
-            if text not in decoded:
-                decoded[text] = tuple(json.loads(text) or ())
-            stored[digest_id].append((paper_id, decoded[text]))
-    return stored
+def _composed_earlier(db: Database, day: date, counts: dict[str, int]) -> Composition:
+    """The counts of a composition made earlier, brought up to date."""
+    composition = Composition(day)
+    composition.skipped = counts.get("skipped", 0)
+    composition.not_due = counts.get("not_due", 0)
+    with db.session() as session:
+        states = digest_states(session, day)
+    composition.already_sent = states.get(SENT, 0)
+    composition.failed = states.get(FAILED, 0)
+    return composition
 
 
-def _store_digests(
+def _store(
     session: Session, settings: Settings, day: date, new: list[tuple[Due, Picked]]
 ) -> dict[int, int]:
-    """Store the new digests as pending outbox rows with bulk INSERTs (part of the caller's
-    transaction: all of them or none); their ids by subscriber id."""
-    now = utcnow()
-    digests = [
-        {
-            "subscriber_id": due.subscriber_id,
-            "digest_date": day,
-            "window_start": due.window_start,
-            "state": PENDING,
-            "message_id": message_id_for(settings, due.email, day),
-            "subject": "",
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for due, _ in new
-    ]
-    insert_in_batches(session, Digest.__table__, digests)
-    ids = dict(
-        session.execute(
-            select(Digest.subscriber_id, Digest.id).where(Digest.digest_date == day)
-        ).all()
-    )
-    encoded: dict[tuple[str, ...], str] = {}
-
-    def encode(why: tuple[str, ...]) -> str:
-        encoded[why] = json.dumps(list(why), ensure_ascii=False)
-        return encoded[why]
-
-    rows = [
-        {
-            "digest_id": ids[due.subscriber_id],
-            "paper_id": pid,
-            "rank": rank,
-            "score": score,
-            "matched": list(matched),
-            "why": encoded[why] if why in encoded else encode(why),
-        }
-        for due, picked in new
-        for rank, (pid, matched, why, score) in enumerate(picked, start=1)
-    ]
-    insert_in_batches(session, DigestPaper.__table__, rows)
-    return ids
+    """The new digests stored as pending outbox rows; their ids by subscriber id."""
+    rows = []
+    for due, picked in new:
+        message_id = message_id_for(settings, due.email, day)
+        rows.append((NewDigest(due.subscriber_id, due.window_start, message_id), picked))
+    return store_digests(session, day, rows)
 
 
 def _outgoing(

@@ -39,7 +39,7 @@ from ..errors import NewsletterError
 from ..files import write_atomically
 from ..ingest.dumps import DAYS_AHEAD
 from ..ingest.fetch import fetch_days
-from ..ingest.intake import IngestReport, ingest_paths, latest_dump_date
+from ..ingest.intake import IngestReport, ingest_paths
 from ..mail.outgoing import Outgoing
 from ..mail.render import Renderer, day_label
 from ..mail.tokens import mailbox_address, scheduled_time, verp_address
@@ -54,6 +54,7 @@ from ..store.outbox import (
     release_claims,
     renew_claims,
 )
+from ..store.papers import latest_dump_date
 from ..store.runs import finish_record, start_record
 from ..subscribers.lists import load_lists
 from ..subscribers.sync import SyncReport, sync_subscribers

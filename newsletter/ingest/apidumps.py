@@ -16,8 +16,9 @@ from datetime import date
 from typing import Any
 
 from ..errors import DumpError
+from ..records import DumpPaper
 from ..text import CONTROL
-from .dumps import DumpPaper, ParsedDump, decode_dump, find_code_url
+from .dumps import ParsedDump, decode_dump, find_code_url
 
 FILE_NAME = re.compile(r"daily_papers-(\d{4}-\d{2}-\d{2})\.json")
 # New-style ids (2503.01234, with an optional version) and old-style ones (hep-th/9901001): the id

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ..errors import DumpError
+from ..records import DumpPaper
 from ..text import CONTROL
 
 MONTHS = {
@@ -54,22 +54,6 @@ CODE_HOSTS = re.compile(
 ANY_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 CODE_WORDS = re.compile(r"\b(code|implementation|repository|source|github)\b", re.IGNORECASE)
 SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z(\"']")
-
-
-@dataclass(frozen=True)
-class DumpPaper:
-    position: int  # 1 = the most trending paper of the page
-    title: str
-    abstract: str
-    code_url: str | None
-    # Known only for papers from the Daily Papers API (see `apidumps`).
-    arxiv_id: str | None = None
-    authors: tuple[str, ...] = ()
-    upvotes: int | None = None
-
-    @property
-    def key(self) -> str:
-        return normalize_title(self.title)
 
 
 @dataclass(frozen=True)
@@ -123,12 +107,6 @@ def infer_date(month: int, day: int, today: date) -> date:
         if candidate <= latest:
             return candidate
     raise ValueError(f"no year for month {month} day {day}")
-
-
-def normalize_title(title: str) -> str:
-    """A paper's identity: case, accents' composition, punctuation and spacing do not count."""
-    text = unicodedata.normalize("NFKC", title).casefold()
-    return " ".join(re.findall(r"\w+", text))
 
 
 def find_code_url(abstract: str) -> str | None:

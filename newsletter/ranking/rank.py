@@ -37,7 +37,7 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
-from ..records import PaperText
+from ..records import PaperText, Ranked
 from . import embed
 from .embed import Encoder
 
@@ -96,15 +96,6 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("knowledge graph", "kg"),
     ("object detection", "object detector"),
 )
-
-
-@dataclass(frozen=True)
-class Ranked:
-    paper_id: int
-    score: float  # relevance blended with trending, 0..1
-    relevance: float  # probability that a reader of its best topic wants it
-    matched: tuple[str, ...]  # the reader's topics it is relevant to, best first
-    why: tuple[str, ...] = ()  # per matched topic: "topic (what matched)"
 
 
 @dataclass(frozen=True)
