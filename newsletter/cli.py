@@ -35,15 +35,10 @@ from .store.db import ACTIVE, NO_ACTION, Database, environmental, unavailable, u
 from .store.papers import latest_dump_date
 from .store.runs import Status
 from .store.runs import status as run_status
+from .store.subscribers import ALREADY, UNKNOWN, subscriber_overview, subscriber_records
 from .subscribers.lists import load_lists, normalize_address
-from .subscribers.sync import (
-    ALREADY,
-    UNKNOWN,
-    subscriber_overview,
-    subscriber_records,
-    sync_subscribers,
-)
 from .subscribers.sync import resubscribe as resubscribe_address
+from .subscribers.sync import sync_subscribers
 from .subscribers.sync import unsubscribe as unsubscribe_address
 
 # Piped output (cron mail, files, tests) gets wide tables instead of 80 folded columns.

@@ -16,7 +16,7 @@ from newsletter.config import load_settings
 from newsletter.digests.daily import run_day
 from newsletter.mail.tokens import read_verp_token, verp_token
 from newsletter.store.db import SENT, Database, Digest, Subscriber
-from newsletter.subscribers.sync import current_score
+from newsletter.store.subscribers import current_score
 
 from . import bounce_samples as samples
 from .conftest import ROOT, SECRET, SEEDS, TODAY, parse_eml

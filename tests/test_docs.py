@@ -123,3 +123,30 @@ def test_no_function_is_longer_than_60_lines():
         and node.end_lineno - node.lineno + 1 > 60
     ]
     assert long == []
+
+
+def test_no_module_outside_the_store_builds_sql():
+    """Every query lives in `store/`: other rooms may name a session (a transaction they hold)
+    and catch the database's errors, but build no statement."""
+    builders = []
+    for path in MODULES:
+        if "store" in module_parts(path)[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                builders += [
+                    f"{path.relative_to(PACKAGE)}: import {alias.name}"
+                    for alias in node.names
+                    if alias.name.split(".")[0] == "sqlalchemy"
+                ]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                allowed = {"sqlalchemy.exc": None, "sqlalchemy.orm": {"Session"}}
+                if node.module not in allowed:
+                    builders.append(f"{path.relative_to(PACKAGE)}: from {node.module}")
+                elif allowed[node.module] is not None:
+                    builders += [
+                        f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}"
+                        for alias in node.names
+                        if alias.name not in allowed[node.module]
+                    ]
+    assert builders == []

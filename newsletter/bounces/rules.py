@@ -23,20 +23,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import NewsletterError
 from ..mail.tokens import read_verp_token
+from ..store.bounces import (
+    read_before,
+    scored_before,
+    sent_digest,
+    sent_digests_with_message_ids,
+)
 from ..store.db import (
     ACTIVE,
     BOUNCE,
     COMPLAINT,
     NO_ACTION,
     SCORED,
-    SENT,
     SUSPENDED,
     TEMPORARY,
     UNSUBSCRIBED,
@@ -46,8 +50,8 @@ from ..store.db import (
     Subscriber,
     utcnow,
 )
+from ..store.subscribers import change_status, current_score
 from ..subscribers.lists import normalize_address
-from ..subscribers.sync import current_score
 from .dsn import AUTO_REPLY, Failure, Reading, read_bounce
 
 SUSPEND_SCORE = 4.0
@@ -113,7 +117,7 @@ def handle_message(db: Database, settings: Settings, data: bytes, name: str) -> 
     reading = read_bounce(data, name, settings.bounce_address)
     try:
         with db.session() as session:
-            if session.scalar(select(BounceRecord.id).where(BounceRecord.key == reading.key)):
+            if read_before(session, reading.key):
                 return Handled(name, reading.kind, ALREADY)
             return _apply(session, settings, reading, name)
     except IntegrityError:  # another process read the same message just now
@@ -160,13 +164,7 @@ def _target(
         if not valid:
             return FORGED, "its VERP token does not verify: forged or garbled"
         subscriber_id, day = valid[0]
-        digest = session.scalar(
-            select(Digest).where(
-                Digest.subscriber_id == subscriber_id,
-                Digest.digest_date == day,
-                Digest.state == SENT,
-            )
-        )
+        digest = sent_digest(session, subscriber_id, day)
         if digest is None:
             return UNMATCHED, f"its token names no digest we sent ({day.isoformat()})"
         own = [f for f in reading.failures if _same(f.address, digest.subscriber.email)]
@@ -175,9 +173,7 @@ def _target(
             return UNMATCHED, "it names no failed address"
         return digest, (own or worst)[0]
     ids = reading.message_ids or ("",)
-    digests = session.scalars(
-        select(Digest).where(func.lower(Digest.message_id).in_(ids), Digest.state == SENT)
-    ).all()
+    digests = sent_digests_with_message_ids(session, ids)
     for failure in reading.failures:
         for digest in digests:
             if _same(failure.address, digest.subscriber.email):
@@ -193,12 +189,8 @@ def _same(address: str, email: str) -> bool:
 
 
 def _unsubscribe(subscriber: Subscriber, now: datetime) -> str:
-    if subscriber.status == UNSUBSCRIBED:
-        return NO_ACTION
-    subscriber.status = UNSUBSCRIBED
-    subscriber.status_reason = "complaint"
-    subscriber.status_changed_at = now
-    return UNSUBSCRIBED_NOW
+    changed = change_status(subscriber, UNSUBSCRIBED, "complaint", now)
+    return UNSUBSCRIBED_NOW if changed else NO_ACTION
 
 
 def _bounce(
@@ -213,12 +205,7 @@ def _bounce(
         return NO_ACTION
     if failure.permanent and no_such_address(failure.status):
         return _suspend(subscriber, f"bounce {failure.status}", now)
-    counted = session.scalar(
-        select(BounceRecord.id).where(
-            BounceRecord.digest_id == digest.id, BounceRecord.action == SCORED
-        )
-    )
-    if counted is not None:
+    if scored_before(session, digest.id):
         return NO_ACTION  # one digest counts once
     weight = PERMANENT_WEIGHT if failure.permanent else TEMPORARY_WEIGHT
     base = subscriber.bounce_score_at or received
@@ -234,7 +221,5 @@ def _bounce(
 
 
 def _suspend(subscriber: Subscriber, reason: str, now: datetime) -> str:
-    subscriber.status = SUSPENDED
-    subscriber.status_reason = reason
-    subscriber.status_changed_at = now
+    change_status(subscriber, SUSPENDED, reason, now)  # (it is active: see `_bounce`)
     return SUSPENDED_NOW

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,19 +51,33 @@ from ..errors import NewsletterError
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-# Digest states. A digest is created pending; only a real SMTP send moves it on.
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-DEFERRED = "deferred"
-FAILED = "failed"
+
+class DigestState(StrEnum):
+    """Where a digest is in the outbox. It is created pending; only a real SMTP send moves it
+    on. (Stored as these words: a `StrEnum` is the string it names.)"""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+PENDING, SENDING, SENT, DEFERRED, FAILED = DigestState
 # Digests in these states hold their papers for the subscriber: they are sent or will be.
 LIVE_STATES = (PENDING, SENDING, SENT, DEFERRED)
 
-# Subscriber statuses.
-ACTIVE = "active"
-UNSUBSCRIBED = "unsubscribed"
-SUSPENDED = "suspended"
+
+class SubscriberStatus(StrEnum):
+    """Whether a subscriber is mailed. Only `store.subscribers.change_status` changes it, always
+    with its reason."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    SUSPENDED = "suspended"
+
+
+ACTIVE, UNSUBSCRIBED, SUSPENDED = SubscriberStatus
 
 # What a message read from the bounce mailbox was (`BounceRecord.kind`, see `dsn`, `bounces`), and
 # what it did (`BounceRecord.action`: "none", "scored", or the status it gave).
@@ -155,8 +170,8 @@ class Subscriber(Base):
     listed: Mapped[bool] = mapped_column(default=True)  # present in the lists at the last sync
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     status_changed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
-    # Why it is suspended or unsubscribed, when a bounce or a complaint did it ("complaint",
-    # "bounce 5.1.1", "bounce score"); None otherwise.
+    # Why it is suspended or unsubscribed ("complaint", "bounce 5.1.1", "bounce score",
+    # "3 failed deliveries", "unsubscribe"); None while it is active.
     status_reason: Mapped[str | None] = mapped_column(String(64), default=None)
     # Bounces add to the score, which halves every 30 days (`subscribers.sync.BOUNCE_HALF_LIFE`);
     # it is as of bounce_score_at.

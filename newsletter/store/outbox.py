@@ -27,6 +27,7 @@ from .db import (
     utcnow,
 )
 from .leases import died_here
+from .subscribers import change_status
 
 SUSPEND_AFTER = 3  # consecutive permanent failures, on different days
 UNSENT_STATES = (PENDING, SENDING, DEFERRED)
@@ -265,5 +266,5 @@ def _suspend_if_failing(session: Session, subscriber_id: int) -> None:
     if len(recent) == SUSPEND_AFTER and all(state == FAILED for state in recent):
         subscriber = session.get(Subscriber, subscriber_id)
         if subscriber is not None and subscriber.status == ACTIVE:
-            subscriber.status = SUSPENDED
-            subscriber.status_changed_at = utcnow()
+            reason = f"{SUSPEND_AFTER} failed deliveries"
+            change_status(subscriber, SUSPENDED, reason, utcnow())
