@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install demo test lint clean bench system-deps screenshots
+.PHONY: install demo test test-fast lint clean bench system-deps screenshots
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
@@ -39,6 +39,10 @@ system-deps:
 # On every core (pytest-xdist): each worker has its own PostgreSQL, Postfix and SMTP servers.
 test: $(TEST_STAMP) system-deps
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
+
+# The fast tier: the failure, claim, window, status and bounce rules as tables (seconds).
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q tests/test_rules.py tests/test_docs.py
 
 # Phone, desktop and style-stripped screenshots of the demo digests, in artifacts/.
 screenshots: $(TEST_STAMP) system-deps demo

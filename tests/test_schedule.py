@@ -163,5 +163,5 @@ def test_status_shows_runs_unsent_digests_and_suspended_subscribers(env, workdir
         "2026-08-08" in result.stdout and "sent 1" in result.stdout and "failed 1" in result.stdout
     )
     assert "digests: 0 pending, 0 deferred, 3 failed" in result.stdout
-    assert "suspended subscribers: gone@example.org" in result.stdout
+    assert "suspended subscribers: gone@example.org (3 failed deliveries)" in result.stdout
     assert "next scheduled run: " in result.stdout
