@@ -98,9 +98,7 @@ def tune(index: TopicIndex, kind: str, paths: list[Path]) -> tuple[RelevanceMode
     w = fit_logistic(np.vstack([x[q] for q in queries]), np.concatenate([y[q] for q in queries]))
     weights = tuple((n, round(float(v), 3)) for n, v in zip(names, w[1:], strict=True))
     model = RelevanceModel(round(float(w[0]), 3), weights, *cuts)
-    index.model = model
-    index._cache.clear()
-    fitted = evaluate(labels, {"ours": our_ranker(index)})["mean"]["ours"]
+    fitted = evaluate(labels, {"ours": our_ranker(index.with_model(model))})["mean"]["ours"]
     print(f"  {kind}: cross-validated {_line(cross_validated)}; fitted on all {_line(fitted)}")
     return model, cross_validated
 
@@ -113,10 +111,12 @@ def _figures(
 ) -> dict:
     """Mean figures of the ranker when each query's papers have these probabilities."""
     cut = cuts[0]
-    index.model = RelevanceModel(0.0, (), *cuts)
-    for query, p in probability.items():
-        index._scored(query).probability = np.where(p >= cut, p, 0.0)
-    return evaluate(labels, {"ours": our_ranker(index)})["mean"]["ours"]
+    cuts_only = index.with_model(RelevanceModel(0.0, (), *cuts))
+    given = {query: np.where(p >= cut, p, 0.0) for query, p in probability.items()}
+    ranker = lambda topic: [  # noqa: E731
+        r.paper_id for r in cuts_only.rank([topic], limit=K, relevance=given)
+    ]
+    return evaluate(labels, {"ours": ranker})["mean"]["ours"]
 
 
 def merged(sets: list[Labels]) -> Labels:

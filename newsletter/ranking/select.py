@@ -1,0 +1,155 @@
+"""Which relevant papers a reader gets and in which order (pure): a topic is served only when its
+best paper reaches the model's topic cut; the reader's topics take turns, each its best paper not
+yet taken, so one broad topic does not crowd out the others; trending orders relevant papers with
+a small weight and never lets an irrelevant one in; two papers that look like the same work under
+two titles are one pick; a paper holding an `exclude` phrase is left out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..records import PaperText
+from .model import TREND_WEIGHT, RelevanceModel, trending
+from .text import contains, tokenize
+
+SAME_TITLE = 0.8  # word overlap (Jaccard) above which two titles name the same work
+SAME_ABSTRACT = 0.7  # ... or above which two abstracts do, when their titles overlap this much:
+SIMILAR_TITLE = 0.4
+ABSTRACT_WORDS = 20  # (abstracts shorter than this are not compared)
+
+
+class Selection:
+    """Choosing among one set of papers; what it works out of them is kept between readers."""
+
+    def __init__(self, papers: Sequence[PaperText], abstracts: Sequence[list[str]]):
+        """`abstracts`: each paper's abstract as stems (the index has them)."""
+        self.papers = list(papers)
+        self.position = {paper.id: i for i, paper in enumerate(self.papers)}
+        self._abstracts = abstracts
+        self.trend = np.array(
+            [trending(p.appearances, p.best_position, p.upvotes) for p in self.papers]
+        )
+        self._same: dict[tuple[int, int], bool] = {}
+        self._title_sets: dict[int, set[str]] = {}
+        self._phrases: dict[int, tuple[list[str], list[str]]] = {}
+        self._excluded: dict[str, frozenset[int]] = {}
+
+    def choose(
+        self,
+        matrix: np.ndarray,
+        model: RelevanceModel,
+        candidates: Iterable[int] | None,
+        limit: int | None,
+    ) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """From a topics x papers relevance matrix: the chosen papers' positions, best first; the
+        matrix as served (topics below their cut emptied); and each paper's blended score."""
+        if candidates is None:
+            indices = np.arange(len(self.papers))
+        else:
+            indices = np.array(
+                [self.position[c] for c in candidates if c in self.position], dtype=int
+            )
+        if len(indices):
+            best = matrix[:, indices].max(axis=1, keepdims=True)
+            served = best >= model.topic_cut
+            matrix = np.where(served & (matrix >= model.relative_cut * best), matrix, 0.0)
+        relevance = matrix.max(axis=0)
+        indices = indices[relevance[indices] > 0]
+        score = (1 - TREND_WEIGHT) * relevance + TREND_WEIGHT * self.trend
+        if len(matrix) == 1 or limit is None:
+            order = self._without_duplicates(self._best_first(indices.tolist(), score), limit)
+        else:
+            order = self._shared(matrix, indices, limit)
+            order.sort(key=self._order_key(score))
+        return order, matrix, score
+
+    def _order_key(self, score: np.ndarray) -> Callable[[int], tuple[float, int, int]]:
+        # Best score first; ties go to the higher paper on the page, then the lower id.
+        return lambda i: (-score[i], self.papers[i].best_position, self.papers[i].id)
+
+    def _best_first(self, indices: list[int], score: np.ndarray) -> list[int]:
+        return sorted(indices, key=self._order_key(score))
+
+    def _shared(self, matrix: np.ndarray, indices: np.ndarray, limit: int) -> list[int]:
+        """Up to `limit` papers, the topics taking turns, each its best paper not yet taken."""
+        queues = []
+        for row in matrix:
+            own = indices[row[indices] > 0].tolist()
+            queues.append(
+                self._best_first(own, (1 - TREND_WEIGHT) * row + TREND_WEIGHT * self.trend)
+            )
+        kept: list[int] = []
+        taken: set[int] = set()
+        while len(kept) < limit and any(queues):
+            for queue in queues:
+                while queue:
+                    i = queue.pop(0)
+                    if i in taken:
+                        continue
+                    taken.add(i)
+                    if not any(self._same_work(i, j) for j in kept):
+                        kept.append(i)
+                        break
+                if len(kept) >= limit:
+                    break
+        return kept
+
+    def _without_duplicates(self, order: list[int], limit: int | None) -> list[int]:
+        """Keep the better of papers that look like the same work under two titles."""
+        kept: list[int] = []
+        for i in order:
+            if limit is not None and len(kept) >= limit:
+                break
+            if not any(self._same_work(i, j) for j in kept):
+                kept.append(i)
+        return kept
+
+    def _same_work(self, i: int, j: int) -> bool:
+        pair = (i, j) if i < j else (j, i)
+        if pair not in self._same:
+            self._same[pair] = self._looks_alike(i, j)
+        return self._same[pair]
+
+    def _looks_alike(self, i: int, j: int) -> bool:
+        titles = _jaccard(self._title_words(i), self._title_words(j))
+        if titles >= SAME_TITLE:
+            return True
+        a, b = set(self._abstracts[i]), set(self._abstracts[j])
+        return (
+            titles >= SIMILAR_TITLE
+            and min(len(a), len(b)) >= ABSTRACT_WORDS
+            and _jaccard(a, b) >= SAME_ABSTRACT
+        )
+
+    def _title_words(self, i: int) -> set[str]:
+        # Every word counts here, numbers too: "Part 5" and "Part 6" are two works.
+        if i not in self._title_sets:
+            self._title_sets[i] = set(tokenize(self.papers[i].title, keep_all=True))
+        return self._title_sets[i]
+
+    def excluded(self, phrase: str) -> frozenset[int]:
+        """Ids of the papers whose title or abstract holds the phrase; worked out once."""
+        key = phrase.casefold()
+        if key not in self._excluded:
+            self._excluded[key] = frozenset(
+                p.id for p in self.papers if self.matches_phrase(p.id, phrase)
+            )
+        return self._excluded[key]
+
+    def matches_phrase(self, paper_id: int, phrase: str) -> bool:
+        """Whether the paper's title or abstract holds the phrase (stemmed, in order)."""
+        wanted = tokenize(phrase, keep_all=True)
+        i = self.position.get(paper_id)
+        if not wanted or i is None:
+            return False
+        if i not in self._phrases:
+            paper = self.papers[i]
+            self._phrases[i] = (tokenize(paper.title, True), tokenize(paper.abstract, True))
+        title, abstract = self._phrases[i]
+        return contains(title, wanted) or contains(abstract, wanted)
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0

@@ -1,0 +1,157 @@
+"""Words of topics and papers: stems, the concepts a topic joins, the field's spellings of one
+thing (a small reviewed table of acronyms), and phrases found in order (pure)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache, lru_cache
+
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
+
+_STOPWORDS = frozenset(STOPWORDS_EN)
+_WORD = re.compile(r"\w+(?:-\w+)*")
+_COORDINATED = re.compile(r"^(?P<a>[\w-]+)\s+(?:and|or|&|/)\s+(?P<b>[\w-]+)\s+(?P<head>.+)$", re.I)
+_JOINED = re.compile(r"\s*[,;]\s*|\s+(?:and|with|or|&)\s+|\s*/\s*", re.I)
+
+# Spellings of the same thing in this field, reviewed by hand: each group's members are
+# interchangeable in a query. Keep entries unambiguous in ML papers.
+SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("large language model", "llm"),
+    ("vision transformer", "vit"),
+    ("graph neural network", "gnn"),
+    ("convolutional neural network", "cnn", "convnet"),
+    ("recurrent neural network", "rnn"),
+    ("neural radiance field", "nerf"),
+    ("partial differential equation", "pde"),
+    ("mixture of experts", "moe"),
+    ("kv cache", "key value cache"),
+    ("neural architecture search", "nas"),
+    ("reinforcement learning", "rl"),
+    ("automatic speech recognition", "asr"),
+    ("natural language processing", "nlp"),
+    ("generative adversarial network", "gan"),
+    ("variational autoencoder", "vae"),
+    ("retrieval augmented generation", "rag"),
+    ("low rank adaptation", "lora"),
+    ("graphics processing unit", "gpu"),
+    ("tensor processing unit", "tpu"),
+    ("post training quantization", "ptq"),
+    ("quantization aware training", "qat"),
+    ("state space model", "ssm"),
+    ("multilayer perceptron", "mlp"),
+    ("continual learning", "lifelong learning", "incremental learning"),
+    ("hypernetwork", "hypernet"),
+    ("diffusion model", "diffusion probabilistic model", "score based generative model"),
+    ("knowledge graph", "kg"),
+    ("object detection", "object detector"),
+)
+
+TOKENIZED_TEXTS = 1024  # texts whose words are remembered (a run reads each paper several times)
+
+
+@cache
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str, keep_all: bool = False, joined: bool = True) -> list[str]:
+    """Lower-cased, stemmed words; plural acronyms fold too (LLMs -> llm), and a hyphenated word
+    gives its parts and, if `joined`, its joined form (bi-level -> bi, level, bilevel). Stop words
+    and one-letter words are dropped unless `keep_all` (phrases such as "part 5" need them)."""
+    return [stem for _, stem in tokens(text, keep_all, joined)]
+
+
+@lru_cache(maxsize=TOKENIZED_TEXTS)
+def tokens(text: str, keep_all: bool = False, joined: bool = True) -> tuple[tuple[str, str], ...]:
+    """(word as written, stem) pairs, as `tokenize` gives the stems."""
+    words: list[str] = []
+    for match in _WORD.findall(text):
+        parts = match.split("-")
+        words.extend(parts)
+        if joined and len(parts) > 1:
+            words.append("".join(parts))
+    if not keep_all:
+        words = [w for w in words if len(w) > 1 and w.lower() not in _STOPWORDS]
+    lowered = [w.lower() for w in words]
+    stems = _stemmer().stemWords(lowered)
+    return tuple(
+        (
+            word,
+            stem[:-1]
+            if stem == low and len(low) > 3 and low.endswith("s") and low[-2] != "s"
+            else stem,
+        )
+        for word, low, stem in zip(words, lowered, stems, strict=True)
+    )
+
+
+@cache
+def _synonym_groups() -> tuple[tuple[tuple[str, ...], ...], ...]:
+    return tuple(tuple(tuple(tokenize(member)) for member in group) for group in SYNONYMS)
+
+
+def concepts(topic: str) -> list[str]:
+    """The topic and the things it joins: "X with Y and Z" -> [the topic, X, Y, Z]."""
+    topic = " ".join(topic.split())
+    found = [topic]
+    coordinated = _COORDINATED.match(topic)
+    if coordinated:
+        found += [
+            f"{coordinated['a']} {coordinated['head']}",
+            f"{coordinated['b']} {coordinated['head']}",
+        ]
+    found += [part for part in _JOINED.split(topic) if part.strip()]
+    return [c for c in dict.fromkeys(part.strip() for part in found) if tokenize(c, keep_all=True)]
+
+
+def spellings(concept: str) -> list[list[str]]:
+    """The token queries that stand for one concept: as written ("bi-level" as bi + level, and
+    joined as bilevel) and with each acronym of the table spelt out or shortened."""
+    queries = [tokenize(concept, joined=False)]
+    queries += _with_synonyms(tokenize(concept))
+    return [q for n, q in enumerate(queries) if q and q not in queries[:n]]
+
+
+def _with_synonyms(stems: list[str]) -> list[list[str]]:
+    variants = [stems]
+    for group in _synonym_groups():
+        for member in group:
+            at = find(stems, list(member))
+            if at < 0:
+                continue
+            for other in group:
+                if other != member:
+                    variants.append(stems[:at] + list(other) + stems[at + len(member) :])
+            break
+    return variants
+
+
+def find(stems: list[str], wanted: list[str]) -> int:
+    """Where `wanted` starts in `stems` as a run; -1 when it does not occur."""
+    width = len(wanted)
+    for i in range(len(stems) - width + 1):
+        if stems[i : i + width] == wanted:
+            return i
+    return -1
+
+
+def contains(stems: list[str], wanted: list[str]) -> bool:
+    """Whether `wanted` occurs in `stems` as a run. Looks only where its first word is (found
+    by `list.index`, in C): most texts do not hold it at all."""
+    if not wanted:
+        return True
+    width, first, start = len(wanted), wanted[0], 0
+    while True:
+        try:
+            at = stems.index(first, start)
+        except ValueError:
+            return False
+        if stems[at : at + width] == wanted:
+            return True
+        start = at + 1
+
+
+def parse_topics(text: str) -> tuple[str, ...]:
+    """Topics from a command-line string such as "quantization, efficient LLM inference"."""
+    return tuple(t for t in (" ".join(part.split()) for part in re.split(r"[;,]", text)) if t)
