@@ -33,53 +33,84 @@ VERP_TOKEN_CHARS = 36  # the longest VERP token (`tokens.verp_token`)
 LOCAL_PART_MAX = 64  # RFC 5321 §4.5.3.1.1
 SECRET_MIN_BYTES = 32  # an HMAC key shorter than this can be guessed by a patient attacker
 # Settings written into message headers: a CR or LF there would add a header of its own.
-HEADER_SETTINGS = {
-    "NEWSLETTER_FROM": "sender",
-    "NEWSLETTER_BASE_URL": "base_url",
-    "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
-    "NEWSLETTER_SMTP_HELO": "smtp_helo",
-    "NEWSLETTER_BOUNCE_ADDRESS": "bounce_address",
-    "NEWSLETTER_DKIM_SELECTOR": "dkim_selector",
-    "NEWSLETTER_DKIM_DOMAIN": "dkim_domain",
-}
+HEADER_SETTINGS = (
+    "FROM",
+    "BASE_URL",
+    "UNSUBSCRIBE_MAILTO",
+    "SMTP_HELO",
+    "BOUNCE_ADDRESS",
+    "DKIM_SELECTOR",
+    "DKIM_DOMAIN",
+)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings:
+    """How to reach the SMTP server (the `SMTP_` variables and `NEWSLETTER_RATE_LIMIT`)."""
+
+    host: str = "localhost"
+    port: int = 25
+    security: str = "starttls"  # "starttls", "tls" or "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    helo: str | None = None  # the EHLO name; None: see `Settings.helo_name`
+    verify: bool = True
+    timeout: float = 30.0
+    connections: int = 4
+    rate_limit: float = 0.0  # messages per second over all connections; 0 = unlimited
+    attempts: int = 3  # tries per message within one run
+    retry_delay: float = 2.0  # seconds before the second try; doubles after each
+
+    def describe(self) -> str:
+        return f"{self.host}:{self.port} ({self.security})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchSettings:
+    """The Daily Papers API (`NEWSLETTER_PAPERS_API` and the `FETCH` variables)."""
+
+    api: str = "https://huggingface.co"  # its base URL
+    enabled: bool = False  # `run` and `schedule` fetch the day's list first
+    timeout: float = 10.0  # the list is a few hundred KB: a server this slow is down
+    attempts: int = 3
+    retry_delay: float = 2.0  # seconds before the second attempt; doubles after
+
+
+@dataclass(frozen=True, kw_only=True)
+class BounceSettings:
+    """Where bounces come back (the `BOUNCE_` variables)."""
+
+    address: str | None = None  # VERP envelope senders: local+token@domain
+    imap_url: str | None = field(default=None, repr=False)  # holds a password
+
+
+@dataclass(frozen=True, kw_only=True)
+class DkimSettings:
+    """DKIM signing (the `DKIM_` variables): all three or none."""
+
+    selector: str | None = None
+    domain: str | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     database_url: str = "sqlite:///newsletter.db"
     seeds_dir: Path = Path("seeds")
     subscribers_dir: Path = Path("subscribers")
     outbox_dir: Path = Path("outbox")
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    smtp_username: str | None = None
-    smtp_password: str | None = field(default=None, repr=False)
-    smtp_security: str = "starttls"
-    smtp_helo: str | None = None  # the EHLO name; None: see `helo_name`
-    smtp_verify: bool = True
-    smtp_timeout: float = 30.0
-    smtp_connections: int = 4
-    rate_limit: float = 0.0
-    smtp_attempts: int = 3
-    smtp_retry_delay: float = 2.0
     sender: str = "Trending Papers <papers@localhost>"
     base_url: str = "http://localhost:8000"
     secret_key: str | None = field(default=None, repr=False)
     unsubscribe_mailto: str | None = None
     send_at: str = "07:00"
     timezone: str = "UTC"
-    dkim_selector: str | None = None
-    dkim_domain: str | None = None
-    dkim_key_file: Path | None = None
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # 0: render in-process
     claim_lease: float = 120.0  # seconds a sender's claim on digests lasts unless renewed
-    papers_api: str = "https://huggingface.co"  # base URL of the Daily Papers API
-    fetch: bool = False  # `run` and `schedule` fetch the day's list first
-    fetch_timeout: float = 10.0  # the list is a few hundred KB: a server this slow is down
-    fetch_attempts: int = 3
-    fetch_retry_delay: float = 2.0  # seconds before the second attempt; doubles after
-    bounce_address: str | None = None  # VERP envelope senders: local+token@domain
-    bounce_imap_url: str | None = field(default=None, repr=False)  # holds a password
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    bounces: BounceSettings = field(default_factory=BounceSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
 
     @cached_property
     def sender_address(self) -> str:
@@ -102,8 +133,8 @@ class Settings:
         """The name we greet SMTP servers with: NEWSLETTER_SMTP_HELO, else this machine's FQDN
         when it has a dot, else the domain of NEWSLETTER_FROM (a bare "localhost" is refused by
         servers that want a fully qualified name)."""
-        if self.smtp_helo:
-            return self.smtp_helo
+        if self.smtp.helo:
+            return self.smtp.helo
         fqdn = socket.getfqdn()
         return fqdn if "." in fqdn.strip(".") else self.sender_domain
 
@@ -140,85 +171,135 @@ class Settings:
         """What a real send needs beyond loading: a real key, and no password sent in clear to a
         server that is not on this machine."""
         self.require_secret()
-        if self.smtp_security == "none" and self.smtp_username and not is_loopback(self.smtp_host):
+        smtp = self.smtp
+        if smtp.security == "none" and smtp.username and not is_loopback(smtp.host):
             raise ConfigError(
                 f"NEWSLETTER_SMTP_SECURITY=none with NEWSLETTER_SMTP_USERNAME would send the "
-                f"password in clear to {self.smtp_host}: use starttls or tls (plain text "
+                f"password in clear to {smtp.host}: use starttls or tls (plain text "
                 "is allowed only to a server on this machine)"
             )
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: NEWSLETTER_<name>, the setting it fills ("part.field" for a
+    part's), and how its text is read (a reader raises ConfigError naming the variable)."""
+
+    name: str
+    field: str
+    read: Callable[[str, str], Any] = lambda _name, raw: raw
+    exact: bool = False  # a secret: taken as written, spaces and all
+
+    @property
+    def variable(self) -> str:
+        return f"NEWSLETTER_{self.name}"
+
+
+def _integer(low: int, high: int) -> Callable[[str, str], int]:
+    def read(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={raw!r}: expected a number from {low} to {high}")
+        return value
+
+    return read
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _url(_name: str, raw: str) -> str:
+    return raw.rstrip("/")
+
+
+def _path(_name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+# Every variable the product reads, and where it goes: the one place a name is written.
+VARIABLES = (
+    Variable("DATABASE_URL", "database_url"),
+    Variable("SEEDS_DIR", "seeds_dir", _path),
+    Variable("SUBSCRIBERS_DIR", "subscribers_dir", _path),
+    Variable("OUTBOX_DIR", "outbox_dir", _path),
+    Variable("FROM", "sender"),
+    Variable("BASE_URL", "base_url", _url),
+    Variable("SECRET_KEY", "secret_key", exact=True),
+    Variable("UNSUBSCRIBE_MAILTO", "unsubscribe_mailto"),
+    Variable("SEND_AT", "send_at"),
+    Variable("TIMEZONE", "timezone"),
+    Variable("WORKERS", "workers", _integer(0, 64)),
+    Variable("CLAIM_LEASE", "claim_lease", _number),
+    Variable("SMTP_HOST", "smtp.host"),
+    Variable("SMTP_PORT", "smtp.port", _integer(1, 65535)),
+    Variable("SMTP_SECURITY", "smtp.security", lambda _name, raw: raw.lower()),
+    Variable("SMTP_USERNAME", "smtp.username"),
+    Variable("SMTP_PASSWORD", "smtp.password", exact=True),
+    Variable("SMTP_HELO", "smtp.helo"),
+    Variable("SMTP_VERIFY", "smtp.verify", _boolean),
+    Variable("SMTP_TIMEOUT", "smtp.timeout", _number),
+    Variable("SMTP_CONNECTIONS", "smtp.connections", _integer(1, 64)),
+    Variable("RATE_LIMIT", "smtp.rate_limit", _number),
+    Variable("SMTP_ATTEMPTS", "smtp.attempts", _integer(1, 20)),
+    Variable("SMTP_RETRY_DELAY", "smtp.retry_delay", _number),
+    Variable("PAPERS_API", "fetch.api", _url),
+    Variable("FETCH", "fetch.enabled", _boolean),
+    Variable("FETCH_TIMEOUT", "fetch.timeout", _number),
+    Variable("FETCH_ATTEMPTS", "fetch.attempts", _integer(1, 20)),
+    Variable("FETCH_RETRY_DELAY", "fetch.retry_delay", _number),
+    Variable("BOUNCE_ADDRESS", "bounces.address"),
+    Variable("BOUNCE_IMAP_URL", "bounces.imap_url"),
+    Variable("DKIM_SELECTOR", "dkim.selector"),
+    Variable("DKIM_DOMAIN", "dkim.domain"),
+    Variable("DKIM_KEY_FILE", "dkim.key_file", _path),
+)
+PARTS = {
+    "smtp": SmtpSettings,
+    "fetch": FetchSettings,
+    "bounces": BounceSettings,
+    "dkim": DkimSettings,
+}
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: Path | None = None
 ) -> Settings:
-    """Settings from `environ` (default: the process environment) over the `.env` file, if any."""
+    """Settings from `environ` (default: the process environment) over the `.env` file, if any.
+    A variable that is empty or only spaces is unset (secrets excepted: taken as written)."""
     values: dict[str, str] = {}
     dotenv = env_file if env_file is not None else Path(".env")
     if environ is None and dotenv.is_file():
         values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
     values.update(os.environ if environ is None else environ)
-
-    def get(name: str) -> str | None:
-        value = values.get(f"NEWSLETTER_{name}")
-        return value.strip() if value is not None and value.strip() != "" else None
-
-    defaults = Settings()
-    settings = Settings(
-        database_url=get("DATABASE_URL") or defaults.database_url,
-        seeds_dir=Path(get("SEEDS_DIR") or defaults.seeds_dir),
-        subscribers_dir=Path(get("SUBSCRIBERS_DIR") or defaults.subscribers_dir),
-        outbox_dir=Path(get("OUTBOX_DIR") or defaults.outbox_dir),
-        smtp_host=get("SMTP_HOST") or defaults.smtp_host,
-        smtp_port=_integer("NEWSLETTER_SMTP_PORT", get("SMTP_PORT"), defaults.smtp_port, 1, 65535),
-        smtp_username=get("SMTP_USERNAME"),
-        smtp_password=values.get("NEWSLETTER_SMTP_PASSWORD") or None,
-        smtp_security=(get("SMTP_SECURITY") or defaults.smtp_security).lower(),
-        smtp_helo=get("SMTP_HELO"),
-        smtp_verify=_boolean("NEWSLETTER_SMTP_VERIFY", get("SMTP_VERIFY"), defaults.smtp_verify),
-        smtp_timeout=_number("NEWSLETTER_SMTP_TIMEOUT", get("SMTP_TIMEOUT"), defaults.smtp_timeout),
-        smtp_connections=_integer(
-            "NEWSLETTER_SMTP_CONNECTIONS", get("SMTP_CONNECTIONS"), defaults.smtp_connections, 1, 64
-        ),
-        rate_limit=_number("NEWSLETTER_RATE_LIMIT", get("RATE_LIMIT"), defaults.rate_limit),
-        smtp_attempts=_integer(
-            "NEWSLETTER_SMTP_ATTEMPTS", get("SMTP_ATTEMPTS"), defaults.smtp_attempts, 1, 20
-        ),
-        smtp_retry_delay=_number(
-            "NEWSLETTER_SMTP_RETRY_DELAY", get("SMTP_RETRY_DELAY"), defaults.smtp_retry_delay
-        ),
-        sender=get("FROM") or defaults.sender,
-        base_url=(get("BASE_URL") or defaults.base_url).rstrip("/"),
-        secret_key=values.get("NEWSLETTER_SECRET_KEY") or None,
-        unsubscribe_mailto=get("UNSUBSCRIBE_MAILTO"),
-        send_at=get("SEND_AT") or defaults.send_at,
-        timezone=get("TIMEZONE") or defaults.timezone,
-        dkim_selector=get("DKIM_SELECTOR"),
-        dkim_domain=get("DKIM_DOMAIN"),
-        dkim_key_file=Path(key) if (key := get("DKIM_KEY_FILE")) else None,
-        workers=_integer("NEWSLETTER_WORKERS", get("WORKERS"), defaults.workers, 0, 64),
-        claim_lease=_number("NEWSLETTER_CLAIM_LEASE", get("CLAIM_LEASE"), defaults.claim_lease),
-        **_fetch_settings(get, defaults),
-        bounce_address=get("BOUNCE_ADDRESS"),
-        bounce_imap_url=get("BOUNCE_IMAP_URL"),
-    )
+    given: dict[str, dict[str, Any]] = {"": {}, **{part: {} for part in PARTS}}
+    for variable in VARIABLES:
+        raw = values.get(variable.variable)
+        if raw is not None and not variable.exact:
+            raw = raw.strip()
+        if not raw:
+            continue
+        part, _, name = variable.field.rpartition(".")
+        given[part][name] = variable.read(variable.variable, raw)
+    parts = {part: kind(**given[part]) for part, kind in PARTS.items()}
+    settings = Settings(**given[""], **parts)
     validate(settings)
     return settings
-
-
-def _fetch_settings(get: Callable[[str], str | None], defaults: Settings) -> dict[str, Any]:
-    return {
-        "papers_api": (get("PAPERS_API") or defaults.papers_api).rstrip("/"),
-        "fetch": _boolean("NEWSLETTER_FETCH", get("FETCH"), defaults.fetch),
-        "fetch_timeout": _number(
-            "NEWSLETTER_FETCH_TIMEOUT", get("FETCH_TIMEOUT"), defaults.fetch_timeout
-        ),
-        "fetch_attempts": _integer(
-            "NEWSLETTER_FETCH_ATTEMPTS", get("FETCH_ATTEMPTS"), defaults.fetch_attempts, 1, 20
-        ),
-        "fetch_retry_delay": _number(
-            "NEWSLETTER_FETCH_RETRY_DELAY", get("FETCH_RETRY_DELAY"), defaults.fetch_retry_delay
-        ),
-    }
 
 
 def is_loopback(host: str) -> bool:
@@ -230,22 +311,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def setting(settings: Settings, path: str) -> Any:
+    """The value of a setting by its place in the table ("smtp.port", "sender")."""
+    value: Any = settings
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
 def validate(settings: Settings) -> None:
-    for name, attribute in HEADER_SETTINGS.items():
-        value = getattr(settings, attribute)
-        if value and CONTROL.search(value):
+    for variable in VARIABLES:
+        value = setting(settings, variable.field)
+        if variable.name in HEADER_SETTINGS and value and CONTROL.search(value):
             raise ConfigError(
-                f"{name} holds a line break or control character: it would be written into "
-                "message headers"
+                f"{variable.variable} holds a line break or control character: it would be "
+                "written into message headers"
             )
-    if settings.smtp_helo and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", settings.smtp_helo):
+    if settings.smtp.helo and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", settings.smtp.helo):
         raise ConfigError(
-            f"NEWSLETTER_SMTP_HELO={settings.smtp_helo!r}: expected a host name such as "
+            f"NEWSLETTER_SMTP_HELO={settings.smtp.helo!r}: expected a host name such as "
             "mail.example.org"
         )
-    if settings.smtp_security not in SECURITY_MODES:
+    if settings.smtp.security not in SECURITY_MODES:
         raise ConfigError(
-            f"NEWSLETTER_SMTP_SECURITY={settings.smtp_security!r}: expected one of "
+            f"NEWSLETTER_SMTP_SECURITY={settings.smtp.security!r}: expected one of "
             + ", ".join(SECURITY_MODES)
         )
     if "@" not in settings.sender_address:
@@ -261,17 +350,17 @@ def validate(settings: Settings) -> None:
         ) from None
     if not re.match(r"https?://[^/\s]+", settings.base_url):
         raise ConfigError(f"NEWSLETTER_BASE_URL={settings.base_url!r}: expected an http(s) URL")
-    if settings.rate_limit < 0:
+    if settings.smtp.rate_limit < 0:
         raise ConfigError("NEWSLETTER_RATE_LIMIT must not be negative")
-    dkim = (settings.dkim_selector, settings.dkim_domain, settings.dkim_key_file)
+    dkim = (settings.dkim.selector, settings.dkim.domain, settings.dkim.key_file)
     if any(dkim) and not all(dkim):
         raise ConfigError(
             "DKIM signing needs all of NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_DOMAIN and "
             "NEWSLETTER_DKIM_KEY_FILE"
         )
-    if settings.dkim_key_file is not None and not settings.dkim_key_file.is_file():
-        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE={settings.dkim_key_file}: no such file")
-    if settings.smtp_retry_delay < 0 or settings.smtp_timeout <= 0:
+    if settings.dkim.key_file is not None and not settings.dkim.key_file.is_file():
+        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE={settings.dkim.key_file}: no such file")
+    if settings.smtp.retry_delay < 0 or settings.smtp.timeout <= 0:
         raise ConfigError("NEWSLETTER_SMTP_RETRY_DELAY and _TIMEOUT must be positive numbers")
     _validate_fetch(settings)
     _validate_bounces(settings)
@@ -284,7 +373,7 @@ def validate(settings: Settings) -> None:
 
 
 def _validate_bounces(settings: Settings) -> None:
-    address = settings.bounce_address
+    address = settings.bounces.address
     if address is not None:
         local, at, domain = address.rpartition("@")
         if not at or not local or not domain or "+" in local or any(c in address for c in "<> "):
@@ -298,7 +387,7 @@ def _validate_bounces(settings: Settings) -> None:
                 f"{LOCAL_PART_MAX - 1 - VERP_TOKEN_CHARS} characters (a {VERP_TOKEN_CHARS}-"
                 f"character token is added to it, and a local part holds {LOCAL_PART_MAX})"
             )
-    url = settings.bounce_imap_url
+    url = settings.bounces.imap_url
     if url is not None and not re.match(r"imaps?://[^/\s]+", url):
         raise ConfigError(
             "NEWSLETTER_BOUNCE_IMAP_URL: expected imaps://user:password@host/MAILBOX "
@@ -307,45 +396,13 @@ def _validate_bounces(settings: Settings) -> None:
 
 
 def _validate_fetch(settings: Settings) -> None:
-    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", settings.papers_api):
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", settings.fetch.api):
         raise ConfigError(
-            f"NEWSLETTER_PAPERS_API={settings.papers_api!r}: expected an http(s) base URL such "
+            f"NEWSLETTER_PAPERS_API={settings.fetch.api!r}: expected an http(s) base URL such "
             "as https://huggingface.co"
         )
-    if not (0 < settings.fetch_timeout <= 600 and 0 <= settings.fetch_retry_delay <= 600):
+    if not (0 < settings.fetch.timeout <= 600 and 0 <= settings.fetch.retry_delay <= 600):
         raise ConfigError(
             "NEWSLETTER_FETCH_TIMEOUT (above 0) and NEWSLETTER_FETCH_RETRY_DELAY: seconds, "
             "at most 600"
         )
-
-
-def _integer(name: str, raw: str | None, default: int, low: int, high: int) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: expected a number from {low} to {high}")
-    return value
-
-
-def _number(name: str, raw: str | None, default: float) -> float:
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
-
-
-def _boolean(name: str, raw: str | None, default: bool) -> bool:
-    if raw is None:
-        return default
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r}: expected true or false")

@@ -59,7 +59,7 @@ def make_tick(
     def tick() -> None:
         day = datetime.now(settings.tz).date()
         log.info("tick: running %s%s", day.isoformat(), " (dry-run)" if dry_run else "")
-        if settings.bounce_imap_url:  # the mailbox first, so no digest goes to a dead address
+        if settings.bounces.imap_url:  # the mailbox first, so no digest goes to a dead address
             _read_bounces(db, settings)
         try:
             summary = run_day(

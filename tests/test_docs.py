@@ -9,6 +9,7 @@ import re
 import click
 
 from newsletter.cli import cli
+from newsletter.config import VARIABLES, Settings, setting
 
 from .conftest import ROOT
 
@@ -52,14 +53,19 @@ def test_every_variable_the_code_reads_is_in_the_readme():
     for path in MODULES:
         text = path.read_text(encoding="utf-8")
         read |= set(re.findall(r"NEWSLETTER_[A-Z_]*[A-Z]", text))
-        # settings are read as get("NAME") for NEWSLETTER_NAME
-        if path.name == "config.py":
-            read |= {
-                f"NEWSLETTER_{name}"
-                for name in re.findall(r'\bget\("(?!NEWSLETTER_)([A-Z_]+)"\)', text)
-            }
+    read |= {variable.variable for variable in VARIABLES}  # the settings' one table
     assert len(read) >= 20
     assert sorted(v for v in read if f"`{v}`" not in README) == []
+
+
+def test_the_settings_table_fills_every_setting_once():
+    fields = [variable.field for variable in VARIABLES]
+    assert len(fields) == len(set(fields))
+    settings = Settings()
+    for variable in VARIABLES:
+        setting(settings, variable.field)  # names a real field
+    names = {variable.name for variable in VARIABLES}
+    assert len(names) == len(VARIABLES)
 
 
 def layers() -> list[set[str]]:

@@ -42,7 +42,7 @@ def read_paths(db: Database, settings: Settings, paths: list[Path]) -> BounceRep
 
 def _require_key(settings: Settings) -> None:
     """VERP tokens are signed with the secret key: without it every token would look forged."""
-    if settings.bounce_address and settings.uses_development_secret:
+    if settings.bounces.address and settings.uses_development_secret:
         raise ConfigError(
             "NEWSLETTER_SECRET_KEY is not set: the VERP tokens of bounces are verified with the "
             "key that signed them"
@@ -97,9 +97,9 @@ def fetch_imap(db: Database, settings: Settings) -> BounceReport:
     """`newsletter bounces fetch`: the unread messages of the IMAP bounce mailbox. `imaps://` is
     TLS; `imap://` is STARTTLS, required but to a server on this machine; certificates are
     checked but on this machine (`?verify=true|false` decides)."""
-    if not settings.bounce_imap_url:
+    if not settings.bounces.imap_url:
         raise ConfigError("NEWSLETTER_BOUNCE_IMAP_URL is not set: no bounce mailbox to fetch")
-    where = ImapPlace.parse(settings.bounce_imap_url)
+    where = ImapPlace.parse(settings.bounces.imap_url)
     _require_key(settings)
     report = BounceReport()
     try:

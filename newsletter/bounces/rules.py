@@ -114,7 +114,7 @@ class BounceReport:
 def handle_message(db: Database, settings: Settings, data: bytes, name: str) -> Handled:
     """Read one message from the bounce mailbox and apply it; `BounceError` for one that is
     not a readable message (nothing is recorded: it is refused again next time)."""
-    reading = read_bounce(data, name, settings.bounce_address)
+    reading = read_bounce(data, name, settings.bounces.address)
     try:
         with db.session() as session:
             if read_before(session, reading.key):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from ..config import SmtpSettings
 from . import smtpdata
 
 SENT_OUTCOME = "sent"
@@ -58,28 +59,6 @@ class ServerUnreachable(Exception):
     """The server cannot be used for anyone in this run: it is down, or it refused *us* (the
     greeting, our EHLO name, MAIL FROM, TLS, the login). Nothing more is sent, no reader is
     charged, and every digest not sent stays pending for the next run."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class SmtpOptions:
-    """How to reach the SMTP server; made from the settings (`daily.smtp_options`), where the
-    defaults are."""
-
-    host: str
-    port: int
-    security: str  # "starttls", "tls" or "none"
-    username: str | None
-    password: str | None = field(repr=False)
-    verify: bool
-    timeout: float
-    connections: int
-    rate_limit: float  # messages per second over all connections; 0 = unlimited
-    attempts: int  # tries per message within one run
-    retry_delay: float  # seconds before the second try; doubles after each
-    helo: str | None  # the name we greet with (None: aiosmtplib's default)
-
-    def describe(self) -> str:
-        return f"{self.host}:{self.port} ({self.security})"
 
 
 class _RateLimiter:
@@ -196,7 +175,7 @@ def _tls_message(server: str, error: ssl.SSLError) -> str:
 class SmtpSender:
     """Delivers envelopes over several reused SMTP connections with retries and a rate limit."""
 
-    def __init__(self, options: SmtpOptions, fast_data: bool = True):
+    def __init__(self, options: SmtpSettings, fast_data: bool = True):
         self.options = options
         self.fast_data = fast_data  # `smtpdata` on our connections (off: the library's DATA)
         self._limiter = _RateLimiter(options.rate_limit)

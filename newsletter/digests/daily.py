@@ -15,14 +15,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..config import Settings
+from ..config import Settings, SmtpSettings
 from ..delivery.eml import EmlFolder
 from ..delivery.smtp import (
     DEFERRED_OUTCOME,
@@ -31,7 +31,6 @@ from ..delivery.smtp import (
     DeliveryReport,
     Envelope,
     Outcome,
-    SmtpOptions,
     SmtpSender,
 )
 from ..delivery.workers import MessageMaker, digest_content
@@ -152,7 +151,7 @@ def run_day(
     if not dry_run:
         settings.require_sending()
     fetched = None
-    if settings.fetch:  # a failed day is reported and the run sends from what is stored
+    if settings.fetch.enabled:  # a failed day is reported and the run sends from what is stored
         fetched = fetch_days(
             db, settings, today if day == LATEST else day, today=today, ingest=False
         )
@@ -269,15 +268,9 @@ def _write_files(
     return written
 
 
-# Each SMTP option, and the setting it comes from (most are the option with "smtp_" before it).
-_SMTP_SETTINGS = {f.name: f"smtp_{f.name}" for f in fields(SmtpOptions)} | {
-    "rate_limit": "rate_limit",
-    "helo": "helo_name",
-}
-
-
-def smtp_options(settings: Settings) -> SmtpOptions:
-    return SmtpOptions(**{name: getattr(settings, attr) for name, attr in _SMTP_SETTINGS.items()})
+def smtp_options(settings: Settings) -> SmtpSettings:
+    """The SMTP settings with the name we greet servers with worked out (`helo_name`)."""
+    return replace(settings.smtp, helo=settings.helo_name)
 
 
 def send_digests(

@@ -75,13 +75,13 @@ class FetchReport:
 
 
 class PapersApi:
-    """The Daily Papers API at `settings.papers_api`: one answer per day, or `FetchFailed`."""
+    """The Daily Papers API at `settings.fetch.api`: one answer per day, or `FetchFailed`."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.client = httpx.Client(
-            base_url=settings.papers_api,
-            timeout=settings.fetch_timeout,
+            base_url=settings.fetch.api,
+            timeout=settings.fetch.timeout,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=True,
         )
@@ -94,9 +94,9 @@ class PapersApi:
 
     def day(self, day: date) -> bytes:
         """The answer for `day`, retried as the settings say."""
-        attempts = self.settings.fetch_attempts
+        attempts = self.settings.fetch.attempts
         for attempt in range(1, attempts + 1):
-            wait = self.settings.fetch_retry_delay * 2 ** (attempt - 1)
+            wait = self.settings.fetch.retry_delay * 2 ** (attempt - 1)
             try:
                 return self._get(day)
             except _Retryable as error:
@@ -114,7 +114,7 @@ class PapersApi:
         raise FetchFailed(f"{reason} ({attempts} attempt{'s' if attempts > 1 else ''})")
 
     def _get(self, day: date) -> bytes:
-        timeout = self.settings.fetch_timeout
+        timeout = self.settings.fetch.timeout
         deadline = time.monotonic() + timeout * 2  # a server that trickles bytes is cut off too
         try:
             with self.client.stream(
@@ -137,7 +137,7 @@ class PapersApi:
         except httpx.TimeoutException:
             raise _Retryable(f"no answer within {timeout:g} s") from None
         except httpx.TransportError as error:
-            raise _Retryable(f"cannot reach {self.settings.papers_api}: {_reason(error)}") from None
+            raise _Retryable(f"cannot reach {self.settings.fetch.api}: {_reason(error)}") from None
 
 
 class _Retryable(Exception):

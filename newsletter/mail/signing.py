@@ -29,15 +29,15 @@ def _dkim_key(path: Path) -> bytes:
 
 def sign_dkim(settings: Settings, raw: bytes) -> bytes:
     """The message with a DKIM-Signature header when DKIM is configured, else unchanged."""
-    if not (settings.dkim_selector and settings.dkim_domain and settings.dkim_key_file):
+    if not (settings.dkim.selector and settings.dkim.domain and settings.dkim.key_file):
         return raw
     import dkim  # (only where DKIM is configured)
 
     signature = dkim.sign(
         raw,
-        settings.dkim_selector.encode(),
-        settings.dkim_domain.encode(),
-        _dkim_key(settings.dkim_key_file),
+        settings.dkim.selector.encode(),
+        settings.dkim.domain.encode(),
+        _dkim_key(settings.dkim.key_file),
         include_headers=list(DKIM_HEADERS),
     )
     return signature + raw

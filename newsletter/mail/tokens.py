@@ -126,7 +126,7 @@ def read_verp_token(key: str, token: str) -> tuple[int, date] | None:
 def verp_address(settings: Settings, subscriber_id: int, day: date) -> str:
     """The envelope sender of one digest: `bounces+<token>@domain` with NEWSLETTER_BOUNCE_ADDRESS,
     else the address of NEWSLETTER_FROM."""
-    if not settings.bounce_address:
+    if not settings.bounces.address:
         return settings.sender_address
-    local, _, domain = settings.bounce_address.rpartition("@")
+    local, _, domain = settings.bounces.address.rpartition("@")
     return f"{local}+{verp_token(settings.signing_key, subscriber_id, day)}@{domain}"
