@@ -9,12 +9,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from sqlalchemy.exc import DatabaseError
 
@@ -212,6 +222,29 @@ def subscribers(app: App, paths: tuple[Path, ...], allow_drop: bool, as_json: bo
     out.print(report.summary)
 
 
+@contextmanager
+def progress_bar(console: Console) -> Iterator[Callable[[str, int, int], None]]:
+    """A bar per phase of a run (writing, sending) on a terminal; nothing when piped."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def report(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = bar.add_task(what, total=total)
+        bar.update(tasks[what], completed=done, total=total)
+
+    with bar:
+        yield report
+
+
 @cli.command()
 @click.option("--date", "day", help=DATE_HELP)
 @click.option("--dry-run", is_flag=True, help="Write .eml files instead of sending.")
@@ -221,15 +254,16 @@ def subscribers(app: App, paths: tuple[Path, ...], allow_drop: bool, as_json: bo
 @pass_app
 def run(app: App, day: str | None, dry_run: bool, outbox: Path | None) -> None:
     """The daily job: ingest, sync, select, rank, render, deliver; prints a summary."""
-    summary = run_day(
-        app.db,
-        app.settings,
-        LATEST if day == LATEST else app.resolve_date(day),
-        today=app.today,
-        dry_run=dry_run,
-        outbox_dir=outbox,
-        console=err,
-    )
+    with progress_bar(err) as progress:
+        summary = run_day(
+            app.db,
+            app.settings,
+            LATEST if day == LATEST else app.resolve_date(day),
+            today=app.today,
+            dry_run=dry_run,
+            outbox_dir=outbox,
+            progress=progress,
+        )
     for warning in summary.warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False)
     if summary.outbox is not None and summary.written:

@@ -9,6 +9,10 @@ from datetime import date
 
 from .text import normalize_title
 
+# How far back a digest reaches: a reader's window of new papers is at most this many days, and
+# a digest is sent within this many days of its date, or not at all (its papers are stale then).
+WINDOW_DAYS = 7
+
 
 @dataclass(frozen=True)
 class Listing:

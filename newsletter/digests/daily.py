@@ -13,14 +13,10 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..config import Settings, SmtpSettings
 from ..delivery.eml import EmlFolder
@@ -129,6 +125,15 @@ def prepare(
     return ingest, sync
 
 
+# How far a run's writing or sending is: (what, done, of how many). The command line draws it.
+Progress = Callable[[str, int, int], None]
+WRITING, SENDING = "Writing digests", "Sending digests"
+
+
+def _unheard(_what: str, _done: int, _total: int) -> None:
+    pass
+
+
 LATEST = "latest"  # `run --date latest`: the newest dump, once the seeds folder is ingested
 
 
@@ -140,14 +145,15 @@ def run_day(
     today: date,
     dry_run: bool,
     outbox_dir: Path | None = None,
-    console: Console | None = None,
+    progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> RunSummary:
     """The daily job for `day`. Several real runs of one date (cron and the scheduler, or
     senders on several machines sharing a database) cooperate: one selects the date's digests
     while the others wait, then each claims and sends batches until none is left. Setting `stop`
-    parks the run: messages in flight finish, the rest stays pending for the next run."""
-    console = console or Console(stderr=True)
+    parks the run: messages in flight finish, the rest stays pending for the next run.
+    `progress` hears how far writing or sending is (the command line draws a bar with it)."""
+    progress = progress or _unheard
     if not dry_run:
         settings.require_sending()
     fetched = None
@@ -170,7 +176,7 @@ def run_day(
     record = start_record(db, day, dry_run, holder)
     outcome = "crashed"
     try:
-        _run(db, settings, summary, today, outbox_dir, console, stop, holder)
+        _run(db, settings, summary, today, outbox_dir, progress, stop, holder)
         outcome = "unreachable" if summary.unreachable else "stopped" if summary.stopped else "ok"
         log.debug("run %s took %s (seconds per phase)", day.isoformat(), summary.seconds)
     finally:
@@ -184,7 +190,7 @@ def _run(
     summary: RunSummary,
     today: date,
     outbox_dir: Path | None,
-    console: Console,
+    progress: Progress,
     stop: threading.Event | None,
     holder: str,
 ) -> None:
@@ -216,11 +222,13 @@ def _run(
     summary.already_sent = composition.already_sent
     summary.failed = composition.failed
     if summary.dry_run:
-        summary.written = _write_files(settings, summary, composition.outgoing, outbox_dir, console)
+        summary.written = _write_files(
+            settings, summary, composition.outgoing, outbox_dir, progress
+        )
         lap("write")
         return
     composition.outgoing.clear()  # the stored rows are claimed in batches as they are sent
-    report = send_digests(db, settings, day, console, stop, holder)
+    report = send_digests(db, settings, day, progress, stop, holder)
     lap("send")
     summary.sent = report.outcomes.get(SENT_OUTCOME, 0)
     summary.deferred = report.outcomes.get(DEFERRED_OUTCOME, 0)
@@ -236,7 +244,7 @@ def _write_files(
     summary: RunSummary,
     digests: list[Outgoing],
     outbox_dir: Path | None,
-    console: Console,
+    progress: Progress,
 ) -> int:
     """A dry-run's messages as `.eml` files; how many were written. A file that cannot be
     written is a warning; an outbox that cannot be written to stops the run."""
@@ -245,10 +253,10 @@ def _write_files(
     summary.outbox = writer.directory / day.isoformat()
     written = 0
     sent_at = scheduled_time(settings, day)
-    with MessageMaker(settings, len(digests), sent_at) as maker, _bar(console) as bar:
-        task = bar.add_task("Writing digests", total=len(digests))
-        for outgoing, _, message in maker.stream([digests]):
-            bar.advance(task)
+    progress(WRITING, 0, len(digests))
+    with MessageMaker(settings, len(digests), sent_at) as maker:
+        for done, (outgoing, _, message) in enumerate(maker.stream([digests]), start=1):
+            progress(WRITING, done, len(digests))
             # What the receiving server will write at the top: the envelope sender.
             sender = verp_address(settings, outgoing.subscriber_id, outgoing.day)
             try:
@@ -277,7 +285,7 @@ def send_digests(
     db: Database,
     settings: Settings,
     day: date,
-    console: Console,
+    progress: Progress | None = None,
     stop: threading.Event | None = None,
     holder: str | None = None,
 ) -> DeliveryReport:
@@ -286,17 +294,18 @@ def send_digests(
     Other senders of the date may be claiming beside us; when nothing is free but some are still
     claimed by a live sender, wait: if it dies, its claims come back to us once they expire."""
     holder = holder or holder_name()
+    progress = progress or _unheard
     expected = count_unsent(db, day)
     subjects: dict[int, str] = {}
+    done = 0
 
     batches = _claimed_batches(db, settings, day, holder, StoredDigests(db, day), stop)
     with (
         MessageMaker(settings, expected) as maker,
         OutcomeRecorder(db) as recorder,
         Heartbeat(lambda: renew_claims(db, holder, settings.claim_lease), settings.claim_lease / 3),
-        _bar(console) as bar,
     ):
-        task = bar.add_task("Sending digests", total=expected)
+        progress(SENDING, 0, expected)
 
         async def envelopes() -> AsyncIterator[Envelope]:
             async for outgoing, subject, message in maker.astream(batches):
@@ -318,7 +327,9 @@ def send_digests(
                 error=outcome.error,
                 subject=subjects.pop(envelope.key, ""),
             )
-            bar.advance(task)
+            nonlocal done
+            done += 1
+            progress(SENDING, done, expected)
 
         try:
             sender = SmtpSender(smtp_options(settings))
@@ -373,18 +384,3 @@ def preview(
     path = EmlFolder(directory).path_for(day, outgoing.email, ".html")
     write_atomically(path, rendered.html.encode("utf-8"))
     return path
-
-
-@contextmanager
-def _bar(console: Console) -> Iterator[Progress]:
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-    with progress:
-        yield progress

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..ranking.rank import TopicIndex
-from ..records import Preferences
+from ..records import WINDOW_DAYS, Preferences
 from ..store.db import Database
 from ..store.digests import (
     digests_of_day,
@@ -25,7 +25,6 @@ from ..store.digests import (
     papers_in_other_digests,
     subscribers_to_plan,
 )
-from ..store.outbox import WINDOW_DAYS
 from ..store.papers import load_papers
 
 WEEKLY_DAY = 0  # Monday

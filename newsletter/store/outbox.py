@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, contains_eager
 
+from ..records import WINDOW_DAYS
 from .db import (
     ACTIVE,
     DEFERRED,
@@ -32,8 +33,6 @@ from .subscribers import change_status
 SUSPEND_AFTER = 3  # consecutive permanent failures, on different days
 UNSENT_STATES = (PENDING, SENDING, DEFERRED)
 OUTBOX_BATCH = 100  # digests claimed (or read) from the database at a time when sending
-# A digest is sent within this many days of its date, or not at all: its papers are stale then.
-WINDOW_DAYS = 7
 
 
 def _unsent_query(day: date) -> Select[tuple[Digest]]:
