@@ -73,7 +73,7 @@ class DumpPaper:
     title: str
     abstract: str
     code_url: str | None
-    # Known only for papers from the Daily Papers API (see `apidumps`).
+    # Known only for papers from the Daily Papers API (see `ingest.apidumps`).
     arxiv_id: str | None = None
     authors: tuple[str, ...] = ()
     upvotes: int | None = None

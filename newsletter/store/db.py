@@ -79,8 +79,9 @@ class SubscriberStatus(StrEnum):
 
 ACTIVE, UNSUBSCRIBED, SUSPENDED = SubscriberStatus
 
-# What a message read from the bounce mailbox was (`BounceRecord.kind`, see `dsn`, `bounces`), and
-# what it did (`BounceRecord.action`: "none", "scored", or the status it gave).
+# What a message read from the bounce mailbox was (`BounceRecord.kind`, see `bounces.dsn` and
+# `bounces.rules`), and what it did (`BounceRecord.action`: "none", "scored", or the status it
+# gave).
 BOUNCE, TEMPORARY, COMPLAINT = "bounce", "temporary", "complaint"
 NO_ACTION, SCORED = "none", "scored"
 
@@ -128,7 +129,8 @@ class Paper(Base):
 
 
 class PaperVector(Base):
-    """A paper's sentence vectors (see `embed`), made at ingest for the text they were made of."""
+    """A paper's sentence vectors (see `ranking.embed`), made at ingest for the text they were
+    made of."""
 
     __tablename__ = "paper_vectors"
 

@@ -24,7 +24,7 @@ from .db import (
 )
 
 NOW, ALREADY, UNKNOWN = "now", "already", "unknown"
-BOUNCE_HALF_LIFE = timedelta(days=30)  # a bounce score halves in this time (see `bounces`)
+BOUNCE_HALF_LIFE = timedelta(days=30)  # a bounce score halves in this time (see `bounces.rules`)
 
 
 def change_status(
