@@ -46,7 +46,8 @@ from .store.papers import latest_dump_date
 from .store.runs import Status
 from .store.runs import status as run_status
 from .store.subscribers import ALREADY, UNKNOWN, subscriber_overview, subscriber_records
-from .subscribers.lists import load_lists, normalize_address
+from .subscribers.addresses import normalize_address
+from .subscribers.lists import load_lists
 from .subscribers.sync import resubscribe as resubscribe_address
 from .subscribers.sync import sync_subscribers
 from .subscribers.sync import unsubscribe as unsubscribe_address

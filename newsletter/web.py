@@ -29,7 +29,7 @@ from .config import Settings
 from .errors import NewsletterError
 from .mail.tokens import verify_token
 from .store.db import Database
-from .subscribers.lists import normalize_address
+from .subscribers.addresses import normalize_address
 from .subscribers.sync import is_unsubscribed, unsubscribe
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from newsletter.config import load_settings
 from newsletter.digests.daily import run_day
 from newsletter.mail.tokens import verify_token
 from newsletter.store.db import DEFERRED, FAILED, PENDING, SENT, SUSPENDED, Digest, Subscriber
-from newsletter.subscribers.lists import normalize_address
+from newsletter.subscribers.addresses import normalize_address
 
 from .conftest import SECRET, SEEDS, TODAY, write_list
 from .smtp_server import FaultyHandler, SmtpServer, free_port, self_signed_context

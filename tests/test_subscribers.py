@@ -388,7 +388,7 @@ ADDRESS_PIECES = [
 @hypothesis_settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(ADDRESS_PIECES), min_size=1, max_size=12).map("".join))
 def test_the_quick_address_check_agrees_with_email_validator(text):
-    from newsletter.subscribers.lists import _validated, normalize_address
+    from newsletter.subscribers.addresses import _validated, normalize_address
 
     try:  # (an address is read without the spaces around it: "a@a.org " is a@a.org)
         expected = _validated(text.strip())

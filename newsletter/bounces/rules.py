@@ -51,7 +51,7 @@ from ..store.db import (
     utcnow,
 )
 from ..store.subscribers import change_status, current_score
-from ..subscribers.lists import normalize_address
+from ..subscribers.addresses import normalize_address
 from .dsn import AUTO_REPLY, Failure, Reading, read_bounce
 
 SUSPEND_SCORE = 4.0

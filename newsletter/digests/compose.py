@@ -37,7 +37,7 @@ from ..store.digests import (
 from ..store.leases import Heartbeat, wait_for_lease
 from ..store.outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
 from ..store.papers import load_papers, load_vectors
-from ..subscribers.lists import normalize_address
+from ..subscribers.addresses import normalize_address
 from .plan import Due, drop_excluded, earliest_candidate, plan_day
 
 

@@ -4,7 +4,6 @@ file and line, and a list with any bad row gives nothing. Storing them is `subsc
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import re
 from collections.abc import Iterable, Sequence
@@ -13,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from email_validator import EmailNotValidError, validate_email
 
 from ..errors import NewsletterError, SubscriberListError
 from ..records import Preferences
 from ..text import CONTROL, clean_name
+from .addresses import normalize_address
 
 FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
 FREQUENCIES = ("daily", "weekly")
@@ -284,45 +283,6 @@ def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> Subscribe
         preferences=Preferences(topics, exclude, max_papers, frequency),
         source=where,
     )
-
-
-def normalize_address(value: str) -> str:
-    """An address as it is stored, compared and signed everywhere (lists, `unsubscribe`,
-    `resubscribe`, tokens): NFC, the domain in Unicode (`xn--bcher-kva.example` is
-    `bücher.example`), all lower-case. `NewsletterError` when it is not an address.
-
-    email-validator checks the whole address (about 0.1 ms, most of it on the domain); a plain
-    ASCII local part is checked here and its domain once per domain, which takes a 500,000-row
-    list from a minute to seconds. `tests/test_subscribers.py` checks both give the same."""
-    text = str(value).strip()
-    local, at, domain = text.rpartition("@")
-    if at and _DOT_ATOM.fullmatch(local) and len(local) <= 64 and len(text) <= 254:
-        checked = _domain(domain.lower())
-        if isinstance(checked, str):
-            return f"{local}@{checked}".lower()
-    return _validated(text)
-
-
-# RFC 5322's dot-atom, as email-validator accepts it unquoted.
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-
-
-@functools.lru_cache(maxsize=4096)
-def _domain(domain: str) -> str | None:
-    """The normalized domain, or None when email-validator refuses it (the caller then asks it
-    about the whole address, for its message)."""
-    try:
-        return validate_email(f"x@{domain}", check_deliverability=False).domain
-    except EmailNotValidError:
-        return None
-
-
-def _validated(text: str) -> str:
-    try:
-        checked = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as error:
-        raise NewsletterError(f"invalid address {text!r}: {error}") from None
-    return checked.normalized.lower()
 
 
 def _email(value: Any, where: str, problems: _Problems) -> str | None:

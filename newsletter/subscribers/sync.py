@@ -18,7 +18,8 @@ from ..errors import NewsletterError
 from ..store import subscribers as store
 from ..store.db import UNSUBSCRIBED, Database
 from ..store.subscribers import replace_listed
-from .lists import SubscriberRow, normalize_address
+from .addresses import normalize_address
+from .lists import SubscriberRow
 
 
 @dataclass(frozen=True)
