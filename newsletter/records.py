@@ -9,6 +9,14 @@ from datetime import date
 
 from .text import normalize_title
 
+# What one field of a paper may hold: a page's title, abstract and author names are far shorter;
+# anything longer is cut at ingest, so that no dump can make a digest too large to send.
+MAX_TITLE_CHARS = 500
+MAX_ABSTRACT_CHARS = 10_000
+MAX_AUTHOR_CHARS = 200
+MAX_AUTHORS = 200  # kept of one paper; the email shows three
+MAX_UPVOTES = 10**9  # a count beyond this is not one (and would not fit the column)
+
 # How far back a digest reaches: a reader's window of new papers is at most this many days, and
 # a digest is sent within this many days of its date, or not at all (its papers are stale then).
 WINDOW_DAYS = 7

@@ -8,6 +8,17 @@ import unicodedata
 from typing import Any
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line separators
+# Halves of UTF-16 pairs standing alone ("\ud800" in JSON): no UTF-8 text can hold them.
+SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters at a space where there is one near the end, with "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ", limit // 2)
+    return (cut[:space] if space > 0 else cut).rstrip() + "…"
 
 
 def clean_name(value: Any) -> str:

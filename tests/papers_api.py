@@ -18,6 +18,7 @@ class Reply:
     body: bytes | list[Any] = b"[]"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the answer starts
+    trickle: float = 0.0  # seconds between bytes of the whole answer, status line included
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -84,6 +85,8 @@ class PapersApiServer:
                 if reply.delay:
                     time.sleep(reply.delay)
                 body = reply.payload()
+                if reply.trickle:
+                    return self._trickle(reply, body)
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -94,6 +97,17 @@ class PapersApiServer:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting (the timeout case)
+
+            def _trickle(self, reply: Reply, body: bytes) -> None:
+                head = f"HTTP/1.1 {reply.status} OK\r\nContent-Length: {len(body)}\r\n\r\n"
+                try:
+                    for byte in head.encode() + body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
 
             def log_message(self, *_args: Any) -> None:
                 pass

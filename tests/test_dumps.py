@@ -289,3 +289,40 @@ def test_an_api_answer_is_named_by_its_date():
         parse_api_dump(answer, "papers.json", "papers.json")
     with pytest.raises(DumpError, match=r"2026-02-30 is not a date"):
         parse_api_dump(answer, "x", "daily_papers-2026-02-30.json")
+
+
+HOSTILE_TEXT = st.text(st.characters(codec=None, categories=None), max_size=20) | st.just(
+    "x\ud800y"
+)
+HOSTILE_ITEM = st.fixed_dictionaries(
+    {
+        "paper": st.fixed_dictionaries(
+            {
+                "id": st.just("2503.01234"),
+                "title": HOSTILE_TEXT,
+                "summary": HOSTILE_TEXT,
+                "authors": st.lists(st.fixed_dictionaries({"name": HOSTILE_TEXT}), max_size=3),
+                "upvotes": st.integers() | st.integers(2**63 - 2, 2**64) | ANY_JSON,
+            }
+        )
+    }
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(HOSTILE_ITEM, max_size=4), st.integers(0, 3000))
+def test_any_escaped_answer_is_stored_text_or_one_line(answer, depth):
+    """JSON escapes can say what UTF-8 cannot (lone surrogates), numbers can be any size and
+    nesting any depth: every answer is papers whose every field a database and a mail can hold,
+    or one line."""
+    data = ("[" * depth + json.dumps(answer) + "]" * depth).encode()
+    try:
+        parsed, _ = parse_api_dump(data, "a.json", "daily_papers-2026-11-24.json")
+    except DumpError as error:
+        assert "\n" not in str(error) and str(error).startswith("a.json")
+        return
+    for paper in parsed.papers:
+        for text in (paper.title, paper.abstract, *paper.authors):
+            text.encode("utf-8")  # no lone surrogate is left
+            assert not CONTROL.search(text) and len(text) <= 10_000
+        assert paper.upvotes is None or 0 <= paper.upvotes < 2**63

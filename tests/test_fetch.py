@@ -350,3 +350,96 @@ def test_run_with_fetch_sends_the_fetched_day(cli, fetch_env, api, workdir):
     message = parse_eml(workdir / "outbox" / DAY / "ada@example.org.eml")
     assert "Graph Rewiring Without Tears" in message["Subject"]
     assert (workdir / "seeds" / f"daily_papers-{DAY}.json").is_file()
+
+
+# --- Hostile answers: each is taken or refused in one line for that day ------------------------
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'[{"paper": {"id": "2611.01234", "title": "T", "upvotes": ' + b"9" * 5000 + b"}}]", ""),
+        (b"\xff\xfe\x00garbage", ""),
+    ],
+)
+def test_an_answer_no_parser_can_take_is_one_line_and_the_run_goes_on(
+    fetch, api, cli, fetch_env, demo, body, reason
+):
+    api.answer("2026-03-11", Reply(body=body))
+    result = fetch("--date", "2026-03-11")
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("fetch 2026-03-11: answer") and reason in line
+    assert line.endswith("nothing stored")
+    run = cli("run", "--dry-run", "--date", "2026-03-11", extra_env=fetch_env)
+    assert run.code == 0 and "digest(s) written" in run.stdout
+
+
+def test_odd_fields_are_taken_bounded_and_never_fail_a_later_run(fetch, api, cli, fetch_env):
+    huge_author = "Mallory " * 800_000  # 6.4 MB
+    odd = [
+        item("2611.01234", "Lone \ud800 surrogate in a title", "About graphs.", upvotes=0),
+        item("2611.04321", "Graph Upvotes Overflow", "Graph neural networks.", upvotes=0),
+        item("2611.05555", "Huge Author", "Graphs again.", authors=(huge_author,)),
+    ]
+    odd[1]["paper"]["upvotes"] = 9223372036854775808  # one past the largest 64-bit integer
+    api.answer(DAY, Reply(body=json.dumps(odd).encode()))  # "\\ud800" as the JSON escape
+    assert fetch("--date", DAY).code == 0
+    for _ in range(2):  # the saved answer is read again by every later command
+        papers = papers_json(cli, fetch_env)
+        assert set(papers) == {
+            "Lone surrogate in a title",
+            "Graph Upvotes Overflow",
+            "Huge Author",
+        }
+        assert papers["Graph Upvotes Overflow"]["upvotes"] is None
+        (author,) = papers["Huge Author"]["authors"]
+        assert author.startswith("Mallory Mallory") and len(author) <= 200
+        assert cli("ingest", extra_env=fetch_env).code == 0
+
+
+def test_a_redirect_to_a_new_url_every_time_is_one_line(fetch, api, workdir):
+    api.answer(DAY, Reply(302, headers={"Location": f"/api/daily_papers?date={DAY}&again=1"}))
+    result = fetch("--date", DAY)
+    assert result.code == 1
+    assert result.stderr.strip() == f"fetch {DAY}: more than 5 redirects; nothing stored"
+    assert list((workdir / "seeds").iterdir()) == []
+
+
+def test_a_body_that_is_not_the_encoding_it_claims_is_one_line(fetch, api, workdir):
+    api.answer(DAY, Reply(body=b"[not gzip]", headers={"Content-Encoding": "gzip"}))
+    result = fetch("--date", DAY)
+    assert result.code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"fetch {DAY}: unreadable answer") and line.endswith("nothing stored")
+
+
+def test_a_retry_after_that_is_no_number_is_no_pause(fetch, api):
+    api.answer(DAY, Reply(429, body=b"", headers={"Retry-After": "\xb2"}), Reply(body=NORMAL_DAY))
+    result = fetch("--date", DAY)
+    assert result.code == 0, result.stderr
+    assert len(api.asked(DAY)) == 2
+
+
+def test_a_server_that_trickles_its_headers_is_cut_off_at_the_deadline(fetch, api, workdir):
+    api.answer(DAY, Reply(body=NORMAL_DAY, trickle=0.2))
+    started = datetime.now(UTC)
+    result = fetch("--date", DAY, NEWSLETTER_FETCH_TIMEOUT="0.5", NEWSLETTER_FETCH_ATTEMPTS="1")
+    took = (datetime.now(UTC) - started).total_seconds()
+    assert result.code == 1 and took < 5
+    assert result.stderr.strip() == (
+        f"fetch {DAY}: answer not complete within 1 s (1 attempt); nothing stored"
+    )
+    assert list((workdir / "seeds").iterdir()) == []
+
+
+def test_an_answer_longer_than_any_page_is_not_saved(fetch, api, cli, fetch_env, workdir):
+    many = [item(f"2611.{n:05d}", f"Paper {n}") for n in range(50_001)]
+    api.answer(DAY, Reply(body=many))
+    result = fetch("--date", DAY)
+    assert result.code == 1
+    assert "50,001 papers, more than a page lists; nothing stored" in result.stderr
+    assert list((workdir / "seeds").iterdir()) == []
+    status = json.loads(cli("status", "--json", extra_env=fetch_env).stdout)
+    assert status["fetches"][0]["outcome"] == "failed"

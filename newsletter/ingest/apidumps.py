@@ -16,8 +16,15 @@ from datetime import date
 from typing import Any
 
 from ..errors import DumpError
-from ..records import DumpPaper
-from ..text import CONTROL
+from ..records import (
+    MAX_ABSTRACT_CHARS,
+    MAX_AUTHOR_CHARS,
+    MAX_AUTHORS,
+    MAX_TITLE_CHARS,
+    MAX_UPVOTES,
+    DumpPaper,
+)
+from ..text import CONTROL, SURROGATES, clip
 from .dumps import ParsedDump, decode_dump, find_code_url
 
 FILE_NAME = re.compile(r"daily_papers-(\d{4}-\d{2}-\d{2})\.json")
@@ -25,7 +32,6 @@ FILE_NAME = re.compile(r"daily_papers-(\d{4}-\d{2}-\d{2})\.json")
 # goes into links, so nothing else is taken.
 ARXIV_ID = re.compile(r"(?:\d{4}\.\d{4,5}|[a-z][a-z.-]{1,30}/\d{7})(?:v\d{1,3})?")
 GITHUB_REPO = re.compile(r"https://[^\s<>\"']+")
-MAX_AUTHORS = 200  # kept of one paper; the email shows three
 
 
 def file_name(day: date) -> str:
@@ -41,12 +47,17 @@ def parse_api_dump(data: bytes, name: str, path_name: str) -> tuple[ParsedDump, 
     file's own name: the answer does not say). `name` is how errors name the file."""
     match = FILE_NAME.fullmatch(path_name)
     day = _day(match, name)
+    text = decode_dump(data, name)
     try:
-        answer = json.loads(decode_dump(data, name))
+        answer = json.loads(text)
     except json.JSONDecodeError as error:
         raise DumpError(
             f"{name}, line {error.lineno}: not JSON ({error.msg}), not a Daily Papers answer"
         ) from None
+    except RecursionError:
+        raise DumpError(f"{name}: JSON nested too deeply, not a Daily Papers answer") from None
+    except ValueError as error:  # e.g. a number of thousands of digits
+        raise DumpError(f"{name}: {_first_line(error)}, not a Daily Papers answer") from None
     if not isinstance(answer, list):
         raise DumpError(f"{name}: a JSON {type(answer).__name__}, expected a list of papers")
     papers = tuple(_paper(item, position, name) for position, item in enumerate(answer, start=1))
@@ -87,10 +98,10 @@ def _paper(item: Any, position: int, name: str) -> DumpPaper:
     if not isinstance(arxiv_id, str) or not ARXIV_ID.fullmatch(arxiv_id):
         raise DumpError(f"{where}: paper.id {arxiv_id!r} is not an arXiv id")
     # The page shows the item's title (it may be edited there); the paper's is the fallback.
-    title = _clean(item.get("title")) or _clean(paper.get("title"))
+    title = clip(_clean(item.get("title")) or _clean(paper.get("title")), MAX_TITLE_CHARS)
     if not title:
         raise DumpError(f"{where}: the paper {arxiv_id} has no title")
-    abstract = _clean(paper.get("summary")) or _clean(item.get("summary"))
+    abstract = clip(_clean(paper.get("summary")) or _clean(item.get("summary")), MAX_ABSTRACT_CHARS)
     repo = paper.get("githubRepo")
     code_url = (
         repo.strip()
@@ -105,14 +116,17 @@ def _paper(item: Any, position: int, name: str) -> DumpPaper:
         code_url=code_url,
         arxiv_id=arxiv_id,
         authors=_authors(paper.get("authors")),
-        upvotes=upvotes if type(upvotes) is int and upvotes >= 0 else None,
+        upvotes=upvotes if type(upvotes) is int and 0 <= upvotes <= MAX_UPVOTES else None,
     )
 
 
 def _authors(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    names = (_clean(a.get("name")) if isinstance(a, dict) else "" for a in value)
+    names = (
+        clip(_clean(a.get("name")), MAX_AUTHOR_CHARS) if isinstance(a, dict) else ""
+        for a in value[: MAX_AUTHORS * 2]
+    )
     return tuple(n for n in names if n)[:MAX_AUTHORS]
 
 
@@ -121,4 +135,8 @@ def _clean(value: Any) -> str:
     clients), runs of spaces and line breaks become one space."""
     if not isinstance(value, str):
         return ""
-    return " ".join(CONTROL.sub(" ", value).split())
+    return " ".join(CONTROL.sub(" ", SURROGATES.sub("", value)).split())
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split("\n")[0].split())[:120] or type(error).__name__

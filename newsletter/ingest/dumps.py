@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ..errors import DumpError
-from ..records import DumpPaper
-from ..text import CONTROL
+from ..records import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, DumpPaper
+from ..text import CONTROL, clip
 
 MONTHS = {
     name: number
@@ -152,7 +152,12 @@ def parse_dump(data: bytes, name: str) -> ParsedDump:
     if not paragraphs:
         raise DumpError(f"{name}, line {date_index + 1}: no papers after the date line")
     papers = tuple(
-        DumpPaper(position, title, abstract, find_code_url(abstract))
+        DumpPaper(
+            position,
+            clip(title, MAX_TITLE_CHARS),
+            clip(abstract, MAX_ABSTRACT_CHARS),
+            find_code_url(abstract),
+        )
         for position, (title, abstract) in enumerate(_papers(paragraphs), start=1)
     )
     return ParsedDump(

@@ -12,6 +12,8 @@ Every day's outcome is recorded for `newsletter status`.
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,12 +29,13 @@ from ..files import write_atomically
 from ..store.db import Database
 from ..store.runs import record_fetch
 from .apidumps import file_name, parse_api_dump
-from .intake import MAX_DUMP_BYTES, IngestReport, ingest_paths
+from .intake import MAX_DUMP_BYTES, MAX_DUMP_PAPERS, IngestReport, ingest_paths
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"papers-digest/{__version__}"
 MAX_RETRY_AFTER = 300.0  # seconds: a server asking for a longer pause fails the day
+MAX_REDIRECTS = 5
 MAX_DAYS = 366  # `--days`: a year of backfill at most
 
 
@@ -84,6 +87,7 @@ class PapersApi:
             timeout=settings.fetch.timeout,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
         )
 
     def __enter__(self) -> PapersApi:
@@ -114,8 +118,29 @@ class PapersApi:
         raise FetchFailed(f"{reason} ({attempts} attempt{'s' if attempts > 1 else ''})")
 
     def _get(self, day: date) -> bytes:
+        """One request with a deadline for the whole exchange (`timeout` × 2): httpx's timeout is
+        per read, so a server sending its headers a byte at a time would never time out. The
+        request runs in a thread of its own, abandoned at the deadline."""
         timeout = self.settings.fetch.timeout
-        deadline = time.monotonic() + timeout * 2  # a server that trickles bytes is cut off too
+        outcome: list[bytes | BaseException] = []
+
+        def request() -> None:
+            try:
+                outcome.append(self._request(day, time.monotonic() + timeout * 2))
+            except BaseException as error:  # handed to the caller's thread as it is
+                outcome.append(error)
+
+        worker = threading.Thread(target=request, name=f"fetch {day}", daemon=True)
+        worker.start()
+        worker.join(timeout * 2 + 1)
+        if not outcome:
+            raise _Retryable(f"answer not complete within {timeout * 2:g} s")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _request(self, day: date, deadline: float) -> bytes:
+        timeout = self.settings.fetch.timeout
         try:
             with self.client.stream(
                 "GET", "/api/daily_papers", params={"date": day.isoformat()}
@@ -138,6 +163,10 @@ class PapersApi:
             raise _Retryable(f"no answer within {timeout:g} s") from None
         except httpx.TransportError as error:
             raise _Retryable(f"cannot reach {self.settings.fetch.api}: {_reason(error)}") from None
+        except httpx.TooManyRedirects:
+            raise FetchFailed(f"more than {MAX_REDIRECTS} redirects") from None
+        except httpx.HTTPError as error:  # a body that is not what its headers say, …
+            raise FetchFailed(f"unreadable answer: {_reason(error)}") from None
 
 
 class _Retryable(Exception):
@@ -150,7 +179,7 @@ def _status(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
 
 
-def _reason(error: httpx.TransportError) -> str:
+def _reason(error: httpx.HTTPError) -> str:
     text = str(error) or type(error).__name__
     return " ".join(text.split())[:200]
 
@@ -160,7 +189,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,12}", value):  # ASCII digits only: "²" is a digit to Python
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -201,6 +230,10 @@ def _fetch_day(client: PapersApi, seeds_dir: Path, day: date) -> DayFetch:
         parsed, _ = parse_api_dump(answer, "answer", path.name)
     except (FetchFailed, DumpError) as error:
         return DayFetch(day, error=str(error))
+    if len(parsed.papers) > MAX_DUMP_PAPERS:  # ingest would refuse it: it is not saved
+        return DayFetch(
+            day, error=f"{len(parsed.papers):,} papers, more than a page lists; nothing stored"
+        )
     if not parsed.papers and _saved_papers(path) > 0:
         return DayFetch(day, path=path, kept=True)
     try:
