@@ -7,6 +7,7 @@ so tests build their own settings and a run never changes behaviour half way thr
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -208,11 +209,20 @@ def _integer(low: int, high: int) -> Callable[[str, str], int]:
     return read
 
 
-def _number(name: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+def _number(low: float, high: float) -> Callable[[str, str], float]:
+    """A finite number from `low` to `high` (`inf` and `nan` are numbers to Python, not to us:
+    an infinite retry delay would hang a run with a digest claimed)."""
+
+    def read(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{name}={raw!r}: expected a number from {low:g} to {high:g}")
+        return value
+
+    return read
 
 
 def _boolean(name: str, raw: str) -> bool:
@@ -245,7 +255,7 @@ VARIABLES = (
     Variable("SEND_AT", "send_at"),
     Variable("TIMEZONE", "timezone"),
     Variable("WORKERS", "workers", _integer(0, 64)),
-    Variable("CLAIM_LEASE", "claim_lease", _number),
+    Variable("CLAIM_LEASE", "claim_lease", _number(MIN_CLAIM_LEASE, MAX_CLAIM_LEASE)),
     Variable("SMTP_HOST", "smtp.host"),
     Variable("SMTP_PORT", "smtp.port", _integer(1, 65535)),
     Variable("SMTP_SECURITY", "smtp.security", lambda _name, raw: raw.lower()),
@@ -253,16 +263,16 @@ VARIABLES = (
     Variable("SMTP_PASSWORD", "smtp.password", exact=True),
     Variable("SMTP_HELO", "smtp.helo"),
     Variable("SMTP_VERIFY", "smtp.verify", _boolean),
-    Variable("SMTP_TIMEOUT", "smtp.timeout", _number),
+    Variable("SMTP_TIMEOUT", "smtp.timeout", _number(0.1, 3600)),
     Variable("SMTP_CONNECTIONS", "smtp.connections", _integer(1, 64)),
-    Variable("RATE_LIMIT", "smtp.rate_limit", _number),
+    Variable("RATE_LIMIT", "smtp.rate_limit", _number(0, 100_000)),
     Variable("SMTP_ATTEMPTS", "smtp.attempts", _integer(1, 20)),
-    Variable("SMTP_RETRY_DELAY", "smtp.retry_delay", _number),
+    Variable("SMTP_RETRY_DELAY", "smtp.retry_delay", _number(0, 3600)),
     Variable("PAPERS_API", "fetch.api", _url),
     Variable("FETCH", "fetch.enabled", _boolean),
-    Variable("FETCH_TIMEOUT", "fetch.timeout", _number),
+    Variable("FETCH_TIMEOUT", "fetch.timeout", _number(0.1, 600)),
     Variable("FETCH_ATTEMPTS", "fetch.attempts", _integer(1, 20)),
-    Variable("FETCH_RETRY_DELAY", "fetch.retry_delay", _number),
+    Variable("FETCH_RETRY_DELAY", "fetch.retry_delay", _number(0, 600)),
     Variable("BOUNCE_ADDRESS", "bounces.address"),
     Variable("BOUNCE_IMAP_URL", "bounces.imap_url"),
     Variable("DKIM_SELECTOR", "dkim.selector"),
@@ -358,8 +368,8 @@ def validate(settings: Settings) -> None:
             "DKIM signing needs all of NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_DOMAIN and "
             "NEWSLETTER_DKIM_KEY_FILE"
         )
-    if settings.dkim.key_file is not None and not settings.dkim.key_file.is_file():
-        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE={settings.dkim.key_file}: no such file")
+    if settings.dkim.key_file is not None:
+        _validate_dkim_key(settings.dkim.key_file)
     if settings.smtp.retry_delay < 0 or settings.smtp.timeout <= 0:
         raise ConfigError("NEWSLETTER_SMTP_RETRY_DELAY and _TIMEOUT must be positive numbers")
     _validate_fetch(settings)
@@ -370,6 +380,23 @@ def validate(settings: Settings) -> None:
             f"NEWSLETTER_CLAIM_LEASE={settings.claim_lease:g}: give seconds from "
             f"{MIN_CLAIM_LEASE:g} to {MAX_CLAIM_LEASE:g}"
         )
+
+
+def _validate_dkim_key(path: Path) -> None:
+    """The key file holds a private key dkimpy can sign with: found out at start-up, not at the
+    first message (with digests claimed)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            f"NEWSLETTER_DKIM_KEY_FILE={path}: cannot be read: {error.strerror or error}"
+        ) from None
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+    try:
+        parse_pem_private_key(data)
+    except (UnparsableKeyError, ValueError, IndexError, TypeError):
+        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE={path}: not a PEM RSA private key") from None
 
 
 def _validate_bounces(settings: Settings) -> None:

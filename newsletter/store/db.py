@@ -313,6 +313,11 @@ class Database:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         except (ArgumentError, OSError) as error:
             raise DatabaseUnavailable(unavailable(url, error)) from None
+        except ImportError as error:  # mysql://, say: a back-end whose driver is not installed
+            raise DatabaseUnavailable(
+                unavailable(url, error)
+                + " (the database's driver is not installed: SQLite and PostgreSQL are supported)"
+            ) from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout))
         if upgrade:
