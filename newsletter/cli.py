@@ -272,6 +272,11 @@ def run(app: App, day: str | None, dry_run: bool, outbox: Path | None) -> None:
     out.print(summary.line(), highlight=False)
     if summary.unreachable:
         raise NewsletterError(f"{summary.unreachable}; {summary.pending} digest(s) left pending")
+    if summary.bad_rows:  # delivered to the readers of the last good lists; cron mails this
+        raise NewsletterError(
+            f"the subscriber lists were refused: {summary.bad_rows[0]}"
+            + (f" (and {len(summary.bad_rows) - 1} more)" if len(summary.bad_rows) > 1 else "")
+        )
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import shutil
 import signal
@@ -640,3 +641,31 @@ def test_a_policy_refusal_of_one_reader_among_accepted_ones_is_theirs(db, env, d
         summary = real_run(db, env, server.port, NEWSLETTER_SMTP_CONNECTIONS="1")
     assert summary.failed == 1 and summary.unreachable is None
     assert states(db)["ada@example.org"][0] == FAILED
+
+
+def test_one_bad_row_refuses_the_lists_but_not_the_days_mail(cli, workdir, demo):
+    """The lists stay all or nothing (nothing of a list with a bad row is stored), but the run
+    goes on with the readers of the last good lists, names the row, and fails after delivering
+    (so cron mails the operator)."""
+    assert cli("subscribers").code == 0  # the last good lists
+    listed = (workdir / "subscribers" / "newsletter-signups.csv").read_text(encoding="utf-8")
+    (workdir / "subscribers" / "newsletter-signups.csv").write_text(
+        listed + "mallory@@example.org,Mallory,quantization,,,\n", encoding="utf-8"
+    )
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        result = cli("run", "--date", "2026-03-11", extra_env=smtp_env({}, server.port))
+    assert result.code == 1 and "Traceback" not in result.stderr
+    assert len(handler.received) >= 4  # everyone of the last good lists got their digest
+    assert "mallory" not in " ".join(str(m) for m in handler.received)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    (error,) = errors
+    assert error.startswith("error: the subscriber lists were refused: ")
+    assert "newsletter-signups.csv, line" in error and "mallory@@example.org" in error
+    assert "sent" in result.stdout
+    shown = cli("status", "--json")
+    assert shown.code == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["runs"][0]["counts"]["bad_rows"] == 1
+    listing = cli("subscribers", "--json")  # the lists are still refused, and say why
+    assert listing.code == 1 and "mallory@@example.org" in listing.stderr

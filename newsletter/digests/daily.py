@@ -30,7 +30,7 @@ from ..delivery.smtp import (
     SmtpSender,
 )
 from ..delivery.workers import MessageMaker, digest_content
-from ..errors import NewsletterError
+from ..errors import NewsletterError, SubscriberListError
 from ..files import write_atomically
 from ..ingest.dumps import DAYS_AHEAD
 from ..ingest.fetch import fetch_days
@@ -80,6 +80,8 @@ class RunSummary:
     outbox: Path | None = None
     ingest: IngestReport | None = None
     sync: SyncReport | None = None
+    prepared: bool = False  # seeds ingested and lists synced (or refused) already
+    bad_rows: list[str] = field(default_factory=list)  # why the lists were refused, if they were
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
 
@@ -94,7 +96,7 @@ class RunSummary:
             "already_sent",
             "pending",
         )
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in names} | {"bad_rows": len(self.bad_rows)}
 
     def line(self) -> str:
         if self.dry_run:
@@ -112,17 +114,25 @@ class RunSummary:
         return f"{mode} {self.day.isoformat()}: " + ", ".join(parts)
 
 
-def prepare(
-    db: Database, settings: Settings, today: date
-) -> tuple[IngestReport | None, SyncReport | None]:
+def prepare(db: Database, settings: Settings, today: date, summary: RunSummary) -> None:
     """Ingest the seeds folder (when there is one) and sync the subscriber lists. The lists are
     the source of truth for who is subscribed: a missing or empty folder is an error, never a
-    reason to delist everyone."""
-    ingest = None
+    reason to delist everyone. Lists with a bad row are refused whole (nothing of them is
+    stored), and the day's mail goes to the readers of the last good lists: one bad row must
+    not stop everyone's mail. The run says which rows, and ends in an error after delivering."""
     if settings.seeds_dir.is_dir():
-        ingest = ingest_paths(db, [settings.seeds_dir], today)
-    sync = sync_subscribers(db, load_lists([settings.subscribers_dir]))
-    return ingest, sync
+        summary.ingest = ingest_paths(db, [settings.seeds_dir], today)
+    try:
+        rows = load_lists([settings.subscribers_dir])
+    except SubscriberListError as error:
+        summary.bad_rows = list(error.problems)
+        summary.warnings.extend(error.problems)
+        summary.warnings.append(
+            f"the subscriber lists were not synced ({len(error.problems)} bad row(s)): this run "
+            "mails the readers of the last lists that were"
+        )
+        return
+    summary.sync = sync_subscribers(db, rows)
 
 
 # How far a run's writing or sending is: (what, done, of how many). The command line draws it.
@@ -163,13 +173,16 @@ def run_day(
         )
     prepared = None
     if day == LATEST:  # the newest dump may not be stored yet: ingest first, then look
-        prepared = prepare(db, settings, today)
+        prepared = RunSummary(today, dry_run)
+        prepare(db, settings, today, prepared)
         day = latest_dump_date(db, today + timedelta(days=DAYS_AHEAD))
     if not isinstance(day, date):
         raise TypeError(f"run_day: a date or {LATEST!r}, not {day!r}")
     summary = RunSummary(day, dry_run)
     if prepared is not None:
-        summary.ingest, summary.sync = prepared
+        summary.ingest, summary.sync = prepared.ingest, prepared.sync
+        summary.bad_rows, summary.warnings = prepared.bad_rows, prepared.warnings
+        summary.prepared = True
     if fetched is not None:
         summary.warnings.extend(failed.line for failed in fetched.failed)
     holder = holder_name()
@@ -203,8 +216,8 @@ def _run(
         summary.seconds[phase] = round(now - clock, 3)
         clock = now
 
-    if summary.sync is None:  # (not prepared already for `--date latest`)
-        summary.ingest, summary.sync = prepare(db, settings, today)
+    if not summary.prepared:  # (prepared already for `--date latest`)
+        prepare(db, settings, today, summary)
     lap("ingest_sync")
     if summary.ingest:
         summary.warnings.extend(summary.ingest.errors)
@@ -373,8 +386,12 @@ async def _claimed_batches(
 def preview(
     db: Database, settings: Settings, email: str, day: date, *, today: date, directory: Path
 ) -> Path:
-    """Render one subscriber's digest for `day` to an `.html` file; stores no digest."""
-    prepare(db, settings, today)
+    """Render one subscriber's digest for `day` to an `.html` file; stores no digest. (Lists
+    with a bad row stop a preview: no mail waits on it, and it would show stale preferences.)"""
+    prepared = RunSummary(day, dry_run=True)
+    prepare(db, settings, today, prepared)
+    if prepared.bad_rows:
+        raise SubscriberListError(prepared.bad_rows)
     outgoing = compose_for(db, settings, email, day)
     if outgoing is None:
         raise NewsletterError(
