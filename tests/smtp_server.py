@@ -30,6 +30,7 @@ class FaultyHandler:
     always_rcpt: dict[str, str] = field(default_factory=dict)  # address -> reply every time
     ehlo_reply: str | None = None  # refuse the EHLO (and HELO) name with this reply
     mail_reply: str | None = None  # refuse MAIL FROM with this reply
+    size_limit: int | None = None  # refuse MAIL FROM with a larger SIZE=, as Postfix does (552)
     greeted: list[str] = field(default_factory=list)  # the names clients greeted with
     mail_options: list[list[str]] = field(default_factory=list)  # MAIL FROM's options, in order
     received: list[tuple[str, bytes]] = field(default_factory=list)
@@ -50,6 +51,9 @@ class FaultyHandler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_reply:
             return self.mail_reply
+        sizes = [int(o[5:]) for o in mail_options if o.upper().startswith("SIZE=")]
+        if self.size_limit is not None and sizes and sizes[0] > self.size_limit:
+            return "552 5.3.4 Message size exceeds fixed limit"
         self.mail_options.append(list(mail_options))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)

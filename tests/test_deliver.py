@@ -669,3 +669,89 @@ def test_one_bad_row_refuses_the_lists_but_not_the_days_mail(cli, workdir, demo)
     assert status["runs"][0]["counts"]["bad_rows"] == 1
     listing = cli("subscribers", "--json")  # the lists are still refused, and say why
     assert listing.code == 1 and "mallory@@example.org" in listing.stderr
+
+
+def test_a_message_refused_for_its_size_is_its_own_problem(db, env, demo):
+    """552 5.3.4 at MAIL FROM is about that message: it waits (nobody is charged, the server is
+    not taken for refusing us), and the other readers' digests go out."""
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        sizes = sorted(len(m) for m in dry_messages(db, env, server.port))
+        handler.size_limit = sizes[len(sizes) // 2]  # the larger half is too large
+        summary = real_run(db, env, server.port)
+    assert summary.unreachable is None and summary.failed == 0
+    assert summary.sent == sum(size <= handler.size_limit for size in sizes) > 0
+    assert summary.deferred == len(sizes) - summary.sent > 0
+    assert {state for state, _ in states(db).values()} == {SENT, DEFERRED}
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+
+
+def dry_messages(db, env, port) -> list[bytes]:
+    settings = load_settings(smtp_env(env, port))
+    run_day(db, settings, AUG_8, today=TODAY, dry_run=True)
+    return [p.read_bytes() for p in (settings.outbox_dir / AUG_8.isoformat()).glob("*.eml")]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # A relay refusing our IP with a fresh id in every reply.
+        "550 5.7.708 Access denied, traffic not accepted from this IP. [AM1PEPF0000A1B{n}.eurprd]",
+        "550 5.7.1 Access denied",
+    ],
+)
+def test_a_policy_refusal_of_every_reader_is_ours_whatever_its_ids(db, env, demo, refusal):
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        due = addresses_due(db, env, server.port)
+        handler.always_rcpt.update({a: refusal.format(n=n) for n, a in enumerate(due)})
+        summary = real_run(db, env, server.port)
+    assert summary.failed == 0 and summary.sent == 0 and summary.pending == len(due)
+    assert "accepted none, which is a refusal of us" in (summary.unreachable or "")
+    assert {state for state, _ in states(db).values()} == {PENDING}
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+
+
+def test_two_readers_refused_on_policy_are_not_charged(db, env, workdir):
+    write_list(
+        workdir / "subscribers",
+        "two.csv",
+        "email,topics\nada@example.org,neural networks\nbob@example.org,neural networks\n",
+    )
+    handler = FaultyHandler(
+        always_rcpt={a: "550 5.7.1 Access denied" for a in ("ada@example.org", "bob@example.org")}
+    )
+    shutil.copy(next(SEEDS.glob("000_*.txt")), workdir / "seeds")
+    with SmtpServer(handler) as server:
+        summary = real_run(db, env, server.port)
+    assert summary.failed == 0 and summary.pending == 2 and summary.unreachable
+    assert {state for state, _ in states(db).values()} == {PENDING}
+
+
+def test_a_content_filter_refusing_every_message_after_data_charges_nobody(db, env, demo):
+    handler = FaultyHandler()
+    with SmtpServer(handler) as server:
+        due = addresses_due(db, env, server.port)
+        handler.data_replies.update(
+            {
+                a: [f"554 5.7.1 Message content rejected, id=4Xk{n}q{n * 7}"] * 9
+                for n, a in enumerate(due)
+            }
+        )
+        summary = real_run(db, env, server.port)
+    assert summary.failed == 0 and summary.pending == len(due)
+    with db.session() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+
+
+def test_a_message_over_the_size_the_server_advertises_is_never_sent(db, env, demo):
+    handler = FaultyHandler()
+    with SmtpServer(handler, data_size_limit=10_000) as server:  # EHLO: SIZE 10000
+        summary = real_run(db, env, server.port)
+    assert summary.sent == 0 and summary.failed == 0 and summary.unreachable is None
+    assert summary.deferred >= 4 and handler.mail_options == []  # not one MAIL FROM
+    with db.session() as session:
+        errors = set(session.scalars(select(Digest.last_error)))
+    assert all("more than the 10,000 it takes (SIZE)" in e for e in errors)

@@ -17,6 +17,7 @@ from newsletter.delivery.smtp import (
     FAILED_OUTCOME,
     RECONNECT,
     WAIT,
+    MessageTooLarge,
     ServerUnreachable,
     classify,
 )
@@ -46,7 +47,12 @@ SERVER = "smtp.example.org:25"
         (aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "a@x.org"), FAILED_OUTCOME),
         (aiosmtplib.SMTPRecipientRefused(450, "4.2.2 Mailbox full", "a@x.org"), DEFERRED_OUTCOME),
         (aiosmtplib.SMTPDataError(554, "5.6.0 Content refused"), FAILED_OUTCOME),
-        (aiosmtplib.SMTPDataError(552, "5.3.4 Message too big"), DEFERRED_OUTCOME),  # RFC 5321
+        (aiosmtplib.SMTPDataError(552, "4.2.2 Mailbox full"), DEFERRED_OUTCOME),  # RFC 5321
+        # Too large: that message's problem (it waits), never the reader's nor a refusal of us.
+        (aiosmtplib.SMTPDataError(552, "5.3.4 Message too big"), WAIT),
+        (aiosmtplib.SMTPSenderRefused(552, "5.3.4 Size exceeds fixed limit", "me@x.org"), WAIT),
+        (aiosmtplib.SMTPSenderRefused(552, "Message size exceeds fixed limit", "me@x.org"), WAIT),
+        (MessageTooLarge("30,000 bytes, more than the 20,000 it takes (SIZE)"), WAIT),
         (aiosmtplib.SMTPDataError(451, "4.3.0 Try later"), DEFERRED_OUTCOME),
         (aiosmtplib.SMTPResponseException(421, "4.3.2 Shutting down"), DEFERRED_OUTCOME),
         (aiosmtplib.SMTPServerDisconnected("Connection lost"), RECONNECT),

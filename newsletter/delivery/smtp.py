@@ -105,7 +105,26 @@ SENDER_FAULT_AT_RCPT = re.compile(
 # us. Those failures are held back, not charged, until the server has accepted a message.
 ALIKE_REFUSALS = 3
 _POLICY = re.compile(r"^5\.7\.\d{1,3}\b")
-_ADDRESSES = re.compile(r"<[^>]*>|\S+@\S+")
+# What varies between two readers' copies of one refusal: addresses, ids in brackets, numbers.
+_PARTICULARS = re.compile(r"<[^>]*>|\S+@\S+|\[[^\]]*\]|\([^)]*\)|\S*\d\S*")
+_TOO_LARGE = re.compile(r"^5\.3\.4\b")  # RFC 3463: message too big for system
+
+
+class MessageTooLarge(aiosmtplib.SMTPException):
+    """The message is larger than the server takes (its EHLO SIZE): not sent, never tried."""
+
+
+def too_large(error: BaseException) -> bool:
+    """Whether the server refused the message for its size: 552 at MAIL FROM (RFC 1870 SIZE),
+    5.3.4 at MAIL or after DATA, or larger than its EHLO said. The message's problem, not the
+    reader's, nor the server's refusal of us."""
+    if isinstance(error, MessageTooLarge):
+        return True
+    if not isinstance(error, aiosmtplib.SMTPResponseException):
+        return False
+    if _TOO_LARGE.match(error.message):
+        return True
+    return isinstance(error, aiosmtplib.SMTPSenderRefused) and error.code == 552
 
 
 def sender_fault(error: BaseException, server: str) -> str | None:
@@ -145,6 +164,8 @@ def classify(error: BaseException, server: str) -> tuple[str, str]:
     address this server cannot carry (no SMTPUTF8) waits, with the reason."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
         error = error.recipients[0]
+    if too_large(error):
+        return WAIT, f"{server} refused this message for its size: {error}"
     if (fault := sender_fault(error, server)) is not None:
         raise ServerUnreachable(fault) from None
     if isinstance(error, aiosmtplib.SMTPNotSupported):
@@ -289,7 +310,7 @@ class SmtpSender:
 
         await asyncio.gather(produce(), *(work() for _ in range(self.options.connections)))
         if not stop.is_set():
-            outcomes.flush()  # refusals that were not alike: the readers' own
+            outcomes.finish()
         return report
 
     async def _deliver(
@@ -345,7 +366,7 @@ class _Outcomes:
     def done(self, envelope: Envelope, outcome: Outcome) -> None:
         if outcome.kind == FAILED_OUTCOME and not self.accepted and _policy_refusal(outcome):
             self.held.append((envelope, outcome))
-            replies = {_ADDRESSES.sub("<>", o.reply or "") for _, o in self.held}
+            replies = {_alike(o.reply or "") for _, o in self.held}
             if len(self.held) >= ALIKE_REFUSALS and len(replies) == 1:
                 self.report.unreachable = self.report.unreachable or (
                     f"SMTP server {self.server} refused the first {len(self.held)} readers "
@@ -363,9 +384,31 @@ class _Outcomes:
         while self.held:
             self._pass_on(*self.held.pop(0))
 
+    def finish(self) -> None:
+        """At the end of the run: refusals held back are the readers' own if the server took
+        some message; if it refused every reader it was given on policy grounds, it refused us,
+        whatever their number (a two-reader list too): nobody is charged, they stay pending."""
+        if self.held and not self.accepted:
+            _, last = self.held[-1]
+            self.report.unreachable = self.report.unreachable or (
+                f"SMTP server {self.server} refused all {len(self.held)} reader(s) on policy "
+                f"grounds and accepted none, which is a refusal of us: {last.reply}"
+            )
+            self.held.clear()
+            self.stop.set()
+        self.flush()
+
     def _pass_on(self, envelope: Envelope, outcome: Outcome) -> None:
         self.report.outcomes[outcome.kind] = self.report.outcomes.get(outcome.kind, 0) + 1
         self.record(envelope, outcome)
+
+
+def _alike(reply: str) -> str:
+    """A refusal as every reader's copy of it reads: its code and words, without the addresses,
+    ids and numbers that differ from one reply to the next."""
+    return (
+        " ".join(_PARTICULARS.sub(" ", reply).split()).lower() + " " + " ".join(reply.split()[:2])
+    )
 
 
 def _policy_refusal(outcome: Outcome) -> bool:
@@ -393,6 +436,11 @@ async def _transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:
     utf8 = not (envelope.recipient.isascii() and envelope.sender.isascii())
     options = []
     if client.supports_extension("size"):
+        limit = client.esmtp_extensions.get("size", "")
+        if re.fullmatch(r"[0-9]{1,15}", limit) and 0 < int(limit) < len(envelope.message):
+            raise MessageTooLarge(
+                f"{len(envelope.message):,} bytes, more than the {int(limit):,} it takes (SIZE)"
+            )
         options.append(f"SIZE={len(envelope.message)}")
     if utf8:  # RFC 6531: an internationalized address
         if not client.supports_extension("smtputf8"):
