@@ -390,7 +390,8 @@ def status_command(app: App, last: int, as_json: bool) -> None:
     out.print(
         f"last {b['days']} days: {b['bounces']} bounce(s), {b['complaints']} complaint(s), "
         f"{b['suspended']} suspended by bounces, {b['ignored']} about nobody (auto-replies, "
-        "forged, unmatched)",
+        f"forged, unmatched), {b['sender']} sender problem(s) (our mail failed a server's "
+        "DMARC, SPF, DKIM or reverse-DNS checks: no reader is charged)",
         highlight=False,
     )
     suspended = (

@@ -205,3 +205,46 @@ def out_of_office(rcpt: str, message_id: str, verp: str) -> bytes:
         "I am out of the office until August 20 with no access to email. The address\n"
         "was reported as 550 5.1.1 in an old thread, but that is not about you.\n"
     ).encode()
+
+
+def exim_relayed(rcpt: str, message_id: str, verp: str, names_reader: bool = True) -> bytes:
+    """Exim's wording as some relays pass it on: no X-Failed-Recipients, and Exim's own
+    Auto-Submitted: auto-replied; with `names_reader` false the text names nobody."""
+    failed = (
+        f"  {rcpt}\n    SMTP error from remote mail server after RCPT TO:<{rcpt}>:\n"
+        "    550 5.1.1 No such user here\n"
+        if names_reader
+        else "  (address withheld by the relay)\n"
+    )
+    return (
+        "Return-path: <>\n"
+        f"Envelope-to: {verp}\n"
+        "Auto-Submitted: auto-replied\n"
+        "From: Mail Delivery System <Mailer-Daemon@relay.readers.example>\n"
+        f"To: {verp}\n"
+        "Subject: Mail delivery failed: returning message to sender\n"
+        f"Message-Id: <E1relay-{next(_serial):04d}@relay.readers.example>\n"
+        f"Date: {DATE}\n"
+        "\n"
+        "A message that you sent could not be delivered to one or more of its\n"
+        "recipients. This is a permanent error. The following address(es) failed:\n"
+        "\n" + failed + "\n"
+    ).encode()
+
+
+def nested(depth: int, inner: str = "multipart/mixed") -> bytes:
+    """A message of `depth` parts each inside the one before (multipart, or message/rfc822)."""
+    head = (
+        "From: stranger@elsewhere.example\nTo: bounces@digest.example\nSubject: hi\n"
+        f"Message-Id: <nested-{next(_serial)}@elsewhere.example>\nDate: {DATE}\nMIME-Version: 1.0\n"
+    )
+    if inner == "message/rfc822":
+        body = "Content-Type: text/plain\n\nhello\n"
+        for n in range(depth):
+            body = f"Content-Type: message/rfc822\n\nSubject: {n}\n{body}"
+        return (head + body).encode()
+    opening = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{n}"\n\n--b{n}\n' for n in range(depth)
+    )
+    closing = "".join(f"\n--b{n}--\n" for n in reversed(range(depth)))
+    return (head + opening + "Content-Type: text/plain\n\nhello\n" + closing).encode()

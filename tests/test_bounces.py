@@ -296,7 +296,14 @@ def test_a_score_that_reaches_four_suspends_and_it_halves_every_30_days(db, sett
     assert outcomes == ["active"] * 4 + ["suspended"]
     assert reader(db, "ada@example.org").status_reason == "bounce score"
     status = json.loads(cli("status", "--json", extra_env=benv).stdout)["bounces"]
-    assert status == {"days": 7, "bounces": 5, "complaints": 0, "suspended": 1, "ignored": 0}
+    assert status == {
+        "days": 7,
+        "bounces": 5,
+        "complaints": 0,
+        "suspended": 1,
+        "ignored": 0,
+        "sender": 0,
+    }
     shown = cli("status", extra_env=benv).stdout
     assert "last 7 days: 5 bounce(s), 0 complaint(s), 1 suspended by bounces" in shown
     assert "suspended subscribers: ada@example.org (bounce score)" in shown
@@ -482,3 +489,57 @@ def test_a_bounce_mailbox_url_that_cannot_work_is_one_line(cli, env, url, proble
     assert result.code == 1
     (line,) = result.stderr.strip().splitlines()
     assert problem in line and ":p@" not in line
+
+
+# --- Hostile and odd mail to the bounce address -------------------------------------------------
+
+
+@pytest.mark.parametrize("inner", ["multipart/mixed", "message/rfc822"])
+def test_a_message_nested_thousands_deep_is_refused_and_the_next_one_read(
+    inner, sent, db, cli, benv, workdir
+):
+    verp, message_id = sent["ada@example.org"]
+    box = workdir / "box"
+    (box / "new").mkdir(parents=True)
+    (box / "cur").mkdir()
+    (box / "tmp").mkdir()
+    (box / "new" / "1.nested").write_bytes(samples.nested(3000, inner))
+    (box / "new" / "2.dsn").write_bytes(
+        samples.dsn("ada@example.org", message_id, verp, "failed", "5.1.1", "550 5.1.1 Unknown")
+    )
+    result = cli("bounces", "read", str(box), extra_env=benv)
+    assert result.code == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "nested too deeply" in line
+    assert reader(db, "ada@example.org").status == "suspended"  # the real bounce behind it
+
+
+@pytest.mark.parametrize("names_reader", [True, False])
+def test_a_mail_systems_bounce_is_a_bounce_whatever_its_auto_submitted(
+    names_reader, sent, db, cli, benv, workdir
+):
+    verp, message_id = sent["ada@example.org"]
+    data = samples.exim_relayed("ada@example.org", message_id, verp, names_reader)
+    result = read(cli, benv, workdir, "exim.eml", data)
+    assert result.code == 0, result.stderr
+    ada = reader(db, "ada@example.org")
+    if names_reader:  # 5.1.1: that address does not exist
+        assert (ada.status, ada.status_reason) == ("suspended", "bounce 5.1.1")
+    else:  # the VERP address it came back to names her; "a permanent error" scores
+        assert ada.status == "active" and ada.bounce_score == 1.0
+
+
+@pytest.mark.parametrize(
+    "code", ["550 5.7.26 Unauthenticated email is not accepted (DMARC)", "550 5.7.25 No PTR"]
+)
+def test_a_bounce_saying_our_mail_failed_authentication_is_ours(code, sent, db, cli, benv, workdir):
+    verp, message_id = sent["ada@example.org"]
+    for n in range(5):  # more than enough to suspend anyone, were it counted
+        data = samples.exim("ada@example.org", f"{message_id}", verp, code=code)
+        assert read(cli, benv, workdir, f"auth{n}.eml", data).code == 0
+    ada = reader(db, "ada@example.org")
+    assert (ada.status, ada.bounce_score) == ("active", 0)
+    status = json.loads(cli("status", "--json", extra_env=benv).stdout)
+    assert status["bounces"]["sender"] == 5 and status["bounces"]["bounces"] == 0
+    shown = cli("status", extra_env=benv).stdout
+    assert "5 sender problem(s)" in shown

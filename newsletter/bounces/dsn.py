@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any
 
 from flufl.bounce import all_failures
@@ -67,11 +67,22 @@ class Reading:
     tokens: tuple[str, ...] = ()  # VERP tokens where it was addressed, as found
     message_ids: tuple[str, ...] = ()  # of the returned original message
     detail: str = ""
+    # A mail system's report that names no address: it is about whoever its VERP token names.
+    unnamed: Failure | None = None
 
 
 def read_bounce(data: bytes, name: str, bounce_address: str | None) -> Reading:
     """What one message says. `bounce_address` (NEWSLETTER_BOUNCE_ADDRESS) is where VERP tokens
-    are looked for; `name` is how errors name the message."""
+    are looked for; `name` is how errors name the message. Anyone can mail that address: a
+    message nested thousands of parts deep (which the standard library's parser and walker
+    follow by recursion) is refused in one line like any other unreadable one."""
+    try:
+        return _read(data, name, bounce_address)
+    except RecursionError:
+        raise BounceError(f"{name}: parts nested too deeply to be a bounce; not read") from None
+
+
+def _read(data: bytes, name: str, bounce_address: str | None) -> Reading:
     if len(data) > MAX_BOUNCE_BYTES:
         raise BounceError(
             f"{name}: {len(data) / 2**20:.0f} MiB, too large for a bounce "
@@ -95,13 +106,48 @@ def read_bounce(data: bytes, name: str, bounce_address: str | None) -> Reading:
     if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
         return _complaint(feedback, returned, common)
     statuses = _dsn_statuses(message, name)
-    auto = _auto_reply(message) and not statuses and not message.get("x-failed-recipients")
+    system = _from_mail_system(message)
+    auto = (
+        _auto_reply(message)
+        and not statuses
+        and not message.get("x-failed-recipients")
+        and not system  # Exim writes Auto-Submitted: auto-replied on its own bounces
+    )
     if auto:
         return Reading(AUTO_REPLY, detail="auto-reply", **common)
     failures = _failures(message, statuses)
+    if not failures and system and common["tokens"]:  # the VERP address it came back to says
+        return Reading(BOUNCE, unnamed=_unnamed_failure(message), **common)
     if not failures:
         return Reading(UNRECOGNISED, detail="no failed address found", **common)
     return Reading(BOUNCE, failures=failures, **common)
+
+
+MAIL_SYSTEM = ("mailer-daemon", "postmaster", "mail delivery subsystem")
+PERMANENT_WORDS = re.compile(r"permanent(ly)? (error|failure|fatal)|could not be delivered", re.I)
+
+
+def _from_mail_system(message: Message) -> bool:
+    """A mail system's own report: from MAILER-DAEMON or postmaster, with a null return path
+    (RFC 5321 4.5.5), whatever its Auto-Submitted says."""
+    name, address = parseaddr(str(message.get("from", "")))
+    local = address.partition("@")[0].lower()
+    null_path = str(message.get("return-path", "")).strip() in ("<>", "")
+    return null_path and (
+        local in MAIL_SYSTEM
+        or name.strip().lower() in MAIL_SYSTEM
+        or (name.strip().lower() == "mail delivery system")
+    )
+
+
+def _unnamed_failure(message: Message) -> Failure:
+    """A mail system's report that names no address we can read: whoever the VERP token names
+    failed, for good when the text says so or gives a 5.x.x code."""
+    text = "\n".join(_text(p) for p in message.walk() if p.get_content_type() == "text/plain")
+    code = _code(text)
+    lasting = bool(PERMANENT_WORDS.search(text)) or (code or "").startswith("5")
+    line = next((ln.strip() for ln in text.splitlines() if ENHANCED_STATUS.search(ln)), "")
+    return Failure("", lasting, code, " ".join(line.split())[:300])
 
 
 def _parse(data: bytes, name: str) -> Message:

@@ -19,6 +19,7 @@ Every message is recorded once under its key: reading it again changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -41,6 +42,7 @@ from ..store.db import (
     COMPLAINT,
     NO_ACTION,
     SCORED,
+    SENDER_PROBLEM,
     SUSPENDED,
     TEMPORARY,
     UNSUBSCRIBED,
@@ -61,9 +63,32 @@ SENDER_CODES = ("5.1.7", "5.1.8", "4.1.7", "4.1.8")  # our sender's address, not
 
 # Kinds recorded besides dsn's: messages that change nothing.
 FORGED, UNMATCHED = "forged", "unmatched"
-PLURAL = {BOUNCE: "bounces", COMPLAINT: "complaints", AUTO_REPLY: "auto-replies"}
+
+PLURAL = {
+    BOUNCE: "bounces",
+    COMPLAINT: "complaints",
+    AUTO_REPLY: "auto-replies",
+    SENDER_PROBLEM: "sender problems",
+}
+# Refusals that say our mail failed authentication (RFC 7372: DKIM, SPF, DMARC, reverse DNS) or
+# that our sending IP is refused: the sender's problem, for nobody's score.
+AUTHENTICATION_CODES = ("5.7.20", "5.7.21", "5.7.22", "5.7.23", "5.7.24", "5.7.25", "5.7.26")
+ABOUT_US = re.compile(
+    r"not accepted from this ip|\bdmarc\b|\bspf\b|reverse dns|\bptr\b|dkim|"
+    r"(ip|address) (is )?(listed|blacklisted|blocklisted|blocked)",
+    re.IGNORECASE,
+)
 # Actions besides NO_ACTION and SCORED.
 SUSPENDED_NOW, UNSUBSCRIBED_NOW, ALREADY = SUSPENDED, UNSUBSCRIBED, "already read"
+
+
+def about_us(failure: Failure) -> bool:
+    """Whether a bounce says our mail failed the reader's server's checks of *us*: a DMARC, SPF,
+    DKIM or reverse-DNS failure, or our IP refused. It counts for no reader."""
+    if failure.status in AUTHENTICATION_CODES:
+        return True
+    mailbox = (failure.status or "").startswith(("5.1.", "5.2.", "4.2."))  # the reader's own
+    return not mailbox and bool(ABOUT_US.search(failure.diagnostic))
 
 
 def no_such_address(code: str | None) -> bool:
@@ -147,6 +172,8 @@ def _apply(session: Session, settings: Settings, reading: Reading, name: str) ->
     record.detail = failure.diagnostic[:500]
     if reading.kind == COMPLAINT:
         record.action = _unsubscribe(subscriber, now)
+    elif about_us(failure):
+        record.kind = SENDER_PROBLEM
     else:
         record.kind = BOUNCE if failure.permanent else TEMPORARY
         record.action = _bounce(session, subscriber, digest, failure, received, now)
@@ -169,6 +196,8 @@ def _target(
             return UNMATCHED, f"its token names no digest we sent ({day.isoformat()})"
         own = [f for f in reading.failures if _same(f.address, digest.subscriber.email)]
         worst = sorted(reading.failures, key=lambda f: (not f.permanent, f.status is None))
+        if reading.unnamed is not None:  # a mail system's report that names nobody
+            worst.append(reading.unnamed)
         if not (own or worst):
             return UNMATCHED, "it names no failed address"
         return digest, (own or worst)[0]

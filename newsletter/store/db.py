@@ -83,6 +83,7 @@ ACTIVE, UNSUBSCRIBED, SUSPENDED = SubscriberStatus
 # `bounces.rules`), and what it did (`BounceRecord.action`: "none", "scored", or the status it
 # gave).
 BOUNCE, TEMPORARY, COMPLAINT = "bounce", "temporary", "complaint"
+SENDER_PROBLEM = "sender problem"  # a bounce saying our mail failed the server's checks of us
 NO_ACTION, SCORED = "none", "scored"
 
 

@@ -15,6 +15,7 @@ from .db import (
     DEFERRED,
     FAILED,
     PENDING,
+    SENDER_PROBLEM,
     SUSPENDED,
     TEMPORARY,
     BounceRecord,
@@ -103,13 +104,15 @@ def bounce_counts(session: Session, days: int = BOUNCE_DAYS) -> dict[str, int]:
         .where(BounceRecord.read_at >= since)
         .group_by(BounceRecord.kind, BounceRecord.action)
     ).all()
-    counts = dict.fromkeys(("days", "bounces", "complaints", "suspended", "ignored"), 0)
+    counts = dict.fromkeys(("days", "bounces", "complaints", "suspended", "ignored", "sender"), 0)
     counts["days"] = days
     for kind, action, n in rows:
         if kind in (BOUNCE, TEMPORARY):
             counts["bounces"] += n
         elif kind == COMPLAINT:
             counts["complaints"] += n
+        elif kind == SENDER_PROBLEM:
+            counts["sender"] += n
         else:
             counts["ignored"] += n
         counts["suspended"] += n if action == SUSPENDED else 0
