@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from datetime import date
 
 import pytest
 
@@ -229,3 +234,35 @@ def test_a_database_that_cannot_be_used_is_one_line(cli, workdir):
         "run", "--dry-run", "--date", "2026-08-08", extra_env={"NEWSLETTER_DATABASE_URL": read_only}
     )
     assert_one_line_error(result, "readonly database")
+
+
+def test_a_run_whose_process_is_gone_is_not_shown_running(cli, db):
+    from newsletter.store.db import RunRecord
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )  # a process that has ended
+    with db.session() as session:
+        session.add(
+            RunRecord(
+                run_date=date(2026, 3, 11),
+                holder=f"{socket.gethostname()}:{gone.stdout.strip()}:deadbeef",
+                outcome="running",
+            )
+        )
+        session.add(
+            RunRecord(
+                run_date=date(2026, 3, 12),
+                holder=f"{socket.gethostname()}:{os.getpid()}:cafe0000",
+                outcome="running",
+            )
+        )
+    runs = json.loads(cli("status", "--json").stdout)["runs"]
+    assert [(r["date"], r["outcome"]) for r in runs] == [
+        ("2026-03-12", "running"),  # this very process: alive
+        ("2026-03-11", "died"),  # killed (a full disk, say): no longer shown as running
+    ]
+    assert " died " in cli("status").stdout or "│ died" in cli("status").stdout

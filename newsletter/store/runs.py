@@ -3,6 +3,7 @@ suspended."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -22,10 +23,12 @@ from .db import (
     Database,
     Digest,
     FetchRecord,
+    RunLease,
     RunRecord,
     Subscriber,
     utcnow,
 )
+from .leases import died_here
 
 
 def start_record(db: Database, day: date, dry_run: bool, holder: str) -> int:
@@ -68,9 +71,17 @@ class Status:
     reasons: dict[str, str | None]  # why each suspended address is (a bounce, the score…)
 
 
+RUNNING, DIED = "running", "died"
+QUIET_RUN = timedelta(hours=6)  # a run elsewhere with no lease or claim for this long is gone
+
+
 def status(db: Database, last: int = 10) -> Status:
     with db.session() as session:
         runs = list(session.scalars(select(RunRecord).order_by(RunRecord.id.desc()).limit(last)))
+        for run in runs:  # (shown, not written: the record stays as the run left it)
+            if run.outcome == RUNNING and run.finished_at is None and _gone(session, run):
+                session.expunge(run)
+                run.outcome = DIED
         digests = dict(
             session.execute(
                 select(Digest.state, func.count())
@@ -89,6 +100,26 @@ def status(db: Database, last: int = 10) -> Status:
         bounces = bounce_counts(session)
     digest_counts = {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}
     return Status(runs, digest_counts, list(suspended), fetches, bounces, suspended)
+
+
+def _gone(session: Session, run: RunRecord) -> bool:
+    """Whether a run that never finished is no longer running: its process is gone (on this
+    machine), or (elsewhere) it holds no lease and no claim and started long ago. A run killed
+    by a full disk, say, would otherwise show as running for ever."""
+    if run.holder.partition(":")[0] == socket.gethostname():  # its process tells
+        return died_here(run.holder)
+    now = utcnow()
+    leased = session.scalar(
+        select(func.count())
+        .select_from(RunLease)
+        .where(RunLease.holder == run.holder, RunLease.expires_at > now)
+    )
+    claiming = session.scalar(
+        select(func.count())
+        .select_from(Digest)
+        .where(Digest.claimed_by == run.holder, Digest.claimed_until > now)
+    )
+    return not leased and not claiming and now - run.started_at > QUIET_RUN
 
 
 BOUNCE_DAYS = 7  # `newsletter status` counts the bounces of this many days
