@@ -543,3 +543,61 @@ def test_a_bounce_saying_our_mail_failed_authentication_is_ours(code, sent, db, 
     assert status["bounces"]["sender"] == 5 and status["bounces"]["bounces"] == 0
     shown = cli("status", extra_env=benv).stdout
     assert "5 sender problem(s)" in shown
+
+
+class TricklingServer:
+    """A TCP server on 127.0.0.1 that greets like IMAP, one byte every `pause` seconds."""
+
+    def __init__(self, pause: float = 0.5):
+        import socket
+        import threading
+
+        self.pause = pause
+        self.done = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            for byte in b"* OK IMAP4rev1 ready, slowly" * 100:
+                if self.done.wait(self.pause):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.listener.close()
+
+
+def test_a_mailbox_that_trickles_is_given_up_at_the_deadline_and_the_run_goes_on(
+    db, env, demo, caplog, monkeypatch
+):
+    import threading
+    import time
+
+    from newsletter.bounces import mailboxes
+    from newsletter.schedule import make_tick
+
+    monkeypatch.setattr(mailboxes, "IMAP_DEADLINE", 2.0)  # (300 s in use)
+    with TricklingServer() as server:
+        url = f"imap://u:p@127.0.0.1:{server.port}/INBOX"
+        settings = load_settings(bounce_env(env, NEWSLETTER_BOUNCE_IMAP_URL=url))
+        tick = make_tick(
+            db, settings, dry_run=True, outbox_dir=demo / "outbox", stop=threading.Event()
+        )
+        started = time.monotonic()
+        with caplog.at_level("INFO"):
+            tick()
+        took = time.monotonic() - started
+    assert took < 20  # not the 60 s a read may take, nor the hours the greeting would
+    assert any("not read within 2 s" in r.message for r in caplog.records)
+    assert any(r.message.startswith("dry-run ") for r in caplog.records)  # the run went on

@@ -9,11 +9,13 @@ changes nothing (`bounces` records each one once).
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 import mailbox
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 
 READ_KEYWORD = "$PapersDigestRead"
 FALSE = ("false", "0", "no", "off")
-IMAP_TIMEOUT = 60.0
+IMAP_TIMEOUT = 60.0  # one read
+IMAP_DEADLINE = 300.0  # the whole exchange
 
 
 def read_paths(db: Database, settings: Settings, paths: list[Path]) -> BounceReport:
@@ -102,11 +105,35 @@ def fetch_imap(db: Database, settings: Settings) -> BounceReport:
     where = ImapPlace.parse(settings.bounces.imap_url)
     _require_key(settings)
     report = BounceReport()
-    try:
-        with where.connect() as imap:
-            _fetch_unread(db, settings, imap, where, report)
-    except (imaplib.IMAP4.error, OSError, ssl.SSLError) as error:
-        raise BounceError(f"bounce mailbox {where}: {_reason(error)}") from None
+    # The whole exchange has a deadline, not each read: a server sending a byte every few
+    # seconds would otherwise hold the command (and the scheduled run after it) for hours.
+    connection: list[imaplib.IMAP4] = []
+    failed: list[BaseException] = []
+
+    def exchange() -> None:
+        try:
+            with where.connect() as imap:
+                connection.append(imap)
+                _fetch_unread(db, settings, imap, where, report)
+        except BaseException as error:  # handed to the caller's thread
+            failed.append(error)
+
+    worker = threading.Thread(target=exchange, name="bounce mailbox", daemon=True)
+    worker.start()
+    worker.join(IMAP_DEADLINE)
+    if worker.is_alive():
+        for imap in connection:  # wakes the read it is stuck in; what was read stays read
+            with contextlib.suppress(Exception):
+                imap.shutdown()
+        raise BounceError(
+            f"bounce mailbox {where}: not read within {IMAP_DEADLINE:g} s (too slow to be "
+            f"up); {len(report.handled)} message(s) read before that"
+        )
+    if failed:
+        error = failed[0]
+        if isinstance(error, imaplib.IMAP4.error | OSError | ssl.SSLError):
+            raise BounceError(f"bounce mailbox {where}: {_reason(error)}") from None
+        raise error
     return report
 
 
