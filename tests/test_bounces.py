@@ -601,3 +601,41 @@ def test_a_mailbox_that_trickles_is_given_up_at_the_deadline_and_the_run_goes_on
     assert took < 20  # not the 60 s a read may take, nor the hours the greeting would
     assert any("not read within 2 s" in r.message for r in caplog.records)
     assert any(r.message.startswith("dry-run ") for r in caplog.records)  # the run went on
+
+
+def unsubscribe_mail(token: str, to: str = "unsubscribe@digest.example", serial: int = 1) -> bytes:
+    """What a mail client sends for the List-Unsubscribe mailto: link (RFC 2369)."""
+    return (
+        "Return-Path: <ada@example.org>\n"
+        f"Delivered-To: {to}\n"
+        "From: Ada <ada@example.org>\n"
+        f"To: {to}\n"
+        f"Subject: unsubscribe {token}\n"
+        f"Message-ID: <unsub-{serial}@mail.example.org>\n"
+        "Date: Sat, 08 Aug 2026 09:00:00 +0000\n"
+        "\n"
+        "Sent from my phone\n"
+    ).encode()
+
+
+def test_the_mailto_unsubscribe_is_read_and_unsubscribes_once(sent, db, cli, benv, workdir):
+    from newsletter.mail.tokens import unsubscribe_token
+
+    token = unsubscribe_token(SECRET, "ada@example.org")
+    forged = unsubscribe_token("another-secret-of-at-least-32-bytes-xx", "alan@example.org")
+    result = read(cli, benv, workdir, "forged.eml", unsubscribe_mail(forged, serial=1))
+    assert result.code == 0 and "forged" in result.stdout
+    assert reader(db, "alan@example.org").status == "active"
+    result = read(cli, benv, workdir, "unsub.eml", unsubscribe_mail(token, serial=2))
+    assert result.code == 0, result.stderr
+    ada = reader(db, "ada@example.org")
+    assert (ada.status, ada.status_reason) == ("unsubscribed", "unsubscribe by mail")
+    again = read(cli, benv, workdir, "unsub.eml", unsubscribe_mail(token, serial=2))
+    assert again.code == 0 and "already read" in again.stdout
+    # The request in the body, to the bounce mailbox: the same
+    body = unsubscribe_mail("", to=BOUNCES, serial=3).replace(
+        b"Sent from my phone",
+        f"unsubscribe {unsubscribe_token(SECRET, 'alan@example.org')}".encode(),
+    )
+    assert read(cli, benv, workdir, "body.eml", body).code == 0
+    assert reader(db, "alan@example.org").status == "unsubscribed"

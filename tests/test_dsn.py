@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter.bounces.dsn import AUTO_REPLY, UNRECOGNISED, read_bounce
+from newsletter.bounces.dsn import AUTO_REPLY, UNRECOGNISED, UNSUBSCRIBE, read_bounce
 from newsletter.errors import BounceError
 from newsletter.store.db import BOUNCE, COMPLAINT
 
@@ -51,7 +51,7 @@ def test_any_message_is_read_or_refused_in_one_line(pieces):
     except BounceError as error:
         assert "\n" not in str(error) and str(error).startswith("m.eml")
         return
-    assert reading.kind in (BOUNCE, COMPLAINT, AUTO_REPLY, UNRECOGNISED)
+    assert reading.kind in (BOUNCE, COMPLAINT, AUTO_REPLY, UNRECOGNISED, UNSUBSCRIBE)
     assert reading.key.startswith(("id:", "sha256:")) and len(reading.key) <= 255
     for failure in reading.failures:
         assert "@" in failure.address and failure.address == failure.address.lower()

@@ -36,6 +36,9 @@ from ..store.db import BOUNCE, COMPLAINT
 MAX_BOUNCE_BYTES = 16 * 2**20  # a bounce returns at most the original digest (~100 KB) and text
 
 AUTO_REPLY, UNRECOGNISED = "auto-reply", "unrecognised"
+UNSUBSCRIBE = "unsubscribe"  # a reader's mail to the List-Unsubscribe mailto: address
+# An unsubscribe token as `mail.tokens` makes them: base64url, a dot, a 32-character signature.
+UNSUBSCRIBE_TOKEN = re.compile(r"(?<![\w.-])([A-Za-z0-9_-]{2,700}\.[A-Za-z0-9_-]{32})(?![\w-])")
 COMPLAINT_TYPES = ("abuse", "fraud", "virus")  # ARF Feedback-Type values that are complaints
 
 ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
@@ -69,20 +72,25 @@ class Reading:
     detail: str = ""
     # A mail system's report that names no address: it is about whoever its VERP token names.
     unnamed: Failure | None = None
+    requests: tuple[str, ...] = ()  # an unsubscribe request's tokens, as found (not verified)
 
 
-def read_bounce(data: bytes, name: str, bounce_address: str | None) -> Reading:
+def read_bounce(
+    data: bytes, name: str, bounce_address: str | None, unsubscribe_address: str | None = None
+) -> Reading:
     """What one message says. `bounce_address` (NEWSLETTER_BOUNCE_ADDRESS) is where VERP tokens
     are looked for; `name` is how errors name the message. Anyone can mail that address: a
     message nested thousands of parts deep (which the standard library's parser and walker
     follow by recursion) is refused in one line like any other unreadable one."""
     try:
-        return _read(data, name, bounce_address)
+        return _read(data, name, bounce_address, unsubscribe_address)
     except RecursionError:
         raise BounceError(f"{name}: parts nested too deeply to be a bounce; not read") from None
 
 
-def _read(data: bytes, name: str, bounce_address: str | None) -> Reading:
+def _read(
+    data: bytes, name: str, bounce_address: str | None, unsubscribe_address: str | None
+) -> Reading:
     if len(data) > MAX_BOUNCE_BYTES:
         raise BounceError(
             f"{name}: {len(data) / 2**20:.0f} MiB, too large for a bounce "
@@ -107,6 +115,14 @@ def _read(data: bytes, name: str, bounce_address: str | None) -> Reading:
         return _complaint(feedback, returned, common)
     statuses = _dsn_statuses(message, name)
     system = _from_mail_system(message)
+    if not statuses and not system and _asks_to_unsubscribe(message, unsubscribe_address):
+        found = UNSUBSCRIBE_TOKEN.findall(str(message.get("subject", "")))
+        for part in message.walk():
+            if part.get_content_type() == "text/plain":
+                found += UNSUBSCRIBE_TOKEN.findall(_text(part)[:20_000])
+        return Reading(
+            UNSUBSCRIBE, requests=tuple(dict.fromkeys(found))[:5], detail="unsubscribe", **common
+        )
     auto = (
         _auto_reply(message)
         and not statuses
@@ -121,6 +137,17 @@ def _read(data: bytes, name: str, bounce_address: str | None) -> Reading:
     if not failures:
         return Reading(UNRECOGNISED, detail="no failed address found", **common)
     return Reading(BOUNCE, failures=failures, **common)
+
+
+def _asks_to_unsubscribe(message: Message, address: str | None) -> bool:
+    """Sent to the List-Unsubscribe mailto: address, or with the subject that link sets."""
+    subject = str(message.get("subject", "")).strip().lower()
+    if subject.startswith("unsubscribe"):
+        return True
+    if not address:
+        return False
+    places = " ".join(str(v) for h in TOKEN_HEADERS for v in message.get_all(h, []))
+    return address.lower() in places.lower()
 
 
 MAIL_SYSTEM = ("mailer-daemon", "postmaster", "mail delivery subsystem")

@@ -29,12 +29,13 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import NewsletterError
-from ..mail.tokens import read_verp_token
+from ..mail.tokens import read_verp_token, verify_token
 from ..store.bounces import (
     read_before,
     scored_before,
     sent_digest,
     sent_digests_with_message_ids,
+    subscriber_by_address,
 )
 from ..store.db import (
     ACTIVE,
@@ -54,7 +55,7 @@ from ..store.db import (
 )
 from ..store.subscribers import change_status, current_score
 from ..subscribers.addresses import normalize_address
-from .dsn import AUTO_REPLY, Failure, Reading, read_bounce
+from .dsn import AUTO_REPLY, UNSUBSCRIBE, Failure, Reading, read_bounce
 
 SUSPEND_SCORE = 4.0
 PERMANENT_WEIGHT = 1.0
@@ -69,6 +70,7 @@ PLURAL = {
     COMPLAINT: "complaints",
     AUTO_REPLY: "auto-replies",
     SENDER_PROBLEM: "sender problems",
+    UNSUBSCRIBE: "unsubscribes",
 }
 # Refusals that say our mail failed authentication (RFC 7372: DKIM, SPF, DMARC, reverse DNS) or
 # that our sending IP is refused: the sender's problem, for nobody's score.
@@ -139,7 +141,7 @@ class BounceReport:
 def handle_message(db: Database, settings: Settings, data: bytes, name: str) -> Handled:
     """Read one message from the bounce mailbox and apply it; `BounceError` for one that is
     not a readable message (nothing is recorded: it is refused again next time)."""
-    reading = read_bounce(data, name, settings.bounces.address)
+    reading = read_bounce(data, name, settings.bounces.address, settings.unsubscribe_address)
     try:
         with db.session() as session:
             if read_before(session, reading.key):
@@ -154,6 +156,8 @@ def _apply(session: Session, settings: Settings, reading: Reading, name: str) ->
     received = min(reading.received_at or now, now)
     record = BounceRecord(key=reading.key, received_at=received, kind=reading.kind)
     session.add(record)
+    if reading.kind == UNSUBSCRIBE:
+        return _unsubscribe_by_mail(session, settings, reading, record, name)
     if reading.kind not in (BOUNCE, COMPLAINT):
         record.detail = reading.detail
         return Handled(name, reading.kind, NO_ACTION, detail=reading.detail)
@@ -215,6 +219,28 @@ def _same(address: str, email: str) -> bool:
         return normalize_address(address) == email
     except NewsletterError:  # an address the lists would refuse is nobody's
         return False
+
+
+def _unsubscribe_by_mail(
+    session: Session, settings: Settings, reading: Reading, record: BounceRecord, name: str
+) -> Handled:
+    """A reader's mail to the List-Unsubscribe address: the token in its subject or body,
+    verified, unsubscribes that reader (once); a forged or foreign token changes nothing."""
+    named = [verify_token(settings.signing_key, token) for token in reading.requests]
+    address = next((a for a in named if a), None)
+    subscriber = subscriber_by_address(session, address) if address else None
+    if subscriber is None:
+        record.kind = FORGED if reading.requests else UNMATCHED
+        record.detail = (
+            "its unsubscribe token does not verify, or names nobody we mail"
+            if reading.requests
+            else "an unsubscribe request without the token of our link"
+        )
+        return Handled(name, record.kind, NO_ACTION, detail=record.detail)
+    record.subscriber_id = subscriber.id
+    changed = change_status(subscriber, UNSUBSCRIBED, "unsubscribe by mail", utcnow())
+    record.action = UNSUBSCRIBED_NOW if changed else NO_ACTION
+    return Handled(name, UNSUBSCRIBE, record.action, subscriber.email)
 
 
 def _unsubscribe(subscriber: Subscriber, now: datetime) -> str:
