@@ -69,3 +69,50 @@ def test_the_same_message_has_one_key_in_a_file_and_in_an_mbox():
         == plain
     )
     assert read_bounce(no_id.replace(b"\n", b"\r\n"), "c", None).key == plain
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 3000),
+    st.sampled_from(["multipart/mixed", "message/rfc822", "multipart/report"]),
+    st.binary(max_size=200),
+)
+def test_any_nesting_of_parts_is_read_or_refused_in_one_line(depth, kind, inside):
+    """Anyone can mail the bounce address: parts inside parts to any depth, with any bytes at
+    the bottom, are read or refused in one line, never a crash."""
+    head = b"From: someone@elsewhere.example\nSubject: x\nMIME-Version: 1.0\n"
+    if kind == "message/rfc822":
+        body = b"Content-Type: text/plain\n\n" + inside
+        for _ in range(depth):
+            body = b"Content-Type: message/rfc822\n\nSubject: y\n" + body
+    else:
+        body = (
+            b"".join(
+                b'Content-Type: %s; boundary="b%d"\n\n--b%d\n' % (kind.encode(), n, n)
+                for n in range(depth)
+            )
+            + b"Content-Type: text/plain\n\n"
+            + inside
+        )
+    try:
+        reading = read_bounce(head + body, "m.eml", "bounces@digest.example")
+    except BounceError as error:
+        assert "\n" not in str(error) and str(error).startswith("m.eml")
+        return
+    assert reading.kind in (BOUNCE, COMPLAINT, AUTO_REPLY, UNRECOGNISED, UNSUBSCRIBE)
+
+
+def test_parts_nested_past_the_parsers_reach_are_one_line_however_they_are_written():
+    # "Content-Type :" (a space before the colon) is not counted as a part by the quick check,
+    # but the parser still nests it: the recursion it runs out of is one line too.
+    head = b"From: someone@elsewhere.example\nSubject: x\nMIME-Version: 1.0\n"
+    body = b"Content-Type: text/plain\n\nbottom\n"
+    for _ in range(3000):
+        body = b"Content-Type : message/rfc822\n\nSubject: y\n" + body
+    try:
+        read_bounce(head + body, "m.eml", None)
+    except BounceError as error:
+        assert str(error) in (
+            "m.eml: parts nested too deeply to be a bounce; not read",
+            "m.eml: more than 200 parts, not a bounce; not read",
+        )

@@ -34,6 +34,7 @@ from ..errors import BounceError
 from ..store.db import BOUNCE, COMPLAINT
 
 MAX_BOUNCE_BYTES = 16 * 2**20  # a bounce returns at most the original digest (~100 KB) and text
+MAX_PARTS = 200  # a bounce has a handful; thousands nested would cost the parser seconds
 
 AUTO_REPLY, UNRECOGNISED = "auto-reply", "unrecognised"
 UNSUBSCRIBE = "unsubscribe"  # a reader's mail to the List-Unsubscribe mailto: address
@@ -96,6 +97,8 @@ def _read(
             f"{name}: {len(data) / 2**20:.0f} MiB, too large for a bounce "
             f"(at most {MAX_BOUNCE_BYTES // 2**20} MiB); not read"
         )
+    if data.lower().count(b"content-type:") > MAX_PARTS:  # cheap, before any parsing
+        raise BounceError(f"{name}: more than {MAX_PARTS} parts, not a bounce; not read")
     message = _parse(data, name)
     # What a report returns of the original message, and a feedback report's fields: read once.
     returned = [_returned_headers(p) for p in message.walk() if p.get_content_type() in RETURNED]
