@@ -530,7 +530,13 @@ def test_a_mail_systems_bounce_is_a_bounce_whatever_its_auto_submitted(
 
 
 @pytest.mark.parametrize(
-    "code", ["550 5.7.26 Unauthenticated email is not accepted (DMARC)", "550 5.7.25 No PTR"]
+    "code",
+    [
+        "550 5.7.26 Unauthenticated email is not accepted (DMARC)",
+        "550 5.7.25 No PTR",
+        "550 5.7.27 Sender address has null MX",
+        "550 5.7.1 Service unavailable, traffic not accepted from this IP",
+    ],
 )
 def test_a_bounce_saying_our_mail_failed_authentication_is_ours(code, sent, db, cli, benv, workdir):
     verp, message_id = sent["ada@example.org"]

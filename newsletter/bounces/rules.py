@@ -72,9 +72,10 @@ PLURAL = {
     SENDER_PROBLEM: "sender problems",
     UNSUBSCRIBE: "unsubscribes",
 }
-# Refusals that say our mail failed authentication (RFC 7372: DKIM, SPF, DMARC, reverse DNS) or
-# that our sending IP is refused: the sender's problem, for nobody's score.
-AUTHENTICATION_CODES = ("5.7.20", "5.7.21", "5.7.22", "5.7.23", "5.7.24", "5.7.25", "5.7.26")
+# Refusals that say our mail failed authentication (RFC 7372: DKIM, SPF, DMARC, reverse DNS;
+# 5.7.27, our sender's domain) or that our sending IP is refused: the sender's problem, for
+# nobody's score.
+AUTHENTICATION_CODES = tuple(f"5.7.{n}" for n in range(20, 28))
 ABOUT_US = re.compile(
     r"not accepted from this ip|\bdmarc\b|\bspf\b|reverse dns|\bptr\b|dkim|"
     r"(ip|address) (is )?(listed|blacklisted|blocklisted|blocked)",
