@@ -200,27 +200,81 @@ def rankers_for(papers: Sequence[PaperText]) -> dict[str, Ranker]:
     return rankers
 
 
-def history_check(
-    papers: Sequence[PaperText], ours: Ranker, paths: Sequence[Path], history_days: int
-) -> str:
-    """Whether our figures stay the same with `history_days` days of papers stored before the
-    seeds: the same topics ranked through the store, paper for paper and score for score."""
-    with tempfile.TemporaryDirectory() as folder:
-        stored, index = stored_seed_papers(Path(folder), history_days)
-    as_stored = our_ranker(index)
-    same = differ = 0
-    by_title = {normalize_title(p.title): p.id for p in papers}
-    stored_title = {p.id: normalize_title(p.title) for p in stored}
+def history_check(papers: Sequence[PaperText], paths: Sequence[Path], history_days: int) -> str:
+    """Whether rankings stay the same with `history_days` days of papers stored before the
+    seeds: the labelled and off-topic queries ranked through two stores, one holding only the
+    seeds and one holding the history too, by the code the digests use; paper for paper."""
+    rankings = []
+    for days in (0, history_days):
+        with tempfile.TemporaryDirectory() as folder:
+            stored, index = stored_seed_papers(Path(folder), days)
+        title = {p.id: normalize_title(p.title) for p in stored}
+        ranker = our_ranker(index)
+        rankings.append(
+            {
+                topic: [title[pid] for pid in ranker(topic)]
+                for path in paths
+                for labels in [load_labels(path, papers)]
+                for topic in [*labels.grades, *labels.off_topic]
+            }
+        )
+    differ = sum(rankings[0][t] != rankings[1][t] for t in rankings[0])
+    verdict = "the same" if not differ else f"DIFFERENT for {differ} queries"
+    return (
+        f"with {history_days} days of synthetic papers stored before the seeds, the rankings of "
+        f"{len(rankings[0])} labelled and off-topic queries through the store are {verdict}"
+    )
+
+
+def per_day(paths: Sequence[Path], encoder: embed.Encoder | None) -> None:
+    """Each seed day's new papers ranked as that day's digests rank them (the papers of the
+    7-day window, with the shipped reference word statistics) beside an index of every paper
+    up to that day (how digests were ranked before): what readers are sent, summed over days."""
+    from newsletter.ranking.index import background
+
+    found: dict[str, dict] = {}
+    for path in sorted((ROOT / "seeds").glob("*.txt")):
+        parsed = parse_dump(path.read_bytes(), path.name)
+        day = date(2026, parsed.month, parsed.day)
+        for item in parsed.papers:
+            paper = found.setdefault(item.key, {"title": item.title, "abstract": "", "seen": []})
+            paper["abstract"] = max(paper["abstract"], item.abstract, key=len)
+            paper["seen"].append(item.position)
+            paper["day"] = min(paper.get("day", day), day)
+    papers = [
+        PaperText(n, p["title"], p["abstract"], len(p["seen"]), min(p["seen"]))
+        for n, p in enumerate(found.values())
+    ]
+    day_of = {n: p["day"] for n, p in enumerate(found.values())}
+    days = sorted(set(day_of.values()))
+    ways = {
+        "every paper up to the day": lambda d: TopicIndex(
+            [p for p in papers if day_of[p.id] <= d], encoder=encoder
+        ),
+        "the window + reference": lambda d: TopicIndex(
+            [p for p in papers if 0 <= (d - day_of[p.id]).days < 7],
+            encoder=encoder,
+            reference=background(),
+        ),
+    }
+    indexes = {name: {d: make(d) for d in days} for name, make in ways.items()}
+    print("\n== per day: each seed day's new papers, as that day's digests rank them ==")
     for path in paths:
         labels = load_labels(path, papers)
-        for topic in [*labels.grades, *labels.off_topic]:
-            mapped = [by_title[stored_title[pid]] for pid in as_stored(topic)]
-            same, differ = (same + 1, differ) if mapped == ours(topic) else (same, differ + 1)
-    verdict = "the same" if not differ else f"DIFFERENT for {differ} topics"
-    return (
-        f"with {history_days} days of synthetic papers stored before the seeds, our rankings of "
-        f"{same + differ} labelled and off-topic queries are {verdict}"
-    )
+        relevant = sum(sum(g > 0 for g in grades.values()) for grades in labels.grades.values())
+        for name, by_day in indexes.items():
+            sent = hits = off = 0
+            for d, index in by_day.items():
+                new = [p.id for p in papers if day_of[p.id] == d]
+                for topic, grades in labels.grades.items():
+                    got = [r.paper_id for r in index.rank([topic], new, limit=K)]
+                    sent += len(got)
+                    hits += sum(grades.get(pid, 0) > 0 for pid in got)
+                off += sum(len(index.rank([q], new, limit=K)) for q in labels.off_topic)
+            print(
+                f"{labels.name:16} {name:28} sent {sent:4}  precision {hits / max(sent, 1):.3f}  "
+                f"recall {hits / max(relevant, 1):.3f}  off-topic papers {off}"
+            )
 
 
 def print_result(result: dict) -> None:
@@ -263,7 +317,8 @@ def main() -> None:
     papers = seed_papers()
     rankers = rankers_for(papers)
     if args.history:
-        print(history_check(papers, rankers["ours"], args.labels, args.history))
+        print(history_check(papers, args.labels, args.history))
+    per_day(args.labels, embed.load())
     if "blend" not in rankers:
         print(
             "(the `semantic` extra is not installed: the blend is left out, ours uses words only)"

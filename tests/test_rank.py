@@ -332,3 +332,30 @@ def test_papers_stored_long_before_change_no_score_and_no_digest(settings, seede
     fresh = digests(seeded_db, settings)
     assert fresh and digests(aged, aged_settings) == fresh
     aged.close()
+
+
+def test_our_bm25_scores_as_bm25s_does(seeded_db):
+    """The index scores BM25 itself (so that a reference corpus's statistics can count with a
+    day's papers); without a reference it gives bm25s's scores, paper for paper."""
+    import bm25s
+    import numpy as np
+
+    from newsletter.ranking.index import PaperIndex, paper_tokens
+
+    with seeded_db.session() as session:
+        papers = [p.text() for p in load_papers(session)]
+    index = PaperIndex(papers)
+    library = bm25s.BM25()
+    library.index([paper_tokens(p.title, p.abstract) or [""] for p in papers], show_progress=False)
+    for query in ("quantization", "graph neural network", "efficient llm inference", "zzz"):
+        terms = list(dict.fromkeys(tokenize(query)))
+        known = [t for t in terms if t in library.vocab_dict]  # (bm25s wants one at least)
+        expected = library.get_scores(known) if known else np.zeros(len(papers))
+        assert np.allclose(index.bm25(terms), expected, rtol=1e-5, atol=1e-6), query
+
+
+def test_the_shipped_word_statistics_are_those_of_the_seed_dumps():
+    from bench.word_stats import seed_stats
+    from newsletter.ranking.index import background
+
+    assert background() == seed_stats()  # `python -m bench.word_stats` makes them again

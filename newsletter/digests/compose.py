@@ -21,6 +21,7 @@ from ..mail.outgoing import Outgoing
 from ..mail.render import PaperCard
 from ..mail.tokens import message_id_for
 from ..ranking import embed
+from ..ranking.index import background
 from ..ranking.rank import TopicIndex
 from ..records import PaperInfo, Ranked
 from ..store.db import FAILED, SENT, Database
@@ -235,7 +236,7 @@ def topic_index(session: Session, papers: Iterable[PaperInfo]) -> TopicIndex:
     texts = [p.text() for p in papers]
     stored = {} if encoder is None else load_vectors(session, encoder.name, [t.id for t in texts])
     vectors = {paper_id: embed.unpack(blob) for paper_id, blob in stored.items()}
-    return TopicIndex(texts, vectors=vectors, encoder=encoder)
+    return TopicIndex(texts, vectors=vectors, encoder=encoder, reference=background())
 
 
 def rank_records(

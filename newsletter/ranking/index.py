@@ -13,11 +13,14 @@ The word statistics (document frequencies, lengths) are those of the indexed pap
 
 from __future__ import annotations
 
+import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
-import bm25s
 import numpy as np
 
 from ..records import PaperText
@@ -26,9 +29,50 @@ from .embed import Encoder
 from .text import concepts, contains, spellings, tokenize
 
 TITLE_WEIGHT = 2  # the title is indexed this many times
+K1, B = 1.5, 0.75  # BM25's saturation and length normalisation (bm25s's Lucene defaults)
 PHRASE_IN_TITLE = 0.6  # bonus factors when the whole concept stands as a phrase
 PHRASE_IN_ABSTRACT = 0.25
 WHOLE_SHARE = 0.5  # meaning: weight of the whole-paper vector against the closest sentence
+
+
+@dataclass(frozen=True)
+class WordStats:
+    """The word statistics of a reference corpus, counted with the indexed papers' own: a day's
+    window may hold a few dozen papers, too few for document frequencies to say which words are
+    common in the field ("language" is in one paper of a small day and looks telling). A fixed
+    table (`background`) adds them without reading any stored history, so scores neither cost
+    more nor drift as papers accumulate."""
+
+    documents: int = 0
+    length: int = 0  # tokens in all
+    df: Mapping[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def of(documents: Sequence[list[str]]) -> WordStats:
+        df: dict[str, int] = {}
+        for doc in documents:
+            for term in set(doc):
+                df[term] = df.get(term, 0) + 1
+        return WordStats(len(documents), sum(max(len(d), 1) for d in documents), df)
+
+
+def paper_tokens(title: str, abstract: str) -> list[str]:
+    """A paper as BM25 reads it: its title's words `TITLE_WEIGHT` times, then its abstract's."""
+    return tokenize(title) * TITLE_WEIGHT + tokenize(abstract)
+
+
+@cache
+def background() -> WordStats:
+    """The shipped reference table (`newsletter/data/word-stats.json`, made from the sample
+    dumps by `python -m bench.word_stats`); empty when it is missing."""
+    try:
+        data = json.loads(STATS.read_text(encoding="utf-8"))
+        return WordStats(int(data["documents"]), int(data["length"]), dict(data["df"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return WordStats()
+
+
+STATS = Path(__file__).resolve().parent.parent / "data" / "word-stats.json"
 
 
 @dataclass(frozen=True)
@@ -51,14 +95,16 @@ class PaperIndex:
         papers: Sequence[PaperText],
         vectors: Mapping[int, np.ndarray] | None = None,
         encoder: Encoder | None = None,
+        reference: WordStats | None = None,
     ):
         """`vectors`: stored sentence vectors by paper id (see `embed`); papers without them are
-        embedded here when there is an `encoder`, else ranking goes by words alone."""
+        embedded here when there is an `encoder`, else ranking goes by words alone.
+        `reference`: word statistics counted with the papers' own (see `WordStats`)."""
         self.papers = list(papers)
         self.position = {paper.id: i for i, paper in enumerate(self.papers)}
         self.titles = [tokenize(p.title) for p in self.papers]
         self.abstracts = [tokenize(p.abstract) for p in self.papers]
-        documents = [
+        documents = [  # (as `paper_tokens` makes them, from the tokens kept for phrases)
             title * TITLE_WEIGHT + abstract
             for title, abstract in zip(self.titles, self.abstracts, strict=True)
         ]
@@ -67,9 +113,18 @@ class PaperIndex:
         for terms in self._terms:
             for term in terms:
                 self.df[term] = self.df.get(term, 0) + 1
-        self._bm25 = bm25s.BM25()
-        if self.papers:
-            self._bm25.index([doc or [""] for doc in documents], show_progress=False)
+        reference = reference or WordStats()
+        self._reference = reference.df
+        self._lengths = np.array([max(len(doc), 1) for doc in documents], dtype=float)
+        self._documents = len(documents) + reference.documents
+        length = self._lengths.sum() + reference.length
+        self._norm = K1 * ((1 - B) + B * self._lengths / (length / max(self._documents, 1)))
+        self._postings: dict[str, tuple[list[int], list[int]]] = {}
+        for i, doc in enumerate(documents):
+            for term, count in Counter(doc).items():
+                where, counts = self._postings.setdefault(term, ([], []))
+                where.append(i)
+                counts.append(count)
         self.encoder = encoder
         if self.encoder is not None and self.papers:
             self._load_vectors(vectors or {})
@@ -91,8 +146,18 @@ class PaperIndex:
         self._starts = np.cumsum([0] + [len(block) - 1 for block in blocks[:-1]])
 
     def idf(self, term: str) -> float:
-        n, df = len(self.papers), self.df.get(term, 0)
+        n, df = self._documents, self.df.get(term, 0) + self._reference.get(term, 0)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+    def bm25(self, terms: Sequence[str]) -> np.ndarray:
+        """BM25 (Lucene's variant, as bm25s scores it) of each paper for these terms."""
+        scores = np.zeros(len(self.papers))
+        for term in terms:
+            if term in self._postings:
+                where, counts = self._postings[term]
+                tf = np.array(counts, dtype=float)
+                scores[where] += self.idf(term) * tf / (self._norm[where] + tf)
+        return scores
 
     def score(self, topic: str) -> TopicScores:
         """What each of the topic's concepts finds in every paper."""
@@ -127,7 +192,7 @@ class PaperIndex:
                 continue
             present = np.array([[t in doc for t in terms] for doc in self._terms], dtype=float)
             share = present @ weights / weights.sum()
-            bm25 = np.asarray(self._bm25.get_scores(terms), dtype=float) / weights.sum()
+            bm25 = self.bm25(terms) / weights.sum()
             phrase = np.array(
                 [
                     PHRASE_IN_TITLE

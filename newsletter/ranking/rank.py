@@ -24,7 +24,7 @@ from ..records import PaperText, Ranked
 from . import embed
 from .embed import Encoder
 from .explain import Explainer
-from .index import PaperIndex, TopicScores
+from .index import PaperIndex, TopicScores, WordStats
 from .model import LEXICAL, SEMANTIC, RelevanceModel, features
 from .select import Selection
 from .text import parse_topics, tokenize
@@ -49,14 +49,16 @@ class TopicIndex:
         vectors: Mapping[int, np.ndarray] | None = None,
         encoder: Encoder | None | bool = True,
         model: RelevanceModel | None = None,
+        reference: WordStats | None = None,
     ):
         """`vectors`: stored sentence vectors by paper id (see `embed`); papers without them are
         embedded here. `encoder`: True for the shared one if the extra is installed, None or
         False for words only. `model`: the relevance model (default: the fitted one for the
-        kind of index)."""
+        kind of index). `reference`: word statistics counted with the papers' own (a digest's
+        index takes the shipped `index.background()`)."""
         if encoder is True:
             encoder = embed.load()
-        self.index = PaperIndex(papers, vectors, encoder or None)
+        self.index = PaperIndex(papers, vectors, encoder or None, reference)
         self.model = model or (SEMANTIC if self.semantic else LEXICAL)
         self.selection = Selection(self.index.papers, self.index.abstracts)
         self.explainer = Explainer(self.index)
