@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -323,7 +324,7 @@ class Database:
             event.listen(self.engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout))
         if upgrade:
             try:
-                upgrade_schema(self.engine)
+                _upgrade_when_free(self.engine)
             except (DatabaseError, OSError) as error:
                 self.engine.dispose()
                 if not environmental(error):
@@ -432,6 +433,22 @@ def current_revision(engine_or_connection: Engine | Connection) -> str | None:
     if not inspect(engine_or_connection).has_table("alembic_version"):
         return None
     return engine_or_connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _upgrade_when_free(engine: Engine, tries: int = 4) -> None:
+    """`upgrade_schema`, tried again when SQLite answers "database is locked" at once: a new
+    file's first connections race to switch it to WAL and to read its revision, and SQLite does
+    not wait (its busy handler is skipped) where a waiting reader could deadlock a writer."""
+    for attempt in range(tries):
+        try:
+            upgrade_schema(engine)
+            return
+        except OperationalError as error:
+            locked = "database is locked" in str(error).lower()
+            if not locked or engine.dialect.name != "sqlite" or attempt == tries - 1:
+                raise
+            engine.dispose()
+            time.sleep(0.1 * 2**attempt)
 
 
 def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
