@@ -359,3 +359,43 @@ def test_the_shipped_word_statistics_are_those_of_the_seed_dumps():
     from newsletter.ranking.index import background
 
     assert background() == seed_stats()  # `python -m bench.word_stats` makes them again
+
+
+@pytest.mark.parametrize(
+    "british, american",
+    [
+        ("quantisation", "quantization"),
+        ("LLM quantisation", "LLM quantization"),
+        ("optimisation", "optimization"),
+        ("normalisation layers", "normalization layers"),
+    ],
+)
+def test_a_british_spelling_finds_what_the_american_one_does(seeded_db, british, american):
+    found = [r["title"] for r in rank_records(seeded_db, (british,), None, 50)]  # all papers
+    assert found == [r["title"] for r in rank_records(seeded_db, (american,), None, 50)]
+    assert found or british.startswith("normalisation")
+
+
+@pytest.mark.parametrize(
+    "word, read_as",
+    [
+        ("quantised", "quantized"),
+        ("optimiser", "optimizer"),
+        ("generalisations", "generalizations"),
+        ("modelling", "modeling"),
+        ("behaviour", "behavior"),
+        ("centred", "centered"),
+        ("analyse", "analyze"),
+        # words that only look British are left as they are
+        ("precise", "precise"),
+        ("noise", "noise"),
+        ("promise", "promise"),
+        ("expertise", "expertise"),
+        ("raise", "raise"),
+        ("analysis", "analysis"),
+    ],
+)
+def test_british_spellings_are_read_as_american_ones(word, read_as):
+    from newsletter.ranking.text import american
+
+    assert american(word) == read_as

@@ -26,7 +26,7 @@ import numpy as np
 from ..records import PaperText
 from . import embed
 from .embed import Encoder
-from .text import concepts, contains, spellings, tokenize
+from .text import american_text, concepts, contains, spellings, tokenize
 
 TITLE_WEIGHT = 2  # the title is indexed this many times
 K1, B = 1.5, 0.75  # BM25's saturation and length normalisation (bm25s's Lucene defaults)
@@ -166,7 +166,7 @@ class PaperIndex:
         per_concept = [self._words(concept) for concept in found]
         meaning = None
         if self.encoder is not None and found:
-            queries = self.encoder.encode(found)  # concepts x dims
+            queries = self.encoder.encode([american_text(c) for c in found])  # concepts x dims
             whole = self._whole @ queries.T  # papers x concepts
             closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0)
             meaning = (WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest).T

@@ -47,6 +47,130 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("object detection", "object detector"),
 )
 
+# British spellings of the field's words, read as the American ones (on both sides: a reader's
+# "quantisation" finds the papers on quantization, and a paper's "optimise" matches
+# "optimization"). Reviewed by hand: -ise is rewritten only on these stems, where it cannot be
+# another word ("precise", "noise", "promise" and "expertise" are left alone).
+_IZE_STEMS = frozenset(
+    (
+        "quantis",
+        "optimis",
+        "normalis",
+        "regularis",
+        "generalis",
+        "tokenis",
+        "visualis",
+        "parametris",
+        "parameteris",
+        "initialis",
+        "characteris",
+        "minimis",
+        "maximis",
+        "summaris",
+        "categoris",
+        "specialis",
+        "randomis",
+        "vectoris",
+        "utilis",
+        "recognis",
+        "organis",
+        "prioritis",
+        "customis",
+        "serialis",
+        "discretis",
+        "binaris",
+        "memoris",
+        "personalis",
+        "standardis",
+        "stabilis",
+        "factoris",
+        "linearis",
+        "localis",
+        "realis",
+        "penalis",
+        "marginalis",
+        "contextualis",
+        "synchronis",
+        "amortis",
+        "digitis",
+        "lemmatis",
+        "modularis",
+        "neutralis",
+        "rasteris",
+        "harmonis",
+    )
+)
+_IZE_ENDINGS = ("e", "ed", "es", "ing", "er", "ers", "ation", "ations", "able")
+_SPELLINGS = {
+    **{
+        f"{w}our{e}": f"{w}or{e}"
+        for w in ("behavi", "col", "neighb", "fav", "lab", "flav", "harb")
+        for e in ("", "s", "al", "ed", "ing", "hood", "hoods")
+    },
+    **{
+        f"{w}l{e}": f"{w}{e}"  # modelling -> modeling, labelled -> labeled
+        for w in (
+            "model",
+            "label",
+            "signal",
+            "channel",
+            "travel",
+            "cancel",
+            "fuel",
+            "tunnel",
+            "level",
+        )
+        for e in ("ing", "ed", "er", "ers")
+    },
+    **{
+        f"{w}tre{e}": f"{w}ter{a}"
+        for w in ("cen", "me", "fib", "thea")
+        for e, a in (("", ""), ("s", "s"), ("d", "ed"))
+    },
+    "analyse": "analyze",
+    "analysed": "analyzed",
+    "analysing": "analyzing",
+    "catalyse": "catalyze",
+    "catalysed": "catalyzed",
+    "paralyse": "paralyze",
+    "catalogue": "catalog",
+    "catalogues": "catalogs",
+    "grey": "gray",
+    "programme": "program",
+    "programmes": "programs",
+    "defence": "defense",
+    "licence": "license",
+}
+_ISATION = re.compile(r"isation(s|al|ally)?$")
+
+
+def american(word: str) -> str:
+    """A lower-cased word in American spelling, where the British one is a known variant."""
+    if word in _SPELLINGS:
+        return _SPELLINGS[word]
+    if _ISATION.search(word) and len(word) > 8:  # (no other English word ends so)
+        return _ISATION.sub(lambda m: "ization" + (m[1] or ""), word)
+    for ending in _IZE_ENDINGS:
+        stem = word[: -len(ending)]
+        if word.endswith(ending) and stem in _IZE_STEMS:
+            return stem[:-1] + "z" + ending
+    return word
+
+
+def american_text(text: str) -> str:
+    """`text` with each word in American spelling (what the sentence model reads of a topic)."""
+    return _WORD_RUN.sub(lambda m: _as_case(m[0], american(m[0].lower())), text)
+
+
+def _as_case(written: str, word: str) -> str:
+    if word == written.lower():
+        return written
+    return word.capitalize() if written[:1].isupper() else word
+
+
+_WORD_RUN = re.compile(r"[^\W\d_]+")
+
+
 TOKENIZED_TEXTS = 1024  # texts whose words are remembered (a run reads each paper several times)
 
 
@@ -73,7 +197,7 @@ def tokens(text: str, keep_all: bool = False, joined: bool = True) -> tuple[tupl
             words.append("".join(parts))
     if not keep_all:
         words = [w for w in words if len(w) > 1 and w.lower() not in _STOPWORDS]
-    lowered = [w.lower() for w in words]
+    lowered = [american(w.lower()) for w in words]
     stems = _stemmer().stemWords(lowered)
     return tuple(
         (
