@@ -1,6 +1,6 @@
 """The plain values the stages hand each other: a paper as the pages list it, as ranking reads it
-and as the store keeps it, and what a reader asks for. No behaviour, no imports of the package:
-every room may use them."""
+and as the store keeps it, and what a reader asks for. No behaviour, and of the package only
+`text` (a paper's key): every room may use them."""
 
 from __future__ import annotations
 

@@ -81,17 +81,8 @@ def read_bounce(
 ) -> Reading:
     """What one message says. `bounce_address` (NEWSLETTER_BOUNCE_ADDRESS) is where VERP tokens
     are looked for; `name` is how errors name the message. Anyone can mail that address: a
-    message nested thousands of parts deep (which the standard library's parser and walker
-    follow by recursion) is refused in one line like any other unreadable one."""
-    try:
-        return _read(data, name, bounce_address, unsubscribe_address)
-    except RecursionError:
-        raise BounceError(f"{name}: parts nested too deeply to be a bounce; not read") from None
-
-
-def _read(
-    data: bytes, name: str, bounce_address: str | None, unsubscribe_address: str | None
-) -> Reading:
+    message of thousands of parts (which the standard library's parser and walker nest by
+    recursion) is refused in one line, before it is parsed, like any other unreadable one."""
     if len(data) > MAX_BOUNCE_BYTES:
         raise BounceError(
             f"{name}: {len(data) / 2**20:.0f} MiB, too large for a bounce "
@@ -153,7 +144,7 @@ def _asks_to_unsubscribe(message: Message, address: str | None) -> bool:
     return address.lower() in places.lower()
 
 
-MAIL_SYSTEM = ("mailer-daemon", "postmaster", "mail delivery subsystem")
+MAIL_SYSTEM = ("mailer-daemon", "postmaster", "mail delivery system", "mail delivery subsystem")
 PERMANENT_WORDS = re.compile(r"permanent(ly)? (error|failure|fatal)|could not be delivered", re.I)
 
 
@@ -161,13 +152,9 @@ def _from_mail_system(message: Message) -> bool:
     """A mail system's own report: from MAILER-DAEMON or postmaster, with a null return path
     (RFC 5321 4.5.5), whatever its Auto-Submitted says."""
     name, address = parseaddr(str(message.get("from", "")))
-    local = address.partition("@")[0].lower()
     null_path = str(message.get("return-path", "")).strip() in ("<>", "")
-    return null_path and (
-        local in MAIL_SYSTEM
-        or name.strip().lower() in MAIL_SYSTEM
-        or (name.strip().lower() == "mail delivery system")
-    )
+    sender = {address.partition("@")[0].lower(), name.strip().lower()}
+    return null_path and not sender.isdisjoint(MAIL_SYSTEM)
 
 
 def _unnamed_failure(message: Message) -> Failure:

@@ -15,13 +15,13 @@ import logging
 import mailbox
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..config import Settings, is_loopback
+from ..deadlines import TooLate, within
 from ..errors import BounceError, ConfigError
 from ..store.db import Database
 from .rules import BounceReport, handle_message
@@ -108,32 +108,24 @@ def fetch_imap(db: Database, settings: Settings) -> BounceReport:
     # The whole exchange has a deadline, not each read: a server sending a byte every few
     # seconds would otherwise hold the command (and the scheduled run after it) for hours.
     connection: list[imaplib.IMAP4] = []
-    failed: list[BaseException] = []
 
     def exchange() -> None:
-        try:
-            with where.connect() as imap:
-                connection.append(imap)
-                _fetch_unread(db, settings, imap, where, report)
-        except BaseException as error:  # handed to the caller's thread
-            failed.append(error)
+        with where.connect() as imap:
+            connection.append(imap)
+            _fetch_unread(db, settings, imap, where, report)
 
-    worker = threading.Thread(target=exchange, name="bounce mailbox", daemon=True)
-    worker.start()
-    worker.join(IMAP_DEADLINE)
-    if worker.is_alive():
+    try:
+        within(IMAP_DEADLINE, exchange, "bounce mailbox")
+    except TooLate:
         for imap in connection:  # wakes the read it is stuck in; what was read stays read
             with contextlib.suppress(Exception):
                 imap.shutdown()
         raise BounceError(
             f"bounce mailbox {where}: not read within {IMAP_DEADLINE:g} s (too slow to be "
             f"up); {len(report.handled)} message(s) read before that"
-        )
-    if failed:
-        error = failed[0]
-        if isinstance(error, imaplib.IMAP4.error | OSError | ssl.SSLError):
-            raise BounceError(f"bounce mailbox {where}: {_reason(error)}") from None
-        raise error
+        ) from None
+    except (imaplib.IMAP4.error, OSError, ssl.SSLError) as error:
+        raise BounceError(f"bounce mailbox {where}: {_reason(error)}") from None
     return report
 
 

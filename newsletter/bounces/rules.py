@@ -35,7 +35,6 @@ from ..store.bounces import (
     scored_before,
     sent_digest,
     sent_digests_with_message_ids,
-    subscriber_by_address,
 )
 from ..store.db import (
     ACTIVE,
@@ -53,7 +52,7 @@ from ..store.db import (
     Subscriber,
     utcnow,
 )
-from ..store.subscribers import change_status, current_score
+from ..store.subscribers import change_status, current_score, subscriber_by_address
 from ..subscribers.addresses import normalize_address
 from .dsn import AUTO_REPLY, UNSUBSCRIBE, Failure, Reading, read_bounce
 

@@ -33,11 +33,11 @@ from ..store.digests import (
     papers_of_digests,
     record_composition,
     store_digests,
-    subscriber_id_of,
 )
 from ..store.leases import Heartbeat, wait_for_lease
 from ..store.outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
 from ..store.papers import load_papers, load_vectors
+from ..store.subscribers import subscriber_by_address
 from ..subscribers.addresses import normalize_address
 from .plan import Due, drop_excluded, earliest_candidate, plan_day
 
@@ -148,12 +148,12 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
     """One subscriber's digest for `day` as a run would compose it, due or not; None when nothing
     is relevant. Stores nothing."""
     with db.session() as session:
-        subscriber_id = subscriber_id_of(session, normalize_address(email))
-        if subscriber_id is None:
+        subscriber = subscriber_by_address(session, normalize_address(email))
+        if subscriber is None:
             raise UnknownSubscriberError(
                 f"{email}: no such subscriber (see `newsletter subscribers`)"
             )
-        (due,) = plan_day(session, day, only=subscriber_id, preview=True).due
+        (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
         papers = mailable_papers(session, day)
         if due.digest_id is not None:
             stored = papers_of_digests(session, [due.digest_id])[due.digest_id]

@@ -171,18 +171,14 @@ def run_day(
         fetched = fetch_days(
             db, settings, today if day == LATEST else day, today=today, ingest=False
         )
-    prepared = None
+    summary = RunSummary(today, dry_run)  # (its day is known below)
     if day == LATEST:  # the newest dump may not be stored yet: ingest first, then look
-        prepared = RunSummary(today, dry_run)
-        prepare(db, settings, today, prepared)
+        prepare(db, settings, today, summary)
+        summary.prepared = True
         day = latest_dump_date(db, today + timedelta(days=DAYS_AHEAD))
     if not isinstance(day, date):
         raise TypeError(f"run_day: a date or {LATEST!r}, not {day!r}")
-    summary = RunSummary(day, dry_run)
-    if prepared is not None:
-        summary.ingest, summary.sync = prepared.ingest, prepared.sync
-        summary.bad_rows, summary.warnings = prepared.bad_rows, prepared.warnings
-        summary.prepared = True
+    summary.day = day
     if fetched is not None:
         summary.warnings.extend(failed.line for failed in fetched.failed)
     holder = holder_name()

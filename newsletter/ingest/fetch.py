@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +23,7 @@ import httpx
 
 from .. import __version__
 from ..config import Settings
+from ..deadlines import TooLate, within
 from ..errors import DumpError
 from ..files import write_atomically
 from ..store.db import Database
@@ -118,26 +118,17 @@ class PapersApi:
         raise FetchFailed(f"{reason} ({attempts} attempt{'s' if attempts > 1 else ''})")
 
     def _get(self, day: date) -> bytes:
-        """One request with a deadline for the whole exchange (`timeout` × 2): httpx's timeout is
-        per read, so a server sending its headers a byte at a time would never time out. The
-        request runs in a thread of its own, abandoned at the deadline."""
+        """One request, with a deadline for the whole exchange (`timeout` × 2): httpx's timeout
+        is per read, so a server sending its headers a byte at a time would never time out."""
         timeout = self.settings.fetch.timeout
-        outcome: list[bytes | BaseException] = []
-
-        def request() -> None:
-            try:
-                outcome.append(self._request(day, time.monotonic() + timeout * 2))
-            except BaseException as error:  # handed to the caller's thread as it is
-                outcome.append(error)
-
-        worker = threading.Thread(target=request, name=f"fetch {day}", daemon=True)
-        worker.start()
-        worker.join(timeout * 2 + 1)
-        if not outcome:
-            raise _Retryable(f"answer not complete within {timeout * 2:g} s")
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        return outcome[0]
+        try:
+            return within(
+                timeout * 2 + 1,
+                lambda: self._request(day, time.monotonic() + timeout * 2),
+                f"fetch {day}",
+            )
+        except TooLate:
+            raise _Retryable(f"answer not complete within {timeout * 2:g} s") from None
 
     def _request(self, day: date, deadline: float) -> bytes:
         timeout = self.settings.fetch.timeout

@@ -119,12 +119,18 @@ class PaperIndex:
         self._documents = len(documents) + reference.documents
         length = self._lengths.sum() + reference.length
         self._norm = K1 * ((1 - B) + B * self._lengths / (length / max(self._documents, 1)))
-        self._postings: dict[str, tuple[list[int], list[int]]] = {}
+        postings: dict[str, tuple[list[int], list[int]]] = {}
         for i, doc in enumerate(documents):
             for term, count in Counter(doc).items():
-                where, counts = self._postings.setdefault(term, ([], []))
+                where, counts = postings.setdefault(term, ([], []))
                 where.append(i)
                 counts.append(count)
+        # Per term, the papers holding it and how often, as arrays once (a run scores thousands
+        # of topics against them).
+        self._postings = {
+            term: (np.array(where), np.array(counts, dtype=float))
+            for term, (where, counts) in postings.items()
+        }
         self.encoder = encoder
         if self.encoder is not None and self.papers:
             self._load_vectors(vectors or {})
@@ -154,8 +160,7 @@ class PaperIndex:
         scores = np.zeros(len(self.papers))
         for term in terms:
             if term in self._postings:
-                where, counts = self._postings[term]
-                tf = np.array(counts, dtype=float)
+                where, tf = self._postings[term]
                 scores[where] += self.idf(term) * tf / (self._norm[where] + tf)
         return scores
 

@@ -15,6 +15,7 @@ scores and each explanation, so that thousands of readers who share topics cost 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -80,10 +81,8 @@ class TopicIndex:
     def with_model(self, model: RelevanceModel) -> TopicIndex:
         """The same papers ranked with another relevance model (for tuning): the index is
         shared, the topics are judged again."""
-        other = object.__new__(TopicIndex)
-        other.index, other.model = self.index, model
-        other.selection, other.explainer = self.selection, self.explainer
-        other._judged, other._why = {}, {}
+        other = copy.copy(self)
+        other.model, other._judged, other._why = model, {}, {}
         return other
 
     def features(self, topic: str) -> dict[str, np.ndarray]:

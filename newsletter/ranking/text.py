@@ -144,6 +144,7 @@ _SPELLINGS = {
 _ISATION = re.compile(r"isation(s|al|ally)?$")
 
 
+@lru_cache(maxsize=65536)  # (on every word of every paper: words repeat)
 def american(word: str) -> str:
     """A lower-cased word in American spelling, where the British one is a known variant."""
     if word in _SPELLINGS:

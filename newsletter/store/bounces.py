@@ -10,7 +10,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .db import SCORED, SENT, BounceRecord, Digest, Subscriber
+from .db import SCORED, SENT, BounceRecord, Digest
 
 
 def read_before(session: Session, key: str) -> bool:
@@ -47,8 +47,3 @@ def scored_before(session: Session, digest_id: int) -> bool:
         )
     )
     return found is not None
-
-
-def subscriber_by_address(session: Session, email: str) -> Subscriber | None:
-    """The subscriber with this (normalised) address."""
-    return session.scalar(select(Subscriber).where(Subscriber.email == email))

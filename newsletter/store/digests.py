@@ -228,8 +228,3 @@ def store_digests(
     ]
     insert_in_batches(session, DigestPaper.__table__, rows)
     return ids
-
-
-def subscriber_id_of(session: Session, email: str) -> int | None:
-    """The id of the subscriber with this (normalised) address."""
-    return session.scalar(select(Subscriber.id).where(Subscriber.email == email))

@@ -100,12 +100,17 @@ def replace_listed(
     return Replaced(len(new), updated, unchanged, delisted, dropped, active)
 
 
+def subscriber_by_address(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with this (normalised) address."""
+    return session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
 def unsubscribe(db: Database, address: str, reason: str = "unsubscribe") -> str:
     """Unsubscribe a (normalised) address for good: `NOW`, `ALREADY` (it was), or `UNKNOWN` (no
     list or run has named it; it is remembered, so that a list naming it later does not
     subscribe it)."""
     with db.session() as session:
-        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        subscriber = subscriber_by_address(session, address)
         found = subscriber is not None
         if subscriber is None:
             subscriber = Subscriber(email=address, topics=[], listed=False, status=ACTIVE)
@@ -119,7 +124,7 @@ def resubscribe(db: Database, address: str) -> bool:
     """Undo an unsubscribe (a complaint's too) or a suspension, and clear the bounce score, on
     the subscriber's own request; False if there was nothing to undo."""
     with db.session() as session:
-        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        subscriber = subscriber_by_address(session, address)
         if subscriber is None:
             raise UnknownSubscriberError(f"{address}: no such subscriber")
         if subscriber.status == ACTIVE and not subscriber.bounce_score:
@@ -132,7 +137,8 @@ def resubscribe(db: Database, address: str) -> bool:
 def status_of(db: Database, address: str) -> str | None:
     """The status of a (normalised) address; None when it is unknown."""
     with db.session() as session:
-        return session.scalar(select(Subscriber.status).where(Subscriber.email == address))
+        subscriber = subscriber_by_address(session, address)
+        return subscriber.status if subscriber is not None else None
 
 
 def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str, Any]]:
