@@ -31,7 +31,7 @@ import numpy as np
 import Stemmer
 
 from newsletter.ingest.dumps import parse_dump
-from newsletter.ranking import embed
+from newsletter.ranking import embed, models
 from newsletter.ranking.rank import TopicIndex
 from newsletter.records import PaperText
 from newsletter.text import normalize_title
@@ -190,13 +190,31 @@ def stored_seed_papers(work: Path, history_days: int) -> tuple[list[PaperText], 
     return [p.text() for p in stored.values()], index
 
 
+def encoders() -> dict[str, embed.Encoder]:
+    """The installed sentence models by name: MiniLM with the `semantic` extra, MPNet with
+    `semantic-large` (whichever is installed is what `newsletter` uses, the larger first)."""
+    found = {}
+    for name, where in (
+        ("MiniLM", models.minilm_dir),
+        ("MPNet", lambda: models.mpnet_dir(embed.cache_folder() / "models")),
+    ):
+        path = where()
+        if path is not None:
+            found[name] = embed.Encoder(path)
+    return found
+
+
 def rankers_for(papers: Sequence[PaperText]) -> dict[str, Ranker]:
-    encoder = embed.load()
+    """bm25, the MiniLM blend and ours by the default install; ours by the larger model as a
+    fourth column when `semantic-large` is installed."""
+    found = encoders()
     bm25, bm25_scores = bm25_ranker(papers)
     rankers: dict[str, Ranker] = {"bm25": bm25}
-    if encoder is not None:
-        rankers["blend"] = blend_ranker(papers, bm25_scores, encoder)
-    rankers["ours"] = our_ranker(TopicIndex(papers, encoder=encoder))
+    if "MiniLM" in found:
+        rankers["blend"] = blend_ranker(papers, bm25_scores, found["MiniLM"])
+    rankers["ours"] = our_ranker(TopicIndex(papers, encoder=found.get("MiniLM")))
+    if "MPNet" in found:
+        rankers["ours (MPNet)"] = our_ranker(TopicIndex(papers, encoder=found["MPNet"]))
     return rankers
 
 

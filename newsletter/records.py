@@ -13,6 +13,7 @@ from .text import normalize_title
 # anything longer is cut at ingest, so that no dump can make a digest too large to send.
 MAX_TITLE_CHARS = 500
 MAX_ABSTRACT_CHARS = 10_000
+MAX_SUMMARY_CHARS = 1_000  # the API's one-sentence summary of a paper
 MAX_AUTHOR_CHARS = 200
 MAX_AUTHORS = 200  # kept of one paper; the email shows three
 MAX_UPVOTES = 10**9  # a count beyond this is not one (and would not fit the column)
@@ -37,6 +38,7 @@ class Listing:
     arxiv_id: str | None = None
     authors: tuple[str, ...] = ()
     upvotes: int | None = None
+    ai_summary: str | None = None  # the page's one-line summary of what is new, when given
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +87,7 @@ class DumpPaper:
     arxiv_id: str | None = None
     authors: tuple[str, ...] = ()
     upvotes: int | None = None
+    ai_summary: str | None = None
 
     @property
     def key(self) -> str:

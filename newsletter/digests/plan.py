@@ -166,7 +166,7 @@ class _Candidates:
 def drop_excluded(
     index: TopicIndex, candidates: Sequence[int], exclude: Sequence[str]
 ) -> list[int]:
-    """The candidates whose title and abstract match none of the exclusion phrases."""
+    """The candidates about none of the exclusion phrases (see `TopicIndex.excluded`)."""
     if not exclude:
         return list(candidates)
     dropped = frozenset().union(*(index.excluded(phrase) for phrase in exclude))

@@ -2,7 +2,8 @@
 as a text dump (pure: bytes in, records out).
 
 The answer is a JSON list in page order; each item carries a `paper` object with its arXiv id,
-title, summary, authors and upvotes (the README's Inputs). Unknown keys are ignored and optional
+title, summary, `ai_summary` (the page's one-line summary of what is new; the digest's excerpt
+when given), authors and upvotes (the README's Inputs). Unknown keys are ignored and optional
 ones may be missing, but an answer that is not such a list, or an item without an arXiv id or a
 title, is refused whole with one line naming the file and the item: `DumpError`.
 """
@@ -20,6 +21,7 @@ from ..records import (
     MAX_ABSTRACT_CHARS,
     MAX_AUTHOR_CHARS,
     MAX_AUTHORS,
+    MAX_SUMMARY_CHARS,
     MAX_TITLE_CHARS,
     MAX_UPVOTES,
     DumpPaper,
@@ -109,6 +111,7 @@ def _paper(item: Any, position: int, name: str) -> DumpPaper:
         else find_code_url(abstract)
     )
     upvotes = paper.get("upvotes")
+    summary = clip(_clean(paper.get("ai_summary")), MAX_SUMMARY_CHARS)
     return DumpPaper(
         position=position,
         title=title,
@@ -117,6 +120,7 @@ def _paper(item: Any, position: int, name: str) -> DumpPaper:
         arxiv_id=arxiv_id,
         authors=_authors(paper.get("authors")),
         upvotes=upvotes if type(upvotes) is int and 0 <= upvotes <= MAX_UPVOTES else None,
+        ai_summary=summary or None,
     )
 
 

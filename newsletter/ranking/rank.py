@@ -26,9 +26,11 @@ from . import embed
 from .embed import Encoder
 from .explain import Explainer
 from .index import PaperIndex, TopicScores, WordStats
-from .model import LEXICAL, SEMANTIC, RelevanceModel, features
+from .model import RelevanceModel, features, fitted_for, order
 from .select import Selection
 from .text import parse_topics, tokenize
+
+ABOUT = 0.5  # the probability from which a paper is about an `exclude` phrase (see `excluded`)
 
 __all__ = ["TopicIndex", "RelevanceModel", "parse_topics", "tokenize"]
 
@@ -39,6 +41,7 @@ class _Judged:
 
     scores: TopicScores
     relevance: np.ndarray
+    order: np.ndarray  # how high a relevant paper is listed (see `model.order`)
 
 
 class TopicIndex:
@@ -60,11 +63,12 @@ class TopicIndex:
         if encoder is True:
             encoder = embed.load()
         self.index = PaperIndex(papers, vectors, encoder or None, reference)
-        self.model = model or (SEMANTIC if self.semantic else LEXICAL)
+        self.model = model or fitted_for(self.index.encoder)
         self.selection = Selection(self.index.papers, self.index.abstracts)
         self.explainer = Explainer(self.index)
         self._judged: dict[str, _Judged] = {}
         self._why: dict[tuple[str, int], str] = {}
+        self._excluded: dict[str, frozenset[int]] = {}
 
     @property
     def papers(self) -> list[PaperText]:
@@ -82,7 +86,7 @@ class TopicIndex:
         """The same papers ranked with another relevance model (for tuning): the index is
         shared, the topics are judged again."""
         other = copy.copy(self)
-        other.model, other._judged, other._why = model, {}, {}
+        other.model, other._judged, other._why, other._excluded = model, {}, {}, {}
         return other
 
     def features(self, topic: str) -> dict[str, np.ndarray]:
@@ -97,7 +101,7 @@ class TopicIndex:
         key = " ".join(topic.casefold().split())
         if key not in self._judged:
             scores = self.index.score(topic)
-            self._judged[key] = _Judged(scores, self.model.relevance(scores))
+            self._judged[key] = _Judged(scores, self.model.relevance(scores), order(scores))
         return self._judged[key]
 
     def rank(
@@ -114,10 +118,13 @@ class TopicIndex:
             return []
         given = relevance or {}
         matrix = np.vstack([given[t] if t in given else self.relevance(t) for t in topics])
-        order, matrix, score = self.selection.choose(matrix, self.model, candidates, limit)
+        listing = np.vstack([self._judge(t).order for t in topics])
+        chosen, matrix, score = self.selection.choose(
+            matrix, listing, self.model, candidates, limit
+        )
         relevance_of = matrix.max(axis=0)
         ranked = []
-        for i in order:
+        for i in chosen:
             best = [int(t) for t in np.argsort(-matrix[:, i], kind="stable") if matrix[t, i] > 0]
             paper_id = self.papers[i].id
             ranked.append(
@@ -140,9 +147,11 @@ class TopicIndex:
         return self._why[key]
 
     def excluded(self, phrase: str) -> frozenset[int]:
-        """Ids of the papers whose title or abstract holds the phrase; worked out once."""
-        return self.selection.excluded(phrase)
-
-    def matches_phrase(self, paper_id: int, phrase: str) -> bool:
-        """Whether the paper's title or abstract holds the phrase (stemmed, in order)."""
-        return self.selection.matches_phrase(paper_id, phrase)
+        """Ids of the papers about an `exclude` phrase: holding it in the title, saying it twice
+        in the abstract (see `select`), or likely wanted by a reader of the phrase as a topic
+        (the model's probability at least `ABOUT`); worked out once."""
+        if phrase not in self._excluded:
+            probability = self.relevance(phrase)
+            about = {self.papers[i].id for i in np.flatnonzero(probability >= ABOUT)}
+            self._excluded[phrase] = self.selection.mentioning(phrase) | about
+        return self._excluded[phrase]

@@ -2,7 +2,7 @@
 best paper reaches the model's topic cut; the reader's topics take turns, each its best paper not
 yet taken, so one broad topic does not crowd out the others; trending orders relevant papers with
 a small weight and never lets an irrelevant one in; two papers that look like the same work under
-two titles are one pick; a paper holding an `exclude` phrase is left out."""
+two titles are one pick; a paper about an `exclude` phrase is left out."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ SAME_TITLE = 0.8  # word overlap (Jaccard) above which two titles name the same 
 SAME_ABSTRACT = 0.7  # ... or above which two abstracts do, when their titles overlap this much:
 SIMILAR_TITLE = 0.4
 ABSTRACT_WORDS = 20  # (abstracts shorter than this are not compared)
+# An `exclude` phrase drops a paper that is about it: in its title, said this many times in its
+# abstract, or the paper relevant to the phrase as a topic (see `rank.TopicIndex.excluded`); a
+# paper that uses the word once in passing ("we survey techniques") stays.
+ABSTRACT_MENTIONS = 2
 
 
 class Selection:
@@ -34,17 +38,20 @@ class Selection:
         self._same: dict[tuple[int, int], bool] = {}
         self._title_sets: dict[int, set[str]] = {}
         self._phrases: dict[int, tuple[list[str], list[str]]] = {}
-        self._excluded: dict[str, frozenset[int]] = {}
+        self._mentioning: dict[str, frozenset[int]] = {}
 
     def choose(
         self,
         matrix: np.ndarray,
+        listing: np.ndarray,
         model: RelevanceModel,
         candidates: Iterable[int] | None,
         limit: int | None,
     ) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """From a topics x papers relevance matrix: the chosen papers' positions, best first; the
-        matrix as served (topics below their cut emptied); and each paper's blended score."""
+        """From a topics x papers relevance matrix, which alone decides who gets a paper, and a
+        topics x papers matrix of how high each is listed (`model.order`), which trending joins
+        with a small weight: the chosen papers' positions, best first; the relevance matrix as
+        served (topics below their cut emptied); and each paper's score as listed."""
         if candidates is None:
             indices = np.arange(len(self.papers))
         else:
@@ -57,11 +64,12 @@ class Selection:
             matrix = np.where(served & (matrix >= model.relative_cut * best), matrix, 0.0)
         relevance = matrix.max(axis=0)
         indices = indices[relevance[indices] > 0]
-        score = (1 - TREND_WEIGHT) * relevance + TREND_WEIGHT * self.trend
+        listed = np.where(matrix > 0, listing, 0.0)
+        score = (1 - TREND_WEIGHT) * listed.max(axis=0) + TREND_WEIGHT * self.trend
         if len(matrix) == 1 or limit is None:
             order = self._without_duplicates(self._best_first(indices.tolist(), score), limit)
         else:
-            order = self._shared(matrix, indices, limit)
+            order = self._shared(matrix, listed, indices, limit)
             order.sort(key=self._order_key(score))
         return order, matrix, score
 
@@ -72,13 +80,15 @@ class Selection:
     def _best_first(self, indices: list[int], score: np.ndarray) -> list[int]:
         return sorted(indices, key=self._order_key(score))
 
-    def _shared(self, matrix: np.ndarray, indices: np.ndarray, limit: int) -> list[int]:
+    def _shared(
+        self, matrix: np.ndarray, listed: np.ndarray, indices: np.ndarray, limit: int
+    ) -> list[int]:
         """Up to `limit` papers, the topics taking turns, each its best paper not yet taken."""
         queues = []
-        for row in matrix:
+        for row, listing in zip(matrix, listed, strict=True):
             own = indices[row[indices] > 0].tolist()
             queues.append(
-                self._best_first(own, (1 - TREND_WEIGHT) * row + TREND_WEIGHT * self.trend)
+                self._best_first(own, (1 - TREND_WEIGHT) * listing + TREND_WEIGHT * self.trend)
             )
         kept: list[int] = []
         taken: set[int] = set()
@@ -129,26 +139,29 @@ class Selection:
             self._title_sets[i] = set(tokenize(self.papers[i].title, keep_all=True))
         return self._title_sets[i]
 
-    def excluded(self, phrase: str) -> frozenset[int]:
-        """Ids of the papers whose title or abstract holds the phrase; worked out once."""
+    def mentioning(self, phrase: str) -> frozenset[int]:
+        """Ids of the papers whose title holds the phrase, or whose abstract says it at least
+        `ABSTRACT_MENTIONS` times (stemmed, in order); worked out once."""
         key = phrase.casefold()
-        if key not in self._excluded:
-            self._excluded[key] = frozenset(
-                p.id for p in self.papers if self.matches_phrase(p.id, phrase)
+        if key not in self._mentioning:
+            wanted = tokenize(phrase, keep_all=True)
+            self._mentioning[key] = frozenset(
+                p.id for i, p in enumerate(self.papers) if wanted and self._mentions(i, wanted)
             )
-        return self._excluded[key]
+        return self._mentioning[key]
 
-    def matches_phrase(self, paper_id: int, phrase: str) -> bool:
-        """Whether the paper's title or abstract holds the phrase (stemmed, in order)."""
-        wanted = tokenize(phrase, keep_all=True)
-        i = self.position.get(paper_id)
-        if not wanted or i is None:
-            return False
+    def _mentions(self, i: int, wanted: list[str]) -> bool:
         if i not in self._phrases:
             paper = self.papers[i]
             self._phrases[i] = (tokenize(paper.title, True), tokenize(paper.abstract, True))
         title, abstract = self._phrases[i]
-        return contains(title, wanted) or contains(abstract, wanted)
+        return contains(title, wanted) or occurrences(abstract, wanted) >= ABSTRACT_MENTIONS
+
+
+def occurrences(stems: list[str], wanted: list[str]) -> int:
+    """How many times `wanted` stands as a run in `stems`."""
+    width = len(wanted)
+    return sum(stems[i : i + width] == wanted for i in range(len(stems) - width + 1))
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

@@ -13,6 +13,8 @@ _STOPWORDS = frozenset(STOPWORDS_EN)
 _WORD = re.compile(r"\w+(?:-\w+)*")
 _COORDINATED = re.compile(r"^(?P<a>[\w-]+)\s+(?:and|or|&|/)\s+(?P<b>[\w-]+)\s+(?P<head>.+)$", re.I)
 _JOINED = re.compile(r"\s*[,;]\s*|\s+(?:and|with|or|&)\s+|\s*/\s*", re.I)
+_LISTED = re.compile(r"[,;/&]|\s(?:and|or)\s", re.I)
+_WITH = re.compile(r"\s+with\s+", re.I)
 
 # Spellings of the same thing in this field, reviewed by hand: each group's members are
 # interchangeable in a query. Keep entries unambiguous in ML papers.
@@ -217,9 +219,15 @@ def _synonym_groups() -> tuple[tuple[tuple[str, ...], ...], ...]:
 
 
 def concepts(topic: str) -> list[str]:
-    """The topic and the things it joins: "X with Y and Z" -> [the topic, X, Y, Z]."""
+    """The topic and the things it joins: "X with Y and Z" -> [the topic, X, Y, Z]. A single
+    thing after "with" qualifies what comes before it ("code generation with large language
+    models", "audio-visual segmentation with transformers"): that topic is one concept, or every
+    paper about the qualifier alone would be relevant to it."""
     topic = " ".join(topic.split())
     found = [topic]
+    qualified = _WITH.split(topic, maxsplit=1)
+    if len(qualified) == 2 and not _LISTED.search(qualified[1]):
+        return found
     coordinated = _COORDINATED.match(topic)
     if coordinated:
         found += [

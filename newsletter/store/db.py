@@ -124,6 +124,7 @@ class Paper(Base):
     arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, default=None)
     authors: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     upvotes: Mapped[int | None] = mapped_column(Integer, default=None)
+    ai_summary: Mapped[str | None] = mapped_column(Text, default=None)
 
     appearances: Mapped[list[Appearance]] = relationship(
         back_populates="paper", order_by="Appearance.seen_on", cascade="all, delete-orphan"
@@ -418,7 +419,7 @@ def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 # The newest migration's revision. Written here, so that opening a database that is up to date
 # needs no Alembic (a sixth of a command's start-up); a test checks it is the migrations' head.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def head_revision() -> str:

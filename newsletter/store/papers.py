@@ -86,6 +86,7 @@ def _new_paper(item: DumpPaper, dump_date: date) -> Paper:
         arxiv_id=item.arxiv_id,
         authors=list(item.authors) or None,
         upvotes=item.upvotes,
+        ai_summary=item.ai_summary,
     )
 
 
@@ -188,6 +189,8 @@ def _merge_api(
         paper.authors = list(item.authors)
     if item.upvotes is not None and (paper.upvotes is None or item.upvotes > paper.upvotes):
         paper.upvotes = item.upvotes
+    if item.ai_summary:
+        paper.ai_summary = item.ai_summary
     if item.title == paper.title or paper.arxiv_id != item.arxiv_id or paper.id is None:
         return False
     newest = session.scalar(
@@ -270,6 +273,7 @@ def _papers_where(session: Session, until: date | None, conditions: list[Any]) -
             arxiv_id=p.arxiv_id,
             authors=tuple(p.authors or ()),
             upvotes=p.upvotes,
+            ai_summary=p.ai_summary,
         )
         for p in papers
     ]
