@@ -195,10 +195,11 @@ def test_upvotes_weigh_in_the_trending_signal():
     def paper(paper_id, title, extra, position, upvotes):
         return PaperText(paper_id, title, text + extra, 1, position, upvotes)
 
-    # Listed second but upvoted far more: first among equally relevant papers.
+    # Listed second but upvoted far more: first among equally relevant papers (two parts of
+    # one series: the same words for the topic, the same meaning but for a word).
     upvoted = [
-        paper(1, "Graph Neural Networks for Chemistry", "Molecules, atoms, bonds.", 1, 2),
-        paper(2, "Graph Neural Networks at Scale", "Billions of edges on clusters.", 2, 240),
+        paper(1, "Graph Neural Networks, Part One", "Molecules, atoms, bonds.", 1, 2),
+        paper(2, "Graph Neural Networks, Part Two", "Proteins, residues, chains.", 2, 240),
     ]
     assert [r.paper_id for r in TopicIndex(upvoted).rank(["graph neural networks"])] == [2, 1]
     # Upvotes unknown (text dumps): the page's place decides, as before.

@@ -114,15 +114,12 @@ def order(scores: TopicScores) -> np.ndarray:
     ordering by the model's probability, which saturates near 1 for a topic's best papers."""
     if not scores.concepts:
         return np.zeros(scores.words.shape[1])
-    words = _scaled(np.minimum(scores.words, WORDS_CAP).max(axis=0))
+    words = np.minimum(scores.words, WORDS_CAP).max(axis=0)
+    words = words / words.max() if words.max(initial=0.0) > 0 else words
     if scores.meaning is None:
         return words
-    return ORDER_WORDS * words + (1 - ORDER_WORDS) * _scaled(scores.meaning.max(axis=0))
-
-
-def _scaled(values: np.ndarray) -> np.ndarray:
-    low, high = values.min(initial=0.0), values.max(initial=0.0)
-    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+    meaning = np.clip(scores.meaning.max(axis=0), 0.0, 1.0)
+    return ORDER_WORDS * words + (1 - ORDER_WORDS) * meaning
 
 
 def trending(appearances: int, best_position: int, upvotes: int | None = None) -> float:
