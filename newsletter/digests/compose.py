@@ -235,7 +235,11 @@ def topic_index(session: Session, papers: Iterable[PaperInfo]) -> TopicIndex:
     encoder = embed.load()
     texts = [p.text() for p in papers]
     stored = {} if encoder is None else load_vectors(session, encoder.name, [t.id for t in texts])
-    vectors = {paper_id: embed.unpack(blob) for paper_id, blob in stored.items()}
+    vectors = {
+        paper_id: embed.unpack(blob, encoder.dimensions)  # (no vectors are stored without one)
+        for paper_id, blob in stored.items()
+        if encoder is not None
+    }
     return TopicIndex(texts, vectors=vectors, encoder=encoder, reference=background())
 
 

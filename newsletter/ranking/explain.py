@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .index import PaperIndex, TopicScores
-from .text import find, tokens
+from .text import CLAUSE_END, OF, find, tokens
 
 COMMON_WORD = 0.25  # share of papers above which a matched word is not named in "why"
 WORDS_SHOWN = 0.5  # "why" names the words when the paper holds this share of the concept's
@@ -45,8 +45,8 @@ class Explainer:
         COMMON_WORD of the papers tells the reader nothing)."""
         paper = self.index.papers[i]
         if len(query) > 1:
-            for text in (paper.title, paper.abstract):
-                pairs = tokens(text, joined=False)
+            for text in (paper.title, *CLAUSE_END.split(paper.abstract)):
+                pairs = tokens(text, joined=False, mark_of=True)
                 stems = [stem for _, stem in pairs]
                 at = find(stems, query)
                 if at >= 0:
@@ -58,7 +58,7 @@ class Explainer:
             self._surface[i] = surface
         surface = self._surface[i]
         common = COMMON_WORD * len(self.index.papers)
-        found = [t for t in dict.fromkeys(query) if t in surface]
+        found = [t for t in dict.fromkeys(query) if t in surface and t != OF]
         telling = [t for t in found if self.index.df.get(t, 0) <= common] or found[:1]
         return [surface[t] for t in telling][:5]
 

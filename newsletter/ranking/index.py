@@ -26,7 +26,7 @@ import numpy as np
 from ..records import PaperText
 from . import embed
 from .embed import Encoder
-from .text import american_text, concepts, contains, spellings, tokenize
+from .text import OF, american_text, clause_tokens, concepts, contains, spellings, tokenize
 
 TITLE_WEIGHT = 2  # the title is indexed this many times
 K1, B = 1.5, 0.75  # BM25's saturation and length normalisation (bm25s's Lucene defaults)
@@ -82,9 +82,13 @@ class TopicScores:
     concepts: list[str]
     words: np.ndarray  # concepts x papers
     coverage: np.ndarray  # concepts x papers: share of the best spelling's IDF mass present
+    phrase: np.ndarray  # concepts x papers: 1 where the concept stands whole in title or clause
     spelling_scores: list[np.ndarray]  # per concept: spellings x papers
     spelling_tokens: list[list[list[str]]]  # per concept: its spellings
     meaning: np.ndarray | None  # concepts x papers
+    # its two halves: the whole paper's vector, and the closest of its title and sentences
+    whole: np.ndarray | None = None
+    closest: np.ndarray | None = None
 
 
 class PaperIndex:
@@ -104,6 +108,9 @@ class PaperIndex:
         self.position = {paper.id: i for i, paper in enumerate(self.papers)}
         self.titles = [tokenize(p.title) for p in self.papers]
         self.abstracts = [tokenize(p.abstract) for p in self.papers]
+        # for phrases: a concept's words must stand together within one clause
+        self._clauses = [clause_tokens(p.abstract) for p in self.papers]
+        self._title_clauses = [clause_tokens(p.title) for p in self.papers]
         documents = [  # (as `paper_tokens` makes them, from the tokens kept for phrases)
             title * TITLE_WEIGHT + abstract
             for title, abstract in zip(self.titles, self.abstracts, strict=True)
@@ -169,29 +176,35 @@ class PaperIndex:
         found = concepts(topic) if self.papers else []
         n = len(self.papers)
         per_concept = [self._words(concept) for concept in found]
-        meaning = None
+        meaning = whole = closest = None
         if self.encoder is not None and found:
             queries = self.encoder.encode([american_text(c) for c in found])  # concepts x dims
-            whole = self._whole @ queries.T  # papers x concepts
-            closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0)
-            meaning = (WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest).T
+            whole = (self._whole @ queries.T).T  # concepts x papers
+            closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0).T
+            meaning = WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest
         return TopicScores(
             concepts=found,
-            words=np.array([w for w, _, _ in per_concept]).reshape(len(found), n),
-            coverage=np.array([c for _, c, _ in per_concept]).reshape(len(found), n),
-            spelling_scores=[s for _, _, (s, _) in per_concept],
-            spelling_tokens=[t for _, _, (_, t) in per_concept],
+            words=np.array([w for w, _, _, _ in per_concept]).reshape(len(found), n),
+            coverage=np.array([c for _, c, _, _ in per_concept]).reshape(len(found), n),
+            spelling_scores=[s for _, _, (s, _), _ in per_concept],
+            spelling_tokens=[t for _, _, (_, t), _ in per_concept],
             meaning=meaning,
+            whole=whole,
+            closest=closest,
+            phrase=np.array([p for _, _, _, p in per_concept]).reshape(len(found), n),
         )
 
-    def _words(self, concept: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, list]]:
+    def _words(
+        self, concept: str
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, list], np.ndarray]:
         """A concept's words score and coverage per paper (best spelling), and per spelling."""
         n = len(self.papers)
         queries = spellings(concept)
         scores = np.zeros((len(queries), n))
         coverage = np.zeros(n)
+        as_phrase = np.zeros(n)
         for row, query in enumerate(queries):
-            terms = list(dict.fromkeys(query))
+            terms = [t for t in dict.fromkeys(query) if t != OF]
             weights = np.array([self.idf(t) for t in terms])
             if weights.sum() <= 0:
                 continue
@@ -205,10 +218,11 @@ class PaperIndex:
                     else PHRASE_IN_ABSTRACT
                     if len(query) > 1 and contains(abstract, query)
                     else 0.0
-                    for title, abstract in zip(self.titles, self.abstracts, strict=True)
+                    for title, abstract in zip(self._title_clauses, self._clauses, strict=True)
                 ]
             )
             scores[row] = bm25 * share * (1.0 + phrase)
             coverage = np.maximum(coverage, share)
+            as_phrase = np.maximum(as_phrase, phrase > 0)
         best = scores.max(axis=0) if len(queries) else np.zeros(n)
-        return best, coverage, (scores, queries)
+        return best, coverage, (scores, queries), as_phrase

@@ -63,24 +63,26 @@ class RelevanceModel:
 # which 16 near misses); the cuts are those that did best on topics left out of the fit
 # (cross-validation) while sending at most one paper per ten off-topic queries.
 SEMANTIC = RelevanceModel(
-    bias=-8.578,
-    weights=(("meaning", 11.571), ("words", 5.115)),
+    bias=-9.217,
+    weights=(("meaning", 13.645), ("words", 3.526), ("phrase", 1.497)),
     cut=0.05,
     topic_cut=0.2,
     relative_cut=0.2,
 )
 # The same, fitted with all-mpnet-base-v2's vectors (`python -m bench.tune --model MPNet`).
 SEMANTIC_LARGE = RelevanceModel(
-    bias=-8.383,
-    weights=(("meaning", 10.719), ("words", 5.479)),
+    bias=-8.88,
+    weights=(("meaning", 12.288), ("words", 3.946), ("phrase", 1.532)),
     cut=0.1,
     topic_cut=0.15,
+    relative_cut=0.4,
 )
 LEXICAL = RelevanceModel(
-    bias=-5.386,
-    weights=(("words", 8.313),),
+    bias=-5.39,
+    weights=(("words", 8.341),),
     cut=0.35,
     topic_cut=0.35,
+    relative_cut=0.4,
 )
 
 
@@ -98,11 +100,15 @@ def features(scores: TopicScores) -> dict[str, np.ndarray]:
     found = {
         "words": words.max(axis=0),
         "words_gap": (words - words.max(axis=1, keepdims=True)).max(axis=0),
+        "coverage": scores.coverage.max(axis=0),
+        "phrase": scores.phrase.max(axis=0),
     }
     if scores.meaning is not None:
         meaning = scores.meaning
         found["meaning"] = meaning.max(axis=0)
         found["meaning_gap"] = (meaning - meaning.max(axis=1, keepdims=True)).max(axis=0)
+        found["whole"] = scores.whole.max(axis=0)
+        found["closest"] = scores.closest.max(axis=0)
     return found
 
 

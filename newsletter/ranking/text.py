@@ -47,6 +47,58 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("diffusion model", "diffusion probabilistic model", "score based generative model"),
     ("knowledge graph", "kg"),
     ("object detection", "object detector"),
+    # The field's acronyms, each unambiguous in ML papers (SSL, DP, MPC, BO, VI and the like
+    # stand for two things each and are left out).
+    ("implicit neural representation", "inr"),
+    ("human pose estimation", "hpe"),
+    ("fully homomorphic encryption", "fhe"),
+    ("knowledge distillation", "kd"),
+    ("in context learning", "icl"),
+    ("multi task learning", "mtl"),
+    ("tiny machine learning", "tinyml"),
+    ("chain of thought", "cot"),
+    ("reinforcement learning from human feedback", "rlhf"),
+    ("direct preference optimization", "dpo"),
+    ("supervised fine tuning", "sft"),
+    ("parameter efficient fine tuning", "peft"),
+    ("diffusion transformer", "dit"),
+    ("gaussian splatting", "3dgs"),
+    ("simultaneous localization and mapping", "slam"),
+    ("optical character recognition", "ocr"),
+    ("named entity recognition", "ner"),
+    ("visual question answering", "vqa"),
+    ("text to speech", "tts"),
+    ("neural machine translation", "nmt"),
+    ("graph convolutional network", "gcn"),
+    ("graph attention network", "gat"),
+    ("message passing neural network", "mpnn"),
+    ("physics informed neural network", "pinn"),
+    ("fourier neural operator", "fno"),
+    ("ordinary differential equation", "ode"),
+    ("stochastic differential equation", "sde"),
+    ("markov chain monte carlo", "mcmc"),
+    ("neural tangent kernel", "ntk"),
+    ("stochastic gradient descent", "sgd"),
+    ("singular value decomposition", "svd"),
+    ("principal component analysis", "pca"),
+    ("vision language model", "vlm"),
+    ("multimodal large language model", "mllm"),
+    ("spiking neural network", "snn"),
+    ("deep neural network", "dnn"),
+    ("field programmable gate array", "fpga"),
+    ("high performance computing", "hpc"),
+    ("federated learning", "fl"),
+    ("electroencephalography", "eeg"),
+    ("magnetic resonance imaging", "mri"),
+    ("automated machine learning", "automl"),
+    ("hyperparameter optimization", "hpo"),
+    ("out of distribution", "ood"),
+    ("internet of things", "iot"),
+    ("signed distance function", "sdf"),
+    ("deep reinforcement learning", "drl"),
+    ("long short term memory", "lstm"),
+    ("gated recurrent unit", "gru"),
+    ("multi agent reinforcement learning", "marl"),
 )
 
 # British spellings of the field's words, read as the American ones (on both sides: a reader's
@@ -161,8 +213,34 @@ def american(word: str) -> str:
 
 
 def american_text(text: str) -> str:
-    """`text` with each word in American spelling (what the sentence model reads of a topic)."""
-    return _WORD_RUN.sub(lambda m: _as_case(m[0], american(m[0].lower())), text)
+    """`text` with each word in American spelling and each acronym of the table spelt out beside
+    it, "HPE" -> "human pose estimation (HPE)" (what the sentence model reads of a topic: a
+    small model knows few of the field's acronyms)."""
+    american_words = _WORD_RUN.sub(lambda m: _as_case(m[0], american(m[0].lower())), text)
+    return _ACRONYM_RUN.sub(_spelt_out, american_words)
+
+
+def _spelt_out(match: re.Match[str]) -> str:
+    acronym, plural = match[1], match[2]
+    long = _acronyms().get(acronym.lower())
+    if long is None or sum(c.isupper() for c in acronym) < 2:  # "cot", "slam": English words
+        return match[0]
+    return f"{long}{plural} ({acronym}{plural})"
+
+
+@cache
+def _acronyms() -> dict[str, str]:
+    """Acronym -> its first spelt-out form, for the table's groups that have one."""
+    found: dict[str, str] = {}
+    for group in SYNONYMS:
+        long = next((m for m in group if " " in m), None)
+        for member in group:
+            if long and " " not in member and len(member) <= 6:
+                found.setdefault(member, long)
+    return found
+
+
+_ACRONYM_RUN = re.compile(r"\b([A-Za-z0-9]+?)(s?)\b")
 
 
 def _as_case(written: str, word: str) -> str:
@@ -182,15 +260,24 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
-def tokenize(text: str, keep_all: bool = False, joined: bool = True) -> list[str]:
+def tokenize(
+    text: str, keep_all: bool = False, joined: bool = True, mark_of: bool = False
+) -> list[str]:
     """Lower-cased, stemmed words; plural acronyms fold too (LLMs -> llm), and a hyphenated word
     gives its parts and, if `joined`, its joined form (bi-level -> bi, level, bilevel). Stop words
-    and one-letter words are dropped unless `keep_all` (phrases such as "part 5" need them)."""
-    return [stem for _, stem in tokens(text, keep_all, joined)]
+    and one-letter words are dropped unless `keep_all` (phrases such as "part 5" need them);
+    with `mark_of`, "of" stays as the mark `OF` (for phrases: "graphs of neural networks" is not
+    "graph neural networks", "mixture of experts" is itself)."""
+    return [stem for _, stem in tokens(text, keep_all, joined, mark_of)]
+
+
+OF = "\x01of"  # "of" kept in a phrase (see `tokenize`); no word stems to it
 
 
 @lru_cache(maxsize=TOKENIZED_TEXTS)
-def tokens(text: str, keep_all: bool = False, joined: bool = True) -> tuple[tuple[str, str], ...]:
+def tokens(
+    text: str, keep_all: bool = False, joined: bool = True, mark_of: bool = False
+) -> tuple[tuple[str, str], ...]:
     """(word as written, stem) pairs, as `tokenize` gives the stems."""
     words: list[str] = []
     for match in _WORD.findall(text):
@@ -199,13 +286,19 @@ def tokens(text: str, keep_all: bool = False, joined: bool = True) -> tuple[tupl
         if joined and len(parts) > 1:
             words.append("".join(parts))
     if not keep_all:
-        words = [w for w in words if len(w) > 1 and w.lower() not in _STOPWORDS]
+        words = [
+            w
+            for w in words
+            if len(w) > 1 and (w.lower() not in _STOPWORDS or (mark_of and w.lower() == "of"))
+        ]
     lowered = [american(w.lower()) for w in words]
     stems = _stemmer().stemWords(lowered)
     return tuple(
         (
             word,
-            stem[:-1]
+            OF
+            if mark_of and low == "of"
+            else stem[:-1]
             if stem == low and len(low) > 3 and low.endswith("s") and low[-2] != "s"
             else stem,
         )
@@ -215,7 +308,9 @@ def tokens(text: str, keep_all: bool = False, joined: bool = True) -> tuple[tupl
 
 @cache
 def _synonym_groups() -> tuple[tuple[tuple[str, ...], ...], ...]:
-    return tuple(tuple(tuple(tokenize(member)) for member in group) for group in SYNONYMS)
+    return tuple(
+        tuple(tuple(tokenize(member, mark_of=True)) for member in group) for group in SYNONYMS
+    )
 
 
 def concepts(topic: str) -> list[str]:
@@ -240,9 +335,10 @@ def concepts(topic: str) -> list[str]:
 
 def spellings(concept: str) -> list[list[str]]:
     """The token queries that stand for one concept: as written ("bi-level" as bi + level, and
-    joined as bilevel) and with each acronym of the table spelt out or shortened."""
-    queries = [tokenize(concept, joined=False)]
-    queries += _with_synonyms(tokenize(concept))
+    joined as bilevel) and with each acronym of the table spelt out or shortened; an "of" in
+    them is the mark `OF` (a phrase's, not a word to count)."""
+    queries = [tokenize(concept, joined=False, mark_of=True)]
+    queries += _with_synonyms(tokenize(concept, mark_of=True))
     return [q for n, q in enumerate(queries) if q and q not in queries[:n]]
 
 
@@ -267,6 +363,21 @@ def find(stems: list[str], wanted: list[str]) -> int:
         if stems[i : i + width] == wanted:
             return i
     return -1
+
+
+CLAUSE_BREAK = "\x00"  # between clauses in `clause_tokens`: no phrase runs across it
+CLAUSE_END = re.compile(r"[.!?;:](?:\s+|$)")
+
+
+def clause_tokens(text: str) -> list[str]:
+    """`tokenize`d clause by clause, with a break between clauses: "computation graphs. Neural
+    networks" holds no "graph neural network"."""
+    found: list[str] = []
+    for clause in CLAUSE_END.split(text):
+        if found:
+            found.append(CLAUSE_BREAK)
+        found.extend(tokenize(clause, mark_of=True))
+    return found
 
 
 def contains(stems: list[str], wanted: list[str]) -> bool:
