@@ -174,8 +174,9 @@ def test_one_shared_generic_word_lets_no_paper_in(index, topic):
 
 def test_relevance_alone_decides_who_gets_a_paper():
     """A 3-paper API day (the window a digest ranks, with the shipped word statistics): BitNet
-    b1.58, third on the page with 612 upvotes, goes to the reader of "efficient LLM inference"; upvotes change its
-    place, never whether it is relevant, and a popular paper on something else stays out."""
+    b1.58, third on the page with 612 upvotes, goes to the reader of "efficient LLM inference";
+    upvotes change its place, never whether it is relevant, and a popular paper on something
+    else stays out."""
     bitnet = PaperText(
         1,
         "The Era of 1-bit LLMs: All Large Language Models are in 1.58 Bits",
