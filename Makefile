@@ -57,5 +57,6 @@ clean:
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.ranking
+	$(BIN)/python -m bench.encode
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.pipeline

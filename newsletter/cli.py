@@ -39,6 +39,7 @@ from .errors import NewsletterError, SubscriberListError
 from .ingest.dumps import DAYS_AHEAD
 from .ingest.fetch import MAX_DAYS, fetch_days
 from .ingest.intake import IngestReport, ingest_paths
+from .ranking import embed
 from .ranking.rank import parse_topics
 from .schedule import next_run, run_forever
 from .store.db import ACTIVE, NO_ACTION, Database, environmental, unavailable, upgrade_schema
@@ -399,7 +400,21 @@ def status_command(app: App, last: int, as_json: bool) -> None:
         or "none"
     )
     out.print(f"suspended subscribers: {suspended}", highlight=False)
+    ranking = _ranking_report(state)
+    stored = ", ".join(f"{n} by {m}" for m, n in ranking["vectors"].items()) or "none"
+    out.print(
+        f"ranking: {ranking['model'] or 'words only (no sentence model installed)'}; "
+        f"papers with sentence vectors: {stored}",
+        highlight=False,
+    )
     out.print(f"next scheduled run: {fire:%Y-%m-%d %H:%M} {app.settings.timezone}", highlight=False)
+
+
+def _ranking_report(state: Status) -> dict[str, Any]:
+    """The sentence model that ranks (the installed one: all-mpnet-base-v2 before
+    all-MiniLM-L6-v2) and how many stored papers have vectors by each model."""
+    encoder = embed.load()
+    return {"model": encoder.name if encoder else None, "vectors": state.vectors}
 
 
 def _status_report(state: Status, fire: datetime) -> dict[str, Any]:
@@ -429,6 +444,7 @@ def _status_report(state: Status, fire: datetime) -> dict[str, Any]:
             for f in state.fetches
         ],
         "bounces": state.bounces,
+        "ranking": _ranking_report(state),
         "next_run": fire.isoformat(),
     }
 

@@ -41,6 +41,7 @@ def item(
     authors: tuple[str, ...] = ("Ada Lovelace",),
     upvotes: int = 0,
     github: str | None = None,
+    ai_summary: str | None = None,
 ) -> dict[str, Any]:
     """One entry of the list, in the shape the real API answers with (and its extra keys)."""
     paper: dict[str, Any] = {
@@ -56,6 +57,8 @@ def item(
         "discussionId": "6744a0b1c2d3e4f5a6b7c8d9",
         "ai_keywords": ["papers"],
     }
+    if ai_summary is not None:
+        paper["ai_summary"] = ai_summary
     if github is not None:
         paper["githubRepo"] = github
         paper["githubStars"] = 12

@@ -63,7 +63,7 @@ def sent_once(tmp_path_factory):
         database = Database(settings.database_url)
         summary = run_day(database, settings, AUG_8, today=TODAY, dry_run=False)
         database.close()
-    assert summary.sent >= 4
+    assert summary.sent >= 3
     deliveries = {
         rcpt: (handler.senders[rcpt], email.message_from_bytes(data)["Message-ID"])
         for rcpt, data in handler.received
@@ -144,16 +144,16 @@ def test_other_permanent_and_temporary_bounces_add_to_the_score_once_per_digest(
     assert result.code == 0 and "1 temporary" in result.stdout
     assert reader(db, "grace.hopper@example.org").bounce_score == pytest.approx(1.0)  # same digest
 
-    verp, message_id = sent["yann@example.net"]
-    read(cli, benv, workdir, "t.eml", samples.dsn("yann@example.net", message_id, verp))
-    alan = reader(db, "yann@example.net")
+    verp, message_id = sent["fei.li@example.com"]
+    read(cli, benv, workdir, "t.eml", samples.dsn("fei.li@example.com", message_id, verp))
+    alan = reader(db, "fei.li@example.com")
     assert alan.status == "active" and alan.bounce_score == pytest.approx(0.25)
     listed = json.loads(cli("subscribers", "--json", extra_env=benv).stdout)
     scores = {row["email"]: (row["status"], row["bounce_score"]) for row in listed}
-    assert scores["yann@example.net"][0] == "active"
+    assert scores["fei.li@example.com"][0] == "active"
     # The bounce says Aug 8, before the digest went out (this test sent it just now): a Date
     # cannot move a bounce before its send, so nothing has decayed yet.
-    assert scores["yann@example.net"][1] == pytest.approx(0.25, abs=0.005)
+    assert scores["fei.li@example.com"][1] == pytest.approx(0.25, abs=0.005)
 
 
 def test_a_complaint_unsubscribes_for_good_and_resubscribe_clears_it(sent, db, cli, benv, workdir):
@@ -181,7 +181,7 @@ def test_auto_replies_forged_tokens_and_strangers_change_nothing(sent, db, cli, 
     verp, message_id = sent["ada@example.org"]
     local, _, domain = verp.rpartition("@")
     forged = local[:-4] + ("aaaa" if not local.endswith("aaaa") else "bbbb") + "@" + domain
-    other_id = sent["yann@example.net"][1]
+    other_id = sent["fei.li@example.com"][1]
     messages = {
         "ooo.eml": samples.out_of_office("ada@example.org", message_id, verp),
         "forged.eml": samples.exim("ada@example.org", message_id, forged),
@@ -240,7 +240,7 @@ def test_bad_input_is_one_line_each_and_changes_nothing(sent, db, cli, benv, wor
             recipients=False,
         ),  # fmt: skip
         "huge.eml": samples.exim("ada@example.org", message_id, verp) + b"x" * (17 * 2**20),
-        "good.eml": samples.dsn("yann@example.net", *reversed(sent["yann@example.net"])),
+        "good.eml": samples.dsn("fei.li@example.com", *reversed(sent["fei.li@example.com"])),
     }
     for name, data in files.items():
         (workdir / name).write_bytes(data)
@@ -255,7 +255,7 @@ def test_bad_input_is_one_line_each_and_changes_nothing(sent, db, cli, benv, wor
     assert "norecipient.eml: a delivery report that names no recipient" in lines[2]
     assert "huge.eml: 17 MiB, too large for a bounce" in lines[3]
     assert reader(db, "ada@example.org").status == "active"
-    assert reader(db, "yann@example.net").bounce_score == pytest.approx(
+    assert reader(db, "fei.li@example.com").bounce_score == pytest.approx(
         0.25
     )  # the good one went in
 
@@ -402,9 +402,9 @@ def test_bounces_fetch_reads_the_imap_mailbox_once_and_flags_what_it_read(
     sent, db, cli, env, dovecot
 ):
     ada_verp, ada_id = sent["ada@example.org"]
-    yann_verp, yann_id = sent["yann@example.net"]
+    fei_verp, fei_id = sent["fei.li@example.com"]
     dovecot.deliver("1.eml", samples.exim("ada@example.org", ada_id, ada_verp))
-    dovecot.deliver("2.eml", samples.arf("yann@example.net", yann_id, yann_verp))
+    dovecot.deliver("2.eml", samples.arf("fei.li@example.com", fei_id, fei_verp))
     dovecot.deliver("3.eml", samples.out_of_office("ada@example.org", ada_id, ada_verp))
     dovecot.deliver("4.eml", b"this is not mail at all\n")
     result = cli("bounces", "fetch", extra_env=imap_env(env, dovecot))
@@ -414,9 +414,9 @@ def test_bounces_fetch_reads_the_imap_mailbox_once_and_flags_what_it_read(
     )
     assert "s3cret" not in result.stdout + result.stderr
     assert "ada@example.org: suspended (5.1.1)" in result.stdout
-    assert "yann@example.net: unsubscribed" in result.stdout
+    assert "fei.li@example.com: unsubscribed" in result.stdout
     assert reader(db, "ada@example.org").status == "suspended"
-    assert reader(db, "yann@example.net").status_reason == "complaint"
+    assert reader(db, "fei.li@example.com").status_reason == "complaint"
     marked = flags(dovecot)
     assert len(marked) == 4  # nothing deleted or moved
     assert all("\\Seen" in line and "$PapersDigestRead" in line for line in marked)

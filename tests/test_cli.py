@@ -105,7 +105,7 @@ def test_run_dry_run_prints_where_and_a_summary(seeded, workdir):
     assert result.code == 0, result.stderr
     assert "outbox/2026-08-08/" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith("dry-run 2026-08-08: ")
-    assert len(list((workdir / "outbox" / "2026-08-08").glob("*.eml"))) >= 4
+    assert len(list((workdir / "outbox" / "2026-08-08").glob("*.eml"))) >= 3
 
 
 def test_preview_writes_an_html_file(seeded, workdir):
@@ -205,6 +205,12 @@ def test_subscribers_and_status_as_json_for_scripts(seeded, workdir):
     assert state["runs"][0]["date"] == "2026-08-08" and state["runs"][0]["dry_run"] is True
     assert state["digests"] == {"pending": 0, "deferred": 0, "failed": 0}
     assert state["next_run"] and state["suspended"] == []
+    # the model that ranked, and the stored papers with its vectors (all 182 seed papers)
+    model = state["ranking"]["model"]
+    assert model.startswith("all-MiniLM-L6-v2/") and state["ranking"]["vectors"] == {model: 182}
+    assert f"ranking: {model}; papers with sentence vectors: 182 by {model}" in seeded(
+        "status"
+    ).stdout.replace("\n", "")
 
 
 def test_a_long_list_is_summarised(cli, workdir):

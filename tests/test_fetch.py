@@ -307,6 +307,48 @@ def test_the_email_links_the_paper_and_shows_authors_and_upvotes(
     assert "Quantized Attention <b>Kernels</b> & Friends" in message["Subject"]
 
 
+def test_the_excerpt_says_what_is_new_from_the_page_summary_or_the_contribution(
+    fetch, api, cli, fetch_env, workdir
+):
+    background = "Quantization reduces the memory of large models. It is widely used in practice. "
+    summarized = "INT4 kernels run quantized attention 3x faster on consumer GPUs."
+    api.answer(
+        DAY,
+        Reply(
+            body=[
+                item(
+                    "2611.02001",
+                    "Fast Quantized Attention Kernels",
+                    background + "We propose kernels for 4-bit attention.",
+                    ai_summary=summarized,
+                ),
+                item(
+                    "2611.02002",
+                    "Quantization for Every Layer",
+                    background + "In this work, we show that every layer can be quantized. "
+                    "Code: https://anonymous.4open.science/r/QEL-527C{here}",
+                ),
+            ]
+        ),
+    )
+    assert fetch("--date", DAY).code == 0
+    write_list(
+        workdir / "subscribers",
+        "l.yaml",
+        "subscribers:\n  - email: ada@example.org\n    topics: [quantization]\n",
+    )
+    assert cli("run", "--date", DAY, "--dry-run", extra_env=fetch_env).code == 0
+    message = parse_eml(workdir / "outbox" / DAY / "ada@example.org.eml")
+    html = message.get_body(("html",)).get_content()
+    text = " ".join(message.get_body(("plain",)).get_content().split())
+    assert summarized in html and summarized in text  # the page's summary, when it has one
+    assert "In this work, we show that every layer can be quantized." in text
+    assert "widely used in practice" not in text  # not the background
+    # a LaTeX leftover makes a link that leads nowhere: not linked, in either part
+    assert 'href="https://anonymous.4open.science' not in html
+    assert "\n   Code: " not in message.get_body(("plain",)).get_content()
+
+
 def test_run_with_fetch_sends_from_what_is_stored_when_the_api_is_down(cli, fetch_env, demo):
     down = f"http://127.0.0.1:{free_port()}"
     handler = FaultyHandler()

@@ -50,7 +50,7 @@ def digests(tmp_path_factory) -> list[Path]:
     run_day(db, settings, date(2026, 8, 8), today=TODAY, dry_run=True)
     db.close()
     files = sorted((work / "outbox" / "2026-08-08").glob("*.eml"))
-    assert len(files) >= 4
+    assert len(files) >= 3
     return files
 
 

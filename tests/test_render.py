@@ -290,3 +290,48 @@ def test_any_text_gives_each_reader_their_own_message(title, abstract, topic, na
             if other != address:
                 assert unsubscribe_url(settings, other).encode() not in raw
     assert len(factory._shapes) == 1
+
+
+@pytest.mark.parametrize(
+    "abstract, starts",
+    [
+        (
+            "Large models are costly. Many methods exist. We propose X, which halves the cost. "
+            "It works.",
+            "We propose X, which halves the cost. It works.",
+        ),
+        (
+            "Weight sharing is a fundamental concept in NAS. This paper aims to bridge the gap by "
+            "proposing a scheme.",
+            "This paper aims to bridge the gap by proposing a scheme.",
+        ),
+        ("Background only. Nothing more is said here.", "Background only."),
+        ("We introduce Y. More follows.", "We introduce Y."),
+    ],
+)
+def test_the_excerpt_starts_at_the_sentence_that_states_the_contribution(abstract, starts):
+    card = PaperCard("T", abstract, None, 1, 1, date(2026, 3, 17), why=("x",))
+    assert card.excerpt.startswith(starts)
+
+
+def test_a_page_summary_is_the_excerpt_and_a_malformed_code_link_is_not_a_link():
+    card = PaperCard(
+        "T",
+        "Background. We propose Z.",
+        "https://anonymous.4open.science/r/TangleNAS-527C{here",
+        1,
+        1,
+        date(2026, 3, 17),
+        ai_summary="Z makes search 10x cheaper.",
+        why=("x",),
+    )
+    assert card.excerpt == "Z makes search 10x cheaper."
+    assert card.code_link is None
+    rendered = Renderer().render(content("Ada", papers=(card,)))
+    assert "4open.science" not in rendered.html and "4open.science" not in rendered.text
+    good = replace(card, code_url="https://github.com/org/repo_name-1.0")
+    assert good.code_link == good.code_url
+    assert (
+        'href="https://github.com/org/repo_name-1.0"'
+        in Renderer().render(content("Ada", papers=(good,))).html
+    )

@@ -27,7 +27,7 @@ from .embed import Encoder
 from .explain import Explainer
 from .index import PaperIndex, TopicScores, WordStats
 from .model import RelevanceModel, features, fitted_for, order
-from .select import Selection
+from .select import ABSTRACT_MENTIONS, Selection
 from .text import parse_topics, tokenize
 
 ABOUT = 0.5  # the probability from which a paper is about an `exclude` phrase (see `excluded`)
@@ -148,10 +148,12 @@ class TopicIndex:
 
     def excluded(self, phrase: str) -> frozenset[int]:
         """Ids of the papers about an `exclude` phrase: holding it in the title, saying it twice
-        in the abstract (see `select`), or likely wanted by a reader of the phrase as a topic
-        (the model's probability at least `ABOUT`); worked out once."""
+        in the abstract (see `select`), or saying it once and likely wanted by a reader of the
+        phrase as a topic (the model's probability at least `ABOUT`); worked out once."""
         if phrase not in self._excluded:
             probability = self.relevance(phrase)
-            about = {self.papers[i].id for i in np.flatnonzero(probability >= ABOUT)}
-            self._excluded[phrase] = self.selection.mentioning(phrase) | about
+            relevant = {self.papers[i].id for i in np.flatnonzero(probability >= ABOUT)}
+            self._excluded[phrase] = self.selection.mentioning(phrase, ABSTRACT_MENTIONS) | (
+                self.selection.mentioning(phrase) & relevant
+            )
         return self._excluded[phrase]

@@ -19,8 +19,9 @@ SAME_ABSTRACT = 0.7  # ... or above which two abstracts do, when their titles ov
 SIMILAR_TITLE = 0.4
 ABSTRACT_WORDS = 20  # (abstracts shorter than this are not compared)
 # An `exclude` phrase drops a paper that is about it: in its title, said this many times in its
-# abstract, or the paper relevant to the phrase as a topic (see `rank.TopicIndex.excluded`); a
-# paper that uses the word once in passing ("we survey techniques") stays.
+# abstract, or said once by a paper relevant to the phrase as a topic (see
+# `rank.TopicIndex.excluded`); a paper using the word once in passing ("we survey techniques")
+# stays.
 ABSTRACT_MENTIONS = 2
 
 
@@ -38,7 +39,7 @@ class Selection:
         self._same: dict[tuple[int, int], bool] = {}
         self._title_sets: dict[int, set[str]] = {}
         self._phrases: dict[int, tuple[list[str], list[str]]] = {}
-        self._mentioning: dict[str, frozenset[int]] = {}
+        self._mentioning: dict[tuple[str, int], frozenset[int]] = {}
 
     def choose(
         self,
@@ -139,23 +140,25 @@ class Selection:
             self._title_sets[i] = set(tokenize(self.papers[i].title, keep_all=True))
         return self._title_sets[i]
 
-    def mentioning(self, phrase: str) -> frozenset[int]:
+    def mentioning(self, phrase: str, times: int = 1) -> frozenset[int]:
         """Ids of the papers whose title holds the phrase, or whose abstract says it at least
-        `ABSTRACT_MENTIONS` times (stemmed, in order); worked out once."""
-        key = phrase.casefold()
+        `times` times (stemmed, in order); worked out once."""
+        key = (phrase.casefold(), times)
         if key not in self._mentioning:
             wanted = tokenize(phrase, keep_all=True)
             self._mentioning[key] = frozenset(
-                p.id for i, p in enumerate(self.papers) if wanted and self._mentions(i, wanted)
+                p.id
+                for i, p in enumerate(self.papers)
+                if wanted and self._mentions(i, wanted, times)
             )
         return self._mentioning[key]
 
-    def _mentions(self, i: int, wanted: list[str]) -> bool:
+    def _mentions(self, i: int, wanted: list[str], times: int) -> bool:
         if i not in self._phrases:
             paper = self.papers[i]
             self._phrases[i] = (tokenize(paper.title, True), tokenize(paper.abstract, True))
         title, abstract = self._phrases[i]
-        return contains(title, wanted) or occurrences(abstract, wanted) >= ABSTRACT_MENTIONS
+        return contains(title, wanted) or occurrences(abstract, wanted) >= times
 
 
 def occurrences(stems: list[str], wanted: list[str]) -> int:

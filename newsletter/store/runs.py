@@ -23,6 +23,7 @@ from .db import (
     Database,
     Digest,
     FetchRecord,
+    PaperVector,
     RunLease,
     RunRecord,
     Subscriber,
@@ -69,6 +70,7 @@ class Status:
     fetches: list[FetchRecord]  # the last download of each of the latest days fetched
     bounces: dict[str, int]  # what came back in the last BOUNCE_DAYS days
     reasons: dict[str, str | None]  # why each suspended address is (a bounce, the score…)
+    vectors: dict[str, int]  # papers with sentence vectors, by the model that made them
 
 
 RUNNING, DIED = "running", "died"
@@ -98,8 +100,13 @@ def status(db: Database, last: int = 10) -> Status:
         )
         fetches = _last_fetches(session, last)
         bounces = bounce_counts(session)
+        vectors = dict(
+            session.execute(
+                select(PaperVector.model, func.count()).group_by(PaperVector.model)
+            ).all()
+        )
     digest_counts = {s: digests.get(s, 0) for s in (PENDING, DEFERRED, FAILED)}
-    return Status(runs, digest_counts, list(suspended), fetches, bounces, suspended)
+    return Status(runs, digest_counts, list(suspended), fetches, bounces, suspended, vectors)
 
 
 def _gone(session: Session, run: RunRecord) -> bool:
