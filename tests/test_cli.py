@@ -87,6 +87,7 @@ def test_rank_json_is_best_first_with_matched_topics(seeded):
         set(r["matched"]) <= {"vision transformers", "quantization"} and r["matched"]
         for r in ranked
     )
+    assert all(0 < r["relevance"] <= 1 for r in ranked)  # the gate's value, trending apart
     assert json.loads(seeded("rank", "--topics", "volcano seismology", "--json").stdout) == []
 
 

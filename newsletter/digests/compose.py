@@ -259,6 +259,7 @@ def rank_records(
         {
             "title": stored[r.paper_id].title,
             "score": r.score,
+            "relevance": r.relevance,
             "matched": list(r.matched),
             "why": list(r.why),
         }
