@@ -32,3 +32,10 @@ def normalize_title(title: str) -> str:
     """A paper's identity: case, accents' composition, punctuation and spacing do not count."""
     text = unicodedata.normalize("NFKC", title).casefold()
     return " ".join(re.findall(r"\w+", text))
+
+
+# An http(s) URL of the characters RFC 3986 allows (and percent escapes); no braces, backslashes,
+# carets, pipes or backticks.
+WELL_FORMED_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::\d+)?(?:[/?#][A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*)?"
+)

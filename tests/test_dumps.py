@@ -184,6 +184,11 @@ def test_code_links_from_abstracts():
         find_code_url("Our code: https://example.org/project/x") == "https://example.org/project/x"
     )
     assert find_code_url("Data at https://example.org/data only") is None
+    # a LaTeX \\href leftover is no link (the seeds' TangleNAS abstract)
+    tangle = (
+        "The code for our work is openly accessible https://anonymous.4open.science/r/T-527C{here}"
+    )
+    assert find_code_url(tangle) is None
     dump = parse_dump(seed_bytes("004"), "004")
     assert dump.papers[0].code_url == "https://github.com/dyballa/dynamic-connectomes"
 

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 from ..errors import DumpError
 from ..records import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, DumpPaper
-from ..text import CONTROL, clip
+from ..text import CONTROL, WELL_FORMED_URL, clip
 
 MONTHS = {
     name: number
@@ -119,7 +119,8 @@ def find_code_url(abstract: str) -> str | None:
                 break
     if match is None:
         return None
-    return match.group(0).rstrip(".,;:!?)]}'\"")
+    url = match.group(0).rstrip(".,;:!?)]}'\"")
+    return url if WELL_FORMED_URL.fullmatch(url) else None  # not `…/TangleNAS-527C{here`
 
 
 def decode_dump(data: bytes, name: str) -> str:

@@ -35,7 +35,7 @@ from jinja2.runtime import Context
 from markupsafe import escape
 
 from ..records import Listing
-from ..text import clean_name
+from ..text import WELL_FORMED_URL, clean_name
 
 EXCERPT_CHARS = 300
 SUBJECT_TITLE_CHARS = 90
@@ -143,11 +143,6 @@ def day_label(day: date) -> str:
     return f"{day:%b} {day.day}, {day.year}"
 
 
-# An http(s) URL of the characters RFC 3986 allows (and percent escapes); no braces, backslashes,
-# carets, pipes or backticks.
-WELL_FORMED_URL = re.compile(
-    r"https?://[A-Za-z0-9.-]+(?::\d+)?(?:[/?#][A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*)?"
-)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
 # A sentence that says what the paper does: "we propose", "this paper introduces", "here we show",
 # "our method achieves" ... (the first one; abstracts open with the field's background).

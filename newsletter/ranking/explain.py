@@ -57,9 +57,8 @@ class Explainer:
                 surface.setdefault(stem, _as_word(word))
             self._surface[i] = surface
         surface = self._surface[i]
-        common = COMMON_WORD * len(self.index.papers)
         found = [t for t in dict.fromkeys(query) if t in surface and t != OF]
-        telling = [t for t in found if self.index.df.get(t, 0) <= common] or found[:1]
+        telling = [t for t in found if self.index.share(t) <= COMMON_WORD] or found[:1]
         return [surface[t] for t in telling][:5]
 
 

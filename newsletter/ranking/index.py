@@ -162,6 +162,12 @@ class PaperIndex:
         n, df = self._documents, self.df.get(term, 0) + self._reference.get(term, 0)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
+    def share(self, term: str) -> float:
+        """The share of papers holding the term: the indexed ones counted with the reference
+        table's (a 3-paper day alone says nothing about which words are common)."""
+        held = self.df.get(term, 0) + self._reference.get(term, 0)
+        return held / max(self._documents, 1)
+
     def bm25(self, terms: Sequence[str]) -> np.ndarray:
         """BM25 (Lucene's variant, as bm25s scores it) of each paper for these terms."""
         scores = np.zeros(len(self.papers))
