@@ -34,6 +34,7 @@ from .bounces.rules import BounceReport
 from .config import Settings, load_settings
 from .digests.compose import rank_records
 from .digests.daily import LATEST, preview, run_day
+from .digests.for_reader import rank_for
 from .digests.plan import paper_records
 from .errors import NewsletterError, SubscriberListError
 from .ingest.dumps import DAYS_AHEAD
@@ -300,23 +301,50 @@ def papers(app: App, day: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--topics", required=True, help='Comma-separated topics, e.g. "quantization, LLM".')
+@click.option("--topics", help='Comma-separated topics, e.g. "quantization, LLM".')
+@click.option(
+    "--for", "reader", metavar="EMAIL", help="A subscriber: what their digest of the date holds."
+)
 @click.option("--date", "day", help=f"Only papers new on this date: {DATE_HELP}.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    help="At most this many (default 10; with --for, the reader's max_papers).",
+)
+@click.option("--all", "near_misses", is_flag=True, help="With --for: the near-misses too.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def rank(app: App, topics: str, day: str | None, limit: int, as_json: bool) -> None:
-    """Rank stored papers for the topics (all dates unless --date), best first."""
-    wanted = parse_topics(topics)
-    if not wanted:
-        raise NewsletterError("--topics: give at least one topic")
-    rows = rank_records(app.db, wanted, app.resolve_date(day) if day else None, limit)
+def rank(
+    app: App,
+    topics: str | None,
+    reader: str | None,
+    day: str | None,
+    limit: int | None,
+    near_misses: bool,
+    as_json: bool,
+) -> None:
+    """Rank stored papers for the topics (all dates unless --date), best first; or show what a
+    subscriber's digest of a date holds (--for), through the digest's own code."""
+    if (topics is None) == (reader is None):
+        raise NewsletterError("rank: give --topics or --for EMAIL (one of them)")
+    if near_misses and reader is None:
+        raise NewsletterError("rank: --all goes with --for EMAIL")
+    if reader is not None:
+        rows = rank_for(app.db, reader, app.resolve_date(day), limit, near_misses)
+    else:
+        wanted = parse_topics(topics or "")
+        if not wanted:
+            raise NewsletterError("--topics: give at least one topic")
+        rows = rank_records(app.db, wanted, app.resolve_date(day) if day else None, limit or 10)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     table = Table("#", "score", "title", "why")
     for number, row in enumerate(rows, start=1):
-        table.add_row(str(number), f"{row['score']:.3f}", row["title"], "; ".join(row["why"]))
+        why = "; ".join(row["why"])
+        if "kept_out" in row:
+            why = f"not in the digest: {row['kept_out']} (p {row['probability']:.3f})"
+        table.add_row(str(number), f"{row['score']:.3f}", row["title"], why)
     out.print(table)
 
 

@@ -10,9 +10,10 @@ import subprocess
 import sys
 from datetime import date
 
+import lxml.html
 import pytest
 
-from .conftest import ROOT, SEEDS, write_list
+from .conftest import ROOT, SEEDS, parse_eml, write_list
 
 
 @pytest.fixture
@@ -273,3 +274,50 @@ def test_a_run_whose_process_is_gone_is_not_shown_running(cli, db):
         ("2026-03-11", "died"),  # killed (a full disk, say): no longer shown as running
     ]
     assert " died " in cli("status").stdout or "│ died" in cli("status").stdout
+
+
+def _digest_titles(path) -> list[str]:
+    html = parse_eml(path).get_body(("html",)).get_content()
+    return [" ".join(t.split()) for t in lxml.html.fromstring(html).xpath("//h2/a/text()")]
+
+
+def test_rank_for_a_reader_is_what_their_digest_holds_and_all_adds_what_kept_the_rest_out(
+    seeded, workdir
+):
+    write_list(
+        workdir / "subscribers",
+        "extra.yaml",
+        "subscribers:\n  - email: q@example.org\n    topics: [quantization, LLM training]\n"
+        "    exclude: [neural implicit]\n    max_papers: 1\n",
+    )
+    assert seeded("subscribers").code == 0
+    assert seeded("run", "--dry-run", "--date", "2026-08-08").code == 0
+    for reader in ("ada@example.org", "grace.hopper@example.org", "q@example.org"):
+        rows = json.loads(seeded("rank", "--for", reader, "--date", "2026-08-08", "--json").stdout)
+        assert rows and all(r["in_digest"] and r["relevance"] > 0 and r["why"] for r in rows)
+        assert {"title", "score", "relevance", "matched", "why"} <= set(rows[0])
+        in_mail = _digest_titles(workdir / "outbox" / "2026-08-08" / f"{reader}.eml")
+        assert [r["title"] for r in rows] == in_mail, reader  # the same papers, the same order
+
+    everything = json.loads(
+        seeded("rank", "--for", "q@example.org", "--date", "2026-08-08", "--all", "--json").stdout
+    )
+    stored = json.loads(seeded("papers", "--json").stdout)
+    window = {p["title"] for p in stored if "2026-08-02" <= p["first_seen"] <= "2026-08-08"}
+    assert {r["title"] for r in everything} == window  # each paper of the window, once
+    assert len(everything) == len(window)
+    kept_out = {r["title"]: r["kept_out"] for r in everything if not r["in_digest"]}
+    implicit = "Coordinate Quantized Neural Implicit Representations for Multi-view Reconstruction"
+    assert kept_out[implicit] == "exclude: neural implicit"
+    assert "past max_papers (1)" in kept_out.values()  # relevant, but one paper is all they take
+    assert "below the cut" in kept_out.values()
+    below = next(r for r in everything if r.get("kept_out") == "below the cut")
+    assert below["probability"] < 1 and set(below["cut"]) == {"paper", "topic", "relative"}
+    table = seeded("rank", "--for", "q@example.org", "--date", "2026-08-08", "--all").stdout
+    assert "exclude: neural implicit" in table
+
+
+def test_rank_needs_topics_or_a_reader_and_a_known_one(seeded):
+    assert_one_line_error(seeded("rank", "--for", "nobody@example.org"), "no such subscriber")
+    assert_one_line_error(seeded("rank"), "--topics or --for")
+    assert_one_line_error(seeded("rank", "--topics", "x", "--all"), "--all goes with --for")

@@ -1,0 +1,109 @@
+"""One reader's digest of a day as `newsletter rank --for` shows it: the papers it holds, in
+order, through the code a run composes digests with (their topics, their exclusions, what they
+already have, the model's cuts, `max_papers`); and, with `--all`, the other papers of the window
+with what kept each out. Stores nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+from ..errors import UnknownSubscriberError
+from ..ranking.rank import TopicIndex
+from ..records import PaperInfo, Ranked
+from ..store.db import Database
+from ..store.digests import papers_of_digests
+from ..store.subscribers import subscriber_by_address
+from ..subscribers.addresses import normalize_address
+from .compose import mailable_papers, pick_papers, topic_index
+from .plan import Due, drop_excluded, plan_day
+
+
+def rank_for(
+    db: Database, email: str, day: date, limit: int | None = None, near_misses: bool = False
+) -> list[dict[str, Any]]:
+    """The reader's digest of `day` best first, as `rank --topics` records; with
+    `near_misses`, then every other paper new in the window, each with `"kept_out"` saying why
+    (an `exclude` phrase, already sent, below the cut, past `max_papers`, the same work as a
+    listed paper) and the cut its relevance was held against. A digest already stored for the
+    day is shown as stored."""
+    with db.session() as session:
+        subscriber = subscriber_by_address(session, normalize_address(email))
+        if subscriber is None:
+            raise UnknownSubscriberError(
+                f"{email}: no such subscriber (see `newsletter subscribers`)"
+            )
+        (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
+        papers = mailable_papers(session, day)
+        index = topic_index(session, papers.values())
+        stored = (
+            [pid for pid, _ in papers_of_digests(session, [due.digest_id])[due.digest_id]]
+            if due.digest_id is not None
+            else None
+        )
+    if limit is not None:
+        due = replace(due, preferences=replace(due.preferences, max_papers=limit))
+    wants = due.preferences
+    picked = {r.paper_id: r for r in pick_papers(index, due)}
+    order = stored if stored is not None else list(picked)
+    # every paper the digest could take, as ranked among them (for a stored digest's reasons)
+    kept = drop_excluded(index, [*due.candidates, *(stored or [])], wants.exclude)
+    relevant = {r.paper_id: r for r in index.rank(wants.topics, kept, limit=None)}
+    rows = [_record(papers[pid], relevant.get(pid), True) for pid in order if pid in papers]
+    if near_misses:
+        listed = set(order)
+        others = sorted(
+            (p for p in papers.values() if p.id not in listed),
+            key=lambda p: (-_best(index, wants.topics, p.id), p.id),
+        )
+        rows += [_near_miss(index, p, due, listed, relevant) for p in others]
+    return rows
+
+
+def _record(paper: PaperInfo, pick: Ranked | None, in_digest: bool) -> dict[str, Any]:
+    """As `rank --topics` prints a paper, with `in_digest`."""
+    return {
+        "title": paper.title,
+        "score": pick.score if pick else 0.0,
+        "relevance": pick.relevance if pick else 0.0,
+        "matched": list(pick.matched) if pick else [],
+        "why": list(pick.why) if pick else [],
+        "in_digest": in_digest,
+    }
+
+
+def _near_miss(
+    index: TopicIndex, paper: PaperInfo, due: Due, listed: set[int], relevant: dict[int, Ranked]
+) -> dict[str, Any]:
+    model = index.model
+    row = _record(paper, relevant.get(paper.id), False)
+    row["probability"] = round(_best(index, due.preferences.topics, paper.id), 4)
+    row["cut"] = {"paper": model.cut, "topic": model.topic_cut, "relative": model.relative_cut}
+    row["kept_out"] = _why_not(index, paper, due, listed, relevant)
+    return row
+
+
+def _why_not(
+    index: TopicIndex, paper: PaperInfo, due: Due, listed: set[int], relevant: dict[int, Ranked]
+) -> str:
+    wants = due.preferences
+    excluded = [phrase for phrase in wants.exclude if paper.id in index.excluded(phrase)]
+    if excluded:
+        return f"exclude: {excluded[0]}"
+    if paper.id not in due.candidates:
+        if paper.first_seen < due.window_start:
+            return "before this digest's window (an earlier digest's days)"
+        return "already sent"
+    if paper.id not in relevant:
+        return "below the cut"
+    if len(listed) >= wants.max_papers:
+        return f"past max_papers ({wants.max_papers})"
+    return "the same work as a listed paper"
+
+
+def _best(index: TopicIndex, topics: Sequence[str], paper_id: int) -> float:
+    """The model's probability for the paper's best topic, before any cut."""
+    i = index.position[paper_id]
+    return max(float(index.model.probability(index.features(t))[i]) for t in topics)
