@@ -384,6 +384,25 @@ def test_no_topic_can_crash_ranking_or_be_misreported(small_index, topic):
             assert why.startswith(f"{matched} (")
 
 
+_ANY_TEXT = st.text(
+    st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=200
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(title=_ANY_TEXT, abstract=_ANY_TEXT, exclude=_ANY_TEXT)
+def test_no_paper_text_or_exclude_phrase_can_crash_ranking(title, abstract, exclude):
+    """Any title and abstract (clauses, "of", acronyms, lone surrogates) are indexed and ranked,
+    and any `exclude` phrase is read, without a crash; what is excluded is only ever papers."""
+    odd = PaperText(9, title or "x", abstract)
+    index = TopicIndex([*SMALL, odd], encoder=None)
+    for topic in ("graph neural networks", "LLM quantization", title, abstract[:40]):
+        for ranked in index.rank([topic, "graph neural networks"], limit=3):
+            assert ranked.paper_id in {1, 2, 3, 9} and ranked.relevance > 0
+    assert index.excluded(exclude) <= {1, 2, 3, 9}
+    assert 1 in index.excluded("graph neural networks")  # in its title
+
+
 def test_papers_stored_long_before_change_no_score_and_no_digest(settings, seeded_db, demo):
     """A store that has run for months ranks a day's papers exactly as a new one: the papers that
     can no longer be mailed are neither read nor counted in the word statistics."""
