@@ -193,6 +193,7 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
     from newsletter.digests.daily import smtp_options
     from newsletter.ingest.intake import ingest_paths
     from newsletter.mail.signing import sign_dkim
+    from newsletter.mail.tokens import unsubscribe_token
     from newsletter.store.db import Database
     from newsletter.subscribers.lists import load_lists
     from newsletter.subscribers.sync import sync_subscribers
@@ -224,6 +225,9 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
                         outgoing.name,
                         outgoing.message_id,
                         sent_at,
+                        unsubscribe_token(
+                            settings.signing_key, outgoing.subscriber_id, outgoing.day
+                        ),
                     ),
                 )
             digests += 1

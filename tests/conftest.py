@@ -246,3 +246,12 @@ def cli(env: dict[str, str], workdir: Path):
         return run_cli(list(args), {**env, **(extra_env or {})}, workdir)
 
     return invoke
+
+
+def reader_of_link(db: Database, key: str, token: str) -> str | None:
+    """The address an unsubscribe link's token names, as `newsletter serve` reads it."""
+    from newsletter.mail.tokens import unsubscribed_by
+
+    with db.session() as session:
+        subscriber = unsubscribed_by(session, key, token, date.today())
+        return subscriber.email if subscriber is not None else None

@@ -625,10 +625,12 @@ def unsubscribe_mail(token: str, to: str = "unsubscribe@digest.example", serial:
 
 
 def test_the_mailto_unsubscribe_is_read_and_unsubscribes_once(sent, db, cli, benv, workdir):
-    from newsletter.mail.tokens import unsubscribe_token
+    from newsletter.mail.tokens import legacy_unsubscribe_token, unsubscribe_token
 
-    token = unsubscribe_token(SECRET, "ada@example.org")
-    forged = unsubscribe_token("another-secret-of-at-least-32-bytes-xx", "alan@example.org")
+    day = date(2026, 8, 8)
+    token = unsubscribe_token(SECRET, reader(db, "ada@example.org").id, day)
+    alan = reader(db, "alan@example.org").id
+    forged = unsubscribe_token("another-secret-of-at-least-32-bytes-xx", alan, day)
     result = read(cli, benv, workdir, "forged.eml", unsubscribe_mail(forged, serial=1))
     assert result.code == 0 and "forged" in result.stdout
     assert reader(db, "alan@example.org").status == "active"
@@ -641,7 +643,11 @@ def test_the_mailto_unsubscribe_is_read_and_unsubscribes_once(sent, db, cli, ben
     # The request in the body, to the bounce mailbox: the same
     body = unsubscribe_mail("", to=BOUNCES, serial=3).replace(
         b"Sent from my phone",
-        f"unsubscribe {unsubscribe_token(SECRET, 'alan@example.org')}".encode(),
+        f"unsubscribe {unsubscribe_token(SECRET, alan, day)}".encode(),
     )
     assert read(cli, benv, workdir, "body.eml", body).code == 0
     assert reader(db, "alan@example.org").status == "unsubscribed"
+    # an old link's token (the address in it) is still read within the window
+    old = legacy_unsubscribe_token(SECRET, "grace.hopper@example.org")
+    assert read(cli, benv, workdir, "old.eml", unsubscribe_mail(old, serial=4)).code == 0
+    assert reader(db, "grace.hopper@example.org").status == "unsubscribed"

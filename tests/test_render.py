@@ -113,8 +113,12 @@ def check_message(settings, raw: bytes, outgoing: Outgoing, subject: str) -> Non
     (sender,) = message["From"].addresses
     assert (display_name(raw, "From"), sender.addr_spec) == parseaddr(settings.sender)
     assert message["Message-ID"] == outgoing.message_id
-    url = unsubscribe_url(settings, address)
+    url = unsubscribe_url(settings, outgoing.subscriber_id, outgoing.day)
     assert str(message["List-Unsubscribe"]).startswith(f"<{url}>, <mailto:")
+    # no address of the reader's in any of our URLs, in any encoding
+    for link in re.findall(r"https?://[^\s\"'<>]+", rendered.html + rendered.text + str(url)):
+        for form in _encodings(outgoing.email):
+            assert form not in link.lower(), (form, link)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message.get_content_type() == "multipart/alternative"
     text, html = message.iter_parts()
@@ -131,6 +135,20 @@ def check_message(settings, raw: bytes, outgoing: Outgoing, subject: str) -> Non
         assert all(len(word) <= 75 for word in words)  # RFC 2047 §2
         assert not words or len(line) <= 76
         assert len(line) <= 998
+
+
+def _encodings(address: str) -> set[str]:
+    """The address as it could hide in a URL: as is, %-escaped, in base64 (any padding or
+    alphabet), hex."""
+    import base64
+    import urllib.parse
+
+    raw = address.encode()
+    forms = {address.lower(), urllib.parse.quote(address).lower(), raw.hex()}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode, base64.b32encode):
+        forms.add(encode(raw).decode().rstrip("=").lower()[:12])
+    local = address.split("@")[0].lower()
+    return {f for f in forms if len(f) >= 6} | ({local} if len(local) >= 6 else set())
 
 
 def outgoing_for(address: str, name: str, papers=CARDS, n: int = 0, topics=None) -> Outgoing:
@@ -288,7 +306,8 @@ def test_any_text_gives_each_reader_their_own_message(title, abstract, topic, na
         check_message(settings, raw, outgoing, subject)
         for other in readers:
             if other != address:
-                assert unsubscribe_url(settings, other).encode() not in raw
+                n_other = readers.index(other)
+                assert unsubscribe_url(settings, n_other + 1, WHEN.date()).encode() not in raw
     assert len(factory._shapes) == 1
 
 

@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import date
+from datetime import date, timedelta
 
 import dkim
 import pytest
@@ -18,7 +18,12 @@ from sqlalchemy import select
 
 from newsletter.config import load_settings
 from newsletter.digests.daily import run_day
-from newsletter.mail.tokens import unsubscribe_token
+from newsletter.mail.tokens import (
+    legacy_unsubscribe_token,
+    read_reader_token,
+    reader_token,
+    unsubscribe_token,
+)
 from newsletter.store.db import Subscriber
 
 from .conftest import TODAY, parse_eml
@@ -68,6 +73,13 @@ def http(method, url, body=None):
         return error.code, error.read().decode()
 
 
+def token_for(db, address, key=SECRET, day=date(2026, 8, 8)):
+    """The opaque unsubscribe token of that reader's digest of `day`."""
+    with db.session() as session:
+        subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+    return unsubscribe_token(key, subscriber_id, day)
+
+
 def status_of(db, address):
     with db.session() as session:
         return session.scalar(select(Subscriber.status).where(Subscriber.email == address))
@@ -96,13 +108,17 @@ def test_the_link_from_a_digest_unsubscribes_with_one_click(server, db, env, dem
 
 
 def test_tampered_or_foreign_tokens_get_400_and_change_nothing(server, db):
-    good = unsubscribe_token(SECRET, "ada@example.org")
-    encoded, signature = good.split(".")
-    other = unsubscribe_token(SECRET, "alan@example.org").split(".")[0]
+    good = token_for(db, "ada@example.org")
+    reader, day, signature = good.split("-")
+    alan = token_for(db, "alan@example.org").split("-")[0]
+    subscriber_id, on = read_reader_token(SECRET, "unsubscribe", good)
     forged = [
-        f"{encoded}.{signature[:-2]}xx",  # altered signature
-        f"{other}.{signature}",  # ada's signature on alan's address
-        unsubscribe_token("a guessed key", "ada@example.org"),
+        f"{reader}-{day}-{signature[:-2]}aa",  # altered signature
+        f"{alan}-{day}-{signature}",  # ada's signature on alan's id
+        f"{reader}-{int(day, 36) + 1:x}-{signature}",  # another day
+        token_for(db, "ada@example.org", key="a guessed key-0123456789-0123456789"),
+        reader_token(SECRET, "verp", subscriber_id, on),  # ours, for another purpose
+        legacy_unsubscribe_token("a guessed key", "ada@example.org"),
         "not-a-token",
         "",
     ]
@@ -115,6 +131,25 @@ def test_tampered_or_foreign_tokens_get_400_and_change_nothing(server, db):
             )
             assert code in (400, 404, 405), (token, method, code)
     assert status_of(db, "ada@example.org") == status_of(db, "alan@example.org") == "active"
+
+
+def test_an_old_link_with_the_address_works_until_its_digests_are_older_than_the_window(server, db):
+    """Digests made before the opaque tokens carry the address in their links; those keep
+    working for the window after the store began making opaque ones, then get 400."""
+    from sqlalchemy import update
+
+    from newsletter.store.db import TokenCutover
+
+    old = legacy_unsubscribe_token(SECRET, "ada@example.org")
+    code, page = http("GET", f"{server}/unsubscribe/{old}")
+    assert code == 200 and "ada@example.org" in page  # the store made opaque tokens from today
+    with db.session() as session:  # ... no: eight days ago
+        session.execute(update(TokenCutover).values(opaque_since=date.today() - timedelta(8)))
+    for method in ("GET", "POST"):
+        body = "List-Unsubscribe=One-Click" if method == "POST" else None
+        assert http(method, f"{server}/unsubscribe/{old}", body)[0] == 400
+    assert status_of(db, "ada@example.org") == "active"
+    assert http("GET", f"{server}/unsubscribe/{token_for(db, 'ada@example.org')}")[0] == 200
 
 
 def test_resubscribing_takes_an_explicit_request(cli, demo):
@@ -174,8 +209,8 @@ def http_full(method, url, body=None):
         return error.code, dict(error.headers), error.read().decode()
 
 
-def test_odd_requests_get_clear_answers_and_every_answer_is_protected(server):
-    good = unsubscribe_token(SECRET, "ada@example.org")
+def test_odd_requests_get_clear_answers_and_every_answer_is_protected(server, db):
+    good = token_for(db, "ada@example.org")
     for method, token, expected in [
         ("GET", urllib.parse.quote("é.ü"), 400),  # non-ASCII token: not a 500
         ("POST", urllib.parse.quote(good + "é"), 400),
@@ -215,7 +250,7 @@ def hold_write_lock(db_path, seconds):
 def test_a_busy_database_delays_an_unsubscribe_but_never_loses_it(server, db, workdir):
     from concurrent.futures import ThreadPoolExecutor
 
-    link = f"{server}/unsubscribe/{unsubscribe_token(SECRET, 'ada@example.org')}"
+    link = f"{server}/unsubscribe/{token_for(db, 'ada@example.org')}"
     released = hold_write_lock(workdir / "newsletter.db", 3)
     with ThreadPoolExecutor(1) as pool:
         posted = pool.submit(http_full, "POST", link, "List-Unsubscribe=One-Click")
@@ -238,7 +273,7 @@ def test_a_database_locked_for_too_long_answers_503_with_retry_after(cli, env, d
     settings = load_settings({**env, "NEWSLETTER_SECRET_KEY": SECRET})
     db = Database(settings.database_url, busy_timeout=0.1)
     client = TestClient(create_app(db, settings, patience=0.5))
-    link = f"/unsubscribe/{unsubscribe_token(SECRET, 'alan@example.org')}"
+    link = f"/unsubscribe/{token_for(db, 'alan@example.org')}"
     released = hold_write_lock(workdir / "newsletter.db", 2)
     answer = client.post(link, content="List-Unsubscribe=One-Click")
     assert answer.status_code == 503 and answer.headers["retry-after"] == "30"

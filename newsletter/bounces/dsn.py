@@ -38,8 +38,12 @@ MAX_PARTS = 200  # a bounce has a handful; thousands nested would cost the parse
 
 AUTO_REPLY, UNRECOGNISED = "auto-reply", "unrecognised"
 UNSUBSCRIBE = "unsubscribe"  # a reader's mail to the List-Unsubscribe mailto: address
-# An unsubscribe token as `mail.tokens` makes them: base64url, a dot, a 32-character signature.
-UNSUBSCRIBE_TOKEN = re.compile(r"(?<![\w.-])([A-Za-z0-9_-]{2,700}\.[A-Za-z0-9_-]{32})(?![\w-])")
+# An unsubscribe token as `mail.tokens` makes them: the subscriber id and day in base 36 and a
+# base 32 signature, joined by "-"; or an old one, base64url, a dot, a 32-character signature.
+UNSUBSCRIBE_TOKEN = re.compile(
+    r"(?<![\w.-])([0-9A-Za-z]{1,12}-[0-9A-Za-z]{1,6}-[A-Za-z2-7]{16}"
+    r"|[A-Za-z0-9_-]{2,700}\.[A-Za-z0-9_-]{32})(?![\w-])"
+)
 COMPLAINT_TYPES = ("abuse", "fraud", "virus")  # ARF Feedback-Type values that are complaints
 
 ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..errors import NewsletterError
-from ..mail.tokens import read_verp_token, verify_token
+from ..mail.tokens import read_verp_token, unsubscribed_by
 from ..store.bounces import (
     read_before,
     scored_before,
@@ -52,7 +52,7 @@ from ..store.db import (
     Subscriber,
     utcnow,
 )
-from ..store.subscribers import change_status, current_score, subscriber_by_address
+from ..store.subscribers import change_status, current_score
 from ..subscribers.addresses import normalize_address
 from .dsn import AUTO_REPLY, UNSUBSCRIBE, Failure, Reading, read_bounce
 
@@ -226,9 +226,9 @@ def _unsubscribe_by_mail(
 ) -> Handled:
     """A reader's mail to the List-Unsubscribe address: the token in its subject or body,
     verified, unsubscribes that reader (once); a forged or foreign token changes nothing."""
-    named = [verify_token(settings.signing_key, token) for token in reading.requests]
-    address = next((a for a in named if a), None)
-    subscriber = subscriber_by_address(session, address) if address else None
+    today = utcnow().date()
+    named = [unsubscribed_by(session, settings.signing_key, t, today) for t in reading.requests]
+    subscriber = next((s for s in named if s is not None), None)
     if subscriber is None:
         record.kind = FORGED if reading.requests else UNMATCHED
         record.detail = (

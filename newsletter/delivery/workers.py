@@ -21,7 +21,7 @@ from ..mail.mime import Letterhead, MessageShape
 from ..mail.outgoing import Outgoing
 from ..mail.render import DigestContent, Renderer, greeting_name
 from ..mail.signing import sign_dkim
-from ..mail.tokens import mailbox_address, unsubscribe_url
+from ..mail.tokens import mailbox_address, unsubscribe_token, unsubscribe_url
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
@@ -40,7 +40,7 @@ def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
         topics=outgoing.topics,
         frequency=outgoing.frequency,
         papers=outgoing.cards,
-        unsubscribe_url=unsubscribe_url(settings, outgoing.email),
+        unsubscribe_url=unsubscribe_url(settings, outgoing.subscriber_id, outgoing.day),
         list_name=parseaddr(settings.sender)[0] or "Trending Papers",
     )
 
@@ -78,7 +78,8 @@ class MessageFactory:
         when = sent_at or datetime.now(settings.tz)
         to = mailbox_address(outgoing.email)
         shape = self.shape_for(outgoing)
-        raw = shape.message(self.letterhead, to, outgoing.name, outgoing.message_id, when)
+        token = unsubscribe_token(settings.signing_key, outgoing.subscriber_id, outgoing.day)
+        raw = shape.message(self.letterhead, to, outgoing.name, outgoing.message_id, when, token)
         return shape.subject, sign_dkim(settings, raw)
 
 

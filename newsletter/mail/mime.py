@@ -27,7 +27,6 @@ from email.utils import format_datetime, parseaddr
 from ..config import Settings
 from ..text import clean_name
 from .render import DigestShape, Pieces, reader_values
-from .tokens import unsubscribe_token
 
 LINE = 76  # RFC 2045's quoted-printable lines, and RFC 2047's lines holding encoded-words
 _WORD_FRAME = len("=?utf-8?b??=")  # an encoded-word's characters besides its base64
@@ -82,9 +81,10 @@ class MessageShape:
         to_name: str,
         message_id: str,
         sent_at: datetime,
+        token: str,
     ) -> bytes:
-        """The whole message for one reader, as it goes over SMTP."""
-        token = unsubscribe_token(letterhead.signing_key, to_email)
+        """The whole message for one reader, as it goes over SMTP; `token`: their digest's
+        unsubscribe token (`tokens.unsubscribe_token`)."""
         link = f"{letterhead.base_url}/unsubscribe/{token}"
         values, escaped = reader_values(to_name, to_email, link)
         boundary = _boundary(message_id)
@@ -95,7 +95,7 @@ class MessageShape:
             f"Date: {format_datetime(sent_at)}",
             _text_field("Message-ID", message_id),
             letterhead.list_id_field,
-            # (a token is base64url and ".": nothing in it needs %-escaping)
+            # (a token is base 36, base 32 and "-": nothing in it needs %-escaping)
             _text_field(
                 "List-Unsubscribe",
                 f"<{link}>, <mailto:{letterhead.unsubscribe_address}"

@@ -1,5 +1,8 @@
-"""What identifies a reader and a digest outside the database: the signed unsubscribe token and
-its link, the fixed Message-ID, and the address as it goes into headers and RCPT."""
+"""What identifies a reader and a digest outside the database: the signed, opaque reader tokens
+of our links (unsubscribe) and of the VERP envelope sender, the fixed Message-ID, and the address
+as it goes into headers and RCPT. No token carries the reader's address in any encoding: a link
+names a subscriber id and a digest's date, signed for one purpose (a link's token cannot serve
+another purpose), so a log or a proxy that records URLs learns no address."""
 
 from __future__ import annotations
 
@@ -11,8 +14,11 @@ import re
 from datetime import date, datetime, time, timedelta
 
 import idna
+from sqlalchemy.orm import Session
 
 from ..config import Settings
+from ..store.db import Subscriber
+from ..store.subscribers import legacy_links_until, subscriber_by_address, subscriber_by_id
 
 TOKEN_SIGNATURE_CHARS = 32
 
@@ -26,13 +32,16 @@ def _signature(key: str, email: str) -> str:
     return _b64(digest)[:TOKEN_SIGNATURE_CHARS]
 
 
-def unsubscribe_token(key: str, email: str) -> str:
-    """`<address, base64url>.<HMAC-SHA256 of the address>`: only the key holder can make one."""
+def legacy_unsubscribe_token(key: str, email: str) -> str:
+    """The unsubscribe token of digests made before the opaque ones: `<address, base64url>.<HMAC
+    of the address>`. No longer made for mail; read for a while (see `verify_legacy_token`)."""
     return f"{_b64(email.encode())}.{_signature(key, email)}"
 
 
-def verify_token(key: str, token: str) -> str | None:
-    """The address the token was made for, or None when it is malformed or not signed by `key`."""
+def verify_legacy_token(key: str, token: str) -> str | None:
+    """The address a legacy token was made for, or None when it is malformed or not signed by
+    `key`. (Old links keep working until their digests are older than the window: the caller
+    checks the date, `store.subscribers.legacy_links_until`.)"""
     encoded, _, signature = token.partition(".")
     try:
         email = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
@@ -43,8 +52,28 @@ def verify_token(key: str, token: str) -> str | None:
     return email
 
 
-def unsubscribe_url(settings: Settings, email: str) -> str:
-    return f"{settings.base_url}/unsubscribe/{unsubscribe_token(settings.signing_key, email)}"
+def unsubscribe_token(key: str, subscriber_id: int, day: date) -> str:
+    """The opaque token of a digest's unsubscribe link (and its mailto subject)."""
+    return reader_token(key, "unsubscribe", subscriber_id, day)
+
+
+def unsubscribed_by(session: Session, key: str, token: str, today: date) -> Subscriber | None:
+    """The reader an unsubscribe link's token names: an opaque token of ours, or an old one with
+    the address in it while `legacy_links_until` (a stored subscriber in either case); None when
+    it is forged, edited, made for another purpose, or an old link past its time."""
+    named = read_reader_token(key, "unsubscribe", token)
+    if named is not None:
+        return subscriber_by_id(session, named[0])
+    address = verify_legacy_token(key, token)
+    until = legacy_links_until(session)
+    if address is None or until is None or today > until:
+        return None
+    return subscriber_by_address(session, address)  # (made from a stored, normalised address)
+
+
+def unsubscribe_url(settings: Settings, subscriber_id: int, day: date) -> str:
+    token = unsubscribe_token(settings.signing_key, subscriber_id, day)
+    return f"{settings.base_url}/unsubscribe/{token}"
 
 
 def mailbox_address(email: str) -> str:
@@ -93,23 +122,25 @@ def _base36(number: int) -> str:
             return text
 
 
-def _verp_signature(key: str, subscriber_id: int, day: date) -> str:
+def _reader_signature(key: str, purpose: str, subscriber_id: int, day: date) -> str:
     mac = hmac.new(
-        key.encode(), f"verp:{subscriber_id}:{day.isoformat()}".encode(), hashlib.sha256
+        key.encode(), f"{purpose}:{subscriber_id}:{day.isoformat()}".encode(), hashlib.sha256
     ).digest()
     return base64.b32encode(mac[:10]).decode("ascii").lower()
 
 
-def verp_token(key: str, subscriber_id: int, day: date) -> str:
-    """`<subscriber id>-<day>-<HMAC>`, base 36 and lower-case base 32: the digest of that reader
-    and date, in at most 36 characters that survive a server lower-casing the local part."""
+def reader_token(key: str, purpose: str, subscriber_id: int, day: date) -> str:
+    """`<subscriber id>-<day>-<HMAC of purpose, id and day>`, base 36 and lower-case base 32: one
+    reader's digest of one date, for one purpose, in at most 36 characters that survive a server
+    lower-casing an address's local part and need no escaping in a URL."""
     days = _base36((day - VERP_EPOCH).days)
-    return f"{_base36(subscriber_id)}-{days}-{_verp_signature(key, subscriber_id, day)}"
+    signature = _reader_signature(key, purpose, subscriber_id, day)
+    return f"{_base36(subscriber_id)}-{days}-{signature}"
 
 
-def read_verp_token(key: str, token: str) -> tuple[int, date] | None:
+def read_reader_token(key: str, purpose: str, token: str) -> tuple[int, date] | None:
     """The (subscriber id, date) a token names, or None when it is malformed or not signed with
-    `key` (forged, or garbled on the way)."""
+    `key` for `purpose` (forged, garbled on the way, or made for another purpose)."""
     match = _VERP_TOKEN.fullmatch(token.lower())
     if match is None:
         return None
@@ -118,9 +149,18 @@ def read_verp_token(key: str, token: str) -> tuple[int, date] | None:
         day = VERP_EPOCH + timedelta(days=int(match[2], 36))
     except OverflowError:
         return None
-    if not hmac.compare_digest(match[3], _verp_signature(key, subscriber_id, day)):
+    if not hmac.compare_digest(match[3], _reader_signature(key, purpose, subscriber_id, day)):
         return None
     return subscriber_id, day
+
+
+def verp_token(key: str, subscriber_id: int, day: date) -> str:
+    """The VERP envelope sender's token: the digest of that reader and date."""
+    return reader_token(key, "verp", subscriber_id, day)
+
+
+def read_verp_token(key: str, token: str) -> tuple[int, date] | None:
+    return read_reader_token(key, "verp", token)
 
 
 def verp_address(settings: Settings, subscriber_id: int, day: date) -> str:

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..errors import UnknownSubscriberError
+from ..records import WINDOW_DAYS
 from .db import (
     ACTIVE,
     UNSUBSCRIBED,
     Database,
     Subscriber,
     SubscriberStatus,
+    TokenCutover,
     insert_in_batches,
     utcnow,
 )
@@ -103,6 +105,18 @@ def replace_listed(
 def subscriber_by_address(session: Session, email: str) -> Subscriber | None:
     """The subscriber with this (normalised) address."""
     return session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
+def subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
+    return session.get(Subscriber, subscriber_id)
+
+
+def legacy_links_until(session: Session) -> date | None:
+    """The last day an old unsubscribe link (the address in base64 in it) is honoured: its
+    digests were all made before the store began making opaque tokens, and are older than the
+    window from `WINDOW_DAYS` after that day. None for a store that never made such links."""
+    since = session.scalar(select(TokenCutover.opaque_since))
+    return since + timedelta(days=WINDOW_DAYS) if since is not None else None
 
 
 def unsubscribe(db: Database, address: str, reason: str = "unsubscribe") -> str:
