@@ -69,12 +69,13 @@ class PaperText:
 @dataclass(frozen=True)
 class Preferences:
     """What a reader asks for: topics, phrases that rule a paper out, at most how many papers,
-    and how often."""
+    how often, and what on a day nothing matched."""
 
     topics: tuple[str, ...]
     exclude: tuple[str, ...]
     max_papers: int
     frequency: str
+    on_empty: str = "skip"  # a day nothing matched: "skip" (no mail) or "trending"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class DumpPaper:
     @property
     def key(self) -> str:
         return normalize_title(self.title)
+
+
+# Why a paper is in the digest of a reader with `on_empty: trending` on a day nothing matched.
+TRENDING_INSTEAD = "nothing matched your topics today: one of the day's most trending papers"
 
 
 @dataclass(frozen=True)

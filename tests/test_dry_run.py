@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from newsletter.digests.daily import run_day
 from newsletter.mail.tokens import read_reader_token, reader_token
 from newsletter.store.db import Digest
+from newsletter.store.papers import load_papers
+from newsletter.store.subscribers import subscriber_records
 
 from .conftest import (
     ROOT,
@@ -251,3 +253,40 @@ def test_a_run_for_the_latest_date_reports_what_it_ingested(db, demo, settings):
     assert summary.day == AUG_8 and summary.written >= 3
     assert len(summary.ingest.stored) == len(list(SEEDS.glob("*.txt")))
     assert sum(dump.new_papers for dump in summary.ingest.stored) == 182
+
+
+def test_on_empty_trending_sends_the_days_most_trending_papers_and_skip_sends_nothing(
+    db, demo, workdir, settings
+):
+    write_list(
+        demo / "subscribers",
+        "empty.csv",
+        "email,topics,exclude,on_empty\n"
+        "vera@example.org,volcano seismology,,trending\n"
+        "sam@example.org,volcano seismology,,skip\n"
+        "tim@example.org,volcano seismology,Neural Implicit,trending\n",
+    )
+    summary = dry_run(db, settings)
+    folder = workdir / "outbox" / "2026-08-08"
+    assert not (folder / "sam@example.org.eml").exists()  # skip (and the default): no mail
+    message = parse_eml(folder / "vera@example.org.eml")
+    text = " ".join(message.get_body(("plain",)).get_content().split())
+    html = message.get_body(("html",)).get_content()
+    assert "Nothing new matched your topics (volcano seismology) today" in text
+    assert "the day's 3 most trending papers" in " ".join(html.split())
+    # the three papers highest on Aug 8's page, in that order
+    with db.session() as session:
+        day = sorted(load_papers(session, new_on=AUG_8), key=lambda p: p.best_position)
+    shown = [t for t in (p.title for p in day) if " ".join(t.split()) in text]
+    assert shown == [p.title for p in day[:3]]
+    assert text.count("Why: nothing matched your topics today") == 3
+    # exclusions still hold
+    tim = " ".join(
+        parse_eml(folder / "tim@example.org.eml").get_body(("plain",)).get_content().split()
+    )
+    kept = [p.title for p in day if "neural implicit" not in p.title.lower()][:3]
+    assert [t for t in (p.title for p in day) if " ".join(t.split()) in tim] == kept
+    assert summary.skipped >= 1
+    subscribers = {s["email"]: s for s in subscriber_records(db)}
+    assert subscribers["vera@example.org"]["on_empty"] == "trending"
+    assert subscribers["sam@example.org"]["on_empty"] == "skip"

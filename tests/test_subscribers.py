@@ -78,6 +78,11 @@ def test_shipped_example_lists_are_valid():
             "l.yaml, line 2: frequency 'hourly' is not one of daily, weekly",
         ),
         (
+            "l.csv",
+            "email,topics,on_empty\na@example.org,x,trending\nb@example.org,y,popular\n",
+            "l.csv, line 3: on_empty 'popular' is not one of skip, trending",
+        ),
+        (
             "l.yaml",
             "subscribers:\n  - email: a@example.org\n    topics: [x]\n    max_papers: -3\n",
             "l.yaml, line 2: max_papers -3 must be from 1 to 100",

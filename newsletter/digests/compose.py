@@ -23,7 +23,7 @@ from ..mail.tokens import message_id_for
 from ..ranking import embed
 from ..ranking.index import background
 from ..ranking.rank import TopicIndex
-from ..records import PaperInfo, Ranked
+from ..records import TRENDING_INSTEAD, PaperInfo, Ranked
 from ..store.db import FAILED, SENT, Database
 from ..store.digests import (
     NewDigest,
@@ -86,8 +86,9 @@ def compose_day(
                 key = (wants.topics, wants.exclude, wants.max_papers, due.candidates)
                 if key not in rankings:
                     rankings[key] = pick_papers(index, due)
-                if rankings[key]:
-                    new.append((due, rankings[key]))
+                picked = rankings[key] or trending_instead(index, due, papers)
+                if picked:
+                    new.append((due, picked))
                 else:
                     composition.skipped += 1
         # Readers with the same papers side by side (so stored ids too): messages are made per
@@ -160,7 +161,7 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
             cards = _Cards(papers).of(stored)
         else:
             index = topic_index(session, papers.values())
-            picked = pick_papers(index, due)
+            picked = pick_papers(index, due) or trending_instead(index, due, papers)
             cards = _Cards(papers).of([(pick.paper_id, pick.why) for pick in picked])
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
@@ -264,6 +265,25 @@ def rank_records(
             "why": list(r.why),
         }
         for r in index.rank(topics, candidates, limit=limit)
+    ]
+
+
+TRENDING_SHOWN = 3  # papers of an `on_empty: trending` reader's mail on a day nothing matched
+
+
+def trending_instead(index: TopicIndex, due: Due, papers: dict[int, PaperInfo]) -> Picked:
+    """For a reader with `on_empty: trending` on a day nothing matched their topics: the day's
+    `TRENDING_SHOWN` most trending papers they do not have and did not exclude (none for `skip`).
+    Their order is the trending signal's; relevance, none."""
+    if due.preferences.on_empty != "trending":
+        return []
+    today = [p for p in due.candidates if p in papers and papers[p].first_seen == due.day]
+    kept = drop_excluded(index, today, due.preferences.exclude)
+    trend = index.selection.trend
+    best = sorted(kept, key=lambda p: (-trend[index.position[p]], papers[p].best_position, p))
+    return [
+        Ranked(p, round(float(trend[index.position[p]]), 4), 0.0, (), (TRENDING_INSTEAD,))
+        for p in best[:TRENDING_SHOWN]
     ]
 
 

@@ -17,7 +17,7 @@ from ..store.db import Database
 from ..store.digests import papers_of_digests
 from ..store.subscribers import subscriber_by_address
 from ..subscribers.addresses import normalize_address
-from .compose import mailable_papers, pick_papers, topic_index
+from .compose import mailable_papers, pick_papers, topic_index, trending_instead
 from .plan import Due, drop_excluded, plan_day
 
 
@@ -46,12 +46,17 @@ def rank_for(
     if limit is not None:
         due = replace(due, preferences=replace(due.preferences, max_papers=limit))
     wants = due.preferences
-    picked = {r.paper_id: r for r in pick_papers(index, due)}
+    chosen = pick_papers(index, due) or trending_instead(index, due, papers)
+    picked = {r.paper_id: r for r in chosen}
     order = stored if stored is not None else list(picked)
     # every paper the digest could take, as ranked among them (for a stored digest's reasons)
     kept = drop_excluded(index, [*due.candidates, *(stored or [])], wants.exclude)
     relevant = {r.paper_id: r for r in index.rank(wants.topics, kept, limit=None)}
-    rows = [_record(papers[pid], relevant.get(pid), True) for pid in order if pid in papers]
+    rows = [
+        _record(papers[pid], relevant.get(pid) or picked.get(pid), True)
+        for pid in order
+        if pid in papers
+    ]
     if near_misses:
         listed = set(order)
         others = sorted(

@@ -128,6 +128,7 @@ def plan_day(session: Session, day: date, only: int | None = None, preview: bool
                     share(subscriber.exclude),
                     subscriber.max_papers,
                     subscriber.frequency,
+                    subscriber.on_empty,
                 ),
                 window_start=start,
                 candidates=candidates.of(subscriber.id, start),

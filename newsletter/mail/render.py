@@ -34,7 +34,7 @@ from jinja2 import (
 from jinja2.runtime import Context
 from markupsafe import escape
 
-from ..records import Listing
+from ..records import TRENDING_INSTEAD, Listing
 from ..text import WELL_FORMED_URL, clean_name
 
 EXCERPT_CHARS = 300
@@ -237,12 +237,17 @@ class Renderer:
         content: DigestContent, name: str | Slot, email: str | Slot, unsubscribe_url: str | Slot
     ) -> dict[str, object]:
         count = len(content.papers)
+        nothing_matched = all(card.why == (TRENDING_INSTEAD,) for card in content.papers)
         return {
             "subject": subject_for(content),
             "preheader": (
-                f"{count} new paper{'' if count == 1 else 's'} on "
+                f"Nothing new matched {', '.join(content.topics)} today; the day's most trending"
+                f" papers. Top: {content.papers[0].title}"
+                if nothing_matched
+                else f"{count} new paper{'' if count == 1 else 's'} on "
                 f"{', '.join(content.topics)}. Top: {content.papers[0].title}"
             ),
+            "nothing_matched": nothing_matched,
             "headline": f"Trending papers for {day_label(content.day)}",
             "list_name": content.list_name,
             "greeting_name": name if isinstance(name, Slot) else greeting_name(name),

@@ -180,6 +180,8 @@ class Subscriber(Base):
     exclude: Mapped[list[str]] = mapped_column(JSON, default=list)
     max_papers: Mapped[int] = mapped_column(Integer, default=10)
     frequency: Mapped[str] = mapped_column(String(16), default="daily")
+    # a day nothing matched: "skip" (no mail) or "trending" (the day's most trending papers)
+    on_empty: Mapped[str] = mapped_column(String(16), default="skip", server_default="skip")
     source: Mapped[str] = mapped_column(Text, default="")  # file:line it was last read from
     listed: Mapped[bool] = mapped_column(default=True)  # present in the lists at the last sync
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
@@ -428,7 +430,7 @@ def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 # The newest migration's revision. Written here, so that opening a database that is up to date
 # needs no Alembic (a sixth of a command's start-up); a test checks it is the migrations' head.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 
 def head_revision() -> str:

@@ -54,6 +54,7 @@ def subscribers_to_plan(
         Subscriber.exclude,
         Subscriber.max_papers,
         Subscriber.frequency,
+        Subscriber.on_empty,
     )
     if not everyone:
         query = query.where(Subscriber.listed.is_(True), Subscriber.status == ACTIVE)

@@ -170,6 +170,7 @@ def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str,
                 "exclude": list(s.exclude or ()),
                 "frequency": s.frequency,
                 "max_papers": s.max_papers,
+                "on_empty": s.on_empty,
                 "bounce_score": round(current_score(s.bounce_score, s.bounce_score_at, now), 2),
             }
             for s in session.scalars(select(Subscriber).order_by(Subscriber.email).limit(limit))

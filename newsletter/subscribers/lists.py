@@ -18,7 +18,8 @@ from ..records import Preferences
 from ..text import CONTROL, clean_name
 from .addresses import normalize_address
 
-FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency")
+FIELDS = ("email", "name", "topics", "exclude", "max_papers", "frequency", "on_empty")
+ON_EMPTY = ("skip", "trending")
 FREQUENCIES = ("daily", "weekly")
 DEFAULT_MAX_PAPERS = 10
 MAX_PAPERS_LIMIT = 100
@@ -262,7 +263,7 @@ def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> Subscribe
     unknown = sorted(str(key) for key in raw if key not in FIELDS)
     if unknown:
         problems.add(where, f"unknown field {unknown[0]!r} (expected {', '.join(FIELDS)})")
-    for name in ("email", "name", "max_papers", "frequency"):
+    for name in ("email", "name", "max_papers", "frequency", "on_empty"):
         if isinstance(raw.get(name), dict | list):
             problems.add(where, f"{name} must be a single value, not a list or mapping")
             return None
@@ -275,12 +276,15 @@ def _validate(raw: dict[str, Any], where: str, problems: _Problems) -> Subscribe
     frequency = str(raw.get("frequency") or "daily").strip().lower()
     if frequency not in FREQUENCIES:
         problems.add(where, f"frequency {frequency!r} is not one of {', '.join(FREQUENCIES)}")
+    on_empty = str(raw.get("on_empty") or "skip").strip().lower()
+    if on_empty not in ON_EMPTY:
+        problems.add(where, f"on_empty {on_empty!r} is not one of {', '.join(ON_EMPTY)}")
     if len(problems.lines) > before or email is None:
         return None
     return SubscriberRow(
         email=email,
         name=clean_name(raw.get("name")),
-        preferences=Preferences(topics, exclude, max_papers, frequency),
+        preferences=Preferences(topics, exclude, max_papers, frequency, on_empty),
         source=where,
     )
 

@@ -87,6 +87,7 @@ def _preferences(row: SubscriberRow) -> dict[str, Any]:
         "exclude": list(row.preferences.exclude),
         "max_papers": row.preferences.max_papers,
         "frequency": row.preferences.frequency,
+        "on_empty": row.preferences.on_empty,
         "source": row.source,
     }
 
