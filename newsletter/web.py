@@ -31,8 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
 from .mail.tokens import unsubscribed_by
-from .store.db import Database
-from .subscribers.sync import is_unsubscribed, unsubscribe
+from .store.db import UNSUBSCRIBED, Database
+from .subscribers.sync import unsubscribe
 
 if TYPE_CHECKING:
     import uvicorn
@@ -93,26 +93,27 @@ class _Unsubscribe:
 
     def handle(self, request: Request) -> Response:
         try:
-            address = self.reader(request.path_params["token"])
-            if address is None:
+            reader = self.reader(request.path_params["token"])
+            if reader is None:
                 return _invalid()
+            address, status = reader
             if request.method == "POST":
                 return self.one_click(address)
-            return self.confirm(address)
+            return self.confirm(address, status == UNSUBSCRIBED)
         except OperationalError as error:
             if _locked(error):
                 return _busy()
             raise
 
-    def reader(self, token: str) -> str | None:
-        """The address the link's token names, or None."""
+    def reader(self, token: str) -> tuple[str, str] | None:
+        """The address the link's token names and its status, or None."""
         today = datetime.now(self.settings.tz).date()
         with self.db.session() as session:
             subscriber = unsubscribed_by(session, self.settings.signing_key, token, today)
-            return subscriber.email if subscriber is not None else None
+            return (subscriber.email, subscriber.status) if subscriber is not None else None
 
-    def confirm(self, address: str) -> Response:
-        if is_unsubscribed(self.db, address):
+    def confirm(self, address: str, unsubscribed: bool) -> Response:
+        if unsubscribed:
             return _page("Unsubscribed", f"<p>{escape(address)} is unsubscribed already.</p>")
         return _page(
             "Unsubscribe?",

@@ -166,6 +166,9 @@ def _position(index, title: str) -> int:
         "learning to rank for web search",  # "learning", "rank" (low-rank models)
         "species distribution modelling in ecology",  # "distribution", "model"
         "model railway signalling",
+        # near misses that let 6 and 3 papers in before the gate was refitted
+        "natural language inference",  # "language" and "inference": LLM inference papers
+        "knowledge graph completion",  # "completion": tensor and matrix completion
     ],
 )
 def test_one_shared_generic_word_lets_no_paper_in(index, topic):

@@ -145,16 +145,21 @@ class _Cards:
         return self._made[key]
 
 
+def due_for(session: Session, email: str, day: date) -> Due:
+    """One subscriber's digest of `day` as planned, due or not (a preview, `rank --for`);
+    `UnknownSubscriberError` for an address no list or run has named."""
+    subscriber = subscriber_by_address(session, normalize_address(email))
+    if subscriber is None:
+        raise UnknownSubscriberError(f"{email}: no such subscriber (see `newsletter subscribers`)")
+    (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
+    return due
+
+
 def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outgoing | None:
     """One subscriber's digest for `day` as a run would compose it, due or not; None when nothing
     is relevant. Stores nothing."""
     with db.session() as session:
-        subscriber = subscriber_by_address(session, normalize_address(email))
-        if subscriber is None:
-            raise UnknownSubscriberError(
-                f"{email}: no such subscriber (see `newsletter subscribers`)"
-            )
-        (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
+        due = due_for(session, email, day)
         papers = mailable_papers(session, day)
         if due.digest_id is not None:
             stored = papers_of_digests(session, [due.digest_id])[due.digest_id]
@@ -236,11 +241,8 @@ def topic_index(session: Session, papers: Iterable[PaperInfo]) -> TopicIndex:
     encoder = embed.load()
     texts = [p.text() for p in papers]
     stored = {} if encoder is None else load_vectors(session, encoder.name, [t.id for t in texts])
-    vectors = {
-        paper_id: embed.unpack(blob, encoder.dimensions)  # (no vectors are stored without one)
-        for paper_id, blob in stored.items()
-        if encoder is not None
-    }
+    width = encoder.dimensions if encoder is not None else embed.DIMENSIONS
+    vectors = {paper_id: embed.unpack(blob, width) for paper_id, blob in stored.items()}
     return TopicIndex(texts, vectors=vectors, encoder=encoder, reference=background())
 
 

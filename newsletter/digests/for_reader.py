@@ -10,15 +10,14 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from ..errors import UnknownSubscriberError
+import numpy as np
+
 from ..ranking.rank import TopicIndex
 from ..records import PaperInfo, Ranked
 from ..store.db import Database
 from ..store.digests import papers_of_digests
-from ..store.subscribers import subscriber_by_address
-from ..subscribers.addresses import normalize_address
-from .compose import mailable_papers, pick_papers, topic_index, trending_instead
-from .plan import Due, drop_excluded, plan_day
+from .compose import due_for, mailable_papers, pick_papers, topic_index, trending_instead
+from .plan import Due, drop_excluded
 
 
 def rank_for(
@@ -30,12 +29,7 @@ def rank_for(
     listed paper) and the cut its relevance was held against. A digest already stored for the
     day is shown as stored."""
     with db.session() as session:
-        subscriber = subscriber_by_address(session, normalize_address(email))
-        if subscriber is None:
-            raise UnknownSubscriberError(
-                f"{email}: no such subscriber (see `newsletter subscribers`)"
-            )
-        (due,) = plan_day(session, day, only=subscriber.id, preview=True).due
+        due = due_for(session, email, day)
         papers = mailable_papers(session, day)
         index = topic_index(session, papers.values())
         stored = (
@@ -59,11 +53,12 @@ def rank_for(
     ]
     if near_misses:
         listed = set(order)
+        best = _best(index, wants.topics)
         others = sorted(
             (p for p in papers.values() if p.id not in listed),
-            key=lambda p: (-_best(index, wants.topics, p.id), p.id),
+            key=lambda p: (-best[index.position[p.id]], p.id),
         )
-        rows += [_near_miss(index, p, due, listed, relevant) for p in others]
+        rows += [_near_miss(index, p, due, listed, relevant, best) for p in others]
     return rows
 
 
@@ -80,11 +75,16 @@ def _record(paper: PaperInfo, pick: Ranked | None, in_digest: bool) -> dict[str,
 
 
 def _near_miss(
-    index: TopicIndex, paper: PaperInfo, due: Due, listed: set[int], relevant: dict[int, Ranked]
+    index: TopicIndex,
+    paper: PaperInfo,
+    due: Due,
+    listed: set[int],
+    relevant: dict[int, Ranked],
+    best: np.ndarray,
 ) -> dict[str, Any]:
     model = index.model
     row = _record(paper, relevant.get(paper.id), False)
-    row["probability"] = round(_best(index, due.preferences.topics, paper.id), 4)
+    row["probability"] = round(float(best[index.position[paper.id]]), 4)
     row["cut"] = {"paper": model.cut, "topic": model.topic_cut, "relative": model.relative_cut}
     row["kept_out"] = _why_not(index, paper, due, listed, relevant)
     return row
@@ -108,7 +108,6 @@ def _why_not(
     return "the same work as a listed paper"
 
 
-def _best(index: TopicIndex, topics: Sequence[str], paper_id: int) -> float:
-    """The model's probability for the paper's best topic, before any cut."""
-    i = index.position[paper_id]
-    return max(float(index.model.probability(index.features(t))[i]) for t in topics)
+def _best(index: TopicIndex, topics: Sequence[str]) -> np.ndarray:
+    """Per indexed paper, the model's probability for its best topic, before any cut."""
+    return np.max([index.model.probability(index.features(t)) for t in topics], axis=0)

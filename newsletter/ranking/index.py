@@ -86,9 +86,6 @@ class TopicScores:
     spelling_scores: list[np.ndarray]  # per concept: spellings x papers
     spelling_tokens: list[list[list[str]]]  # per concept: its spellings
     meaning: np.ndarray | None  # concepts x papers
-    # its two halves: the whole paper's vector, and the closest of its title and sentences
-    whole: np.ndarray | None = None
-    closest: np.ndarray | None = None
 
 
 class PaperIndex:
@@ -182,12 +179,12 @@ class PaperIndex:
         found = concepts(topic) if self.papers else []
         n = len(self.papers)
         per_concept = [self._words(concept) for concept in found]
-        meaning = whole = closest = None
+        meaning = None
         if self.encoder is not None and found:
             queries = self.encoder.encode([american_text(c) for c in found])  # concepts x dims
-            whole = (self._whole @ queries.T).T  # concepts x papers
-            closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0).T
-            meaning = WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest
+            whole = self._whole @ queries.T  # papers x concepts
+            closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0)
+            meaning = (WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest).T
         return TopicScores(
             concepts=found,
             words=np.array([w for w, _, _, _ in per_concept]).reshape(len(found), n),
@@ -195,8 +192,6 @@ class PaperIndex:
             spelling_scores=[s for _, _, (s, _), _ in per_concept],
             spelling_tokens=[t for _, _, (_, t), _ in per_concept],
             meaning=meaning,
-            whole=whole,
-            closest=closest,
             phrase=np.array([p for _, _, _, p in per_concept]).reshape(len(found), n),
         )
 

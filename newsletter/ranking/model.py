@@ -107,8 +107,6 @@ def features(scores: TopicScores) -> dict[str, np.ndarray]:
         meaning = scores.meaning
         found["meaning"] = meaning.max(axis=0)
         found["meaning_gap"] = (meaning - meaning.max(axis=1, keepdims=True)).max(axis=0)
-        found["whole"] = scores.whole.max(axis=0)
-        found["closest"] = scores.closest.max(axis=0)
     return found
 
 

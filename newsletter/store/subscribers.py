@@ -148,13 +148,6 @@ def resubscribe(db: Database, address: str) -> bool:
         return True
 
 
-def status_of(db: Database, address: str) -> str | None:
-    """The status of a (normalised) address; None when it is unknown."""
-    with db.session() as session:
-        subscriber = subscriber_by_address(session, address)
-        return subscriber.status if subscriber is not None else None
-
-
 def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str, Any]]:
     """Every known address (the first `limit` by address) as `newsletter subscribers --json`
     prints it (the README's Commands)."""

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import NewsletterError
 from ..store import subscribers as store
-from ..store.db import UNSUBSCRIBED, Database
+from ..store.db import Database
 from ..store.subscribers import replace_listed
 from .addresses import normalize_address
 from .lists import SubscriberRow
@@ -102,7 +102,3 @@ def resubscribe(db: Database, email: str) -> bool:
     """Undo an unsubscribe (a complaint's too) or a suspension, and clear the bounce score, on
     the subscriber's own request; False if there was nothing to undo."""
     return store.resubscribe(db, normalize_address(email))
-
-
-def is_unsubscribed(db: Database, email: str) -> bool:
-    return store.status_of(db, normalize_address(email)) == UNSUBSCRIBED
