@@ -188,7 +188,7 @@ class _Clock:
 def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict[str, Any]:
     from bench.synthetic import write_list
     from newsletter.delivery.smtp import Envelope, SmtpSender
-    from newsletter.delivery.workers import MessageFactory
+    from newsletter.delivery.workers import MessageFactory, links_of
     from newsletter.digests.compose import compose_day, stored_digests
     from newsletter.digests.daily import smtp_options
     from newsletter.ingest.intake import ingest_paths
@@ -225,6 +225,7 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
                         outgoing.name,
                         outgoing.message_id,
                         sent_at,
+                        links_of(settings, outgoing),
                         unsubscribe_token(
                             settings.signing_key, outgoing.subscriber_id, outgoing.day
                         ),

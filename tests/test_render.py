@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from newsletter.config import load_settings
 from newsletter.delivery.workers import MessageFactory, digest_content
 from newsletter.mail.outgoing import Outgoing
-from newsletter.mail.render import DigestContent, PaperCard, Renderer
-from newsletter.mail.tokens import mailbox_address, unsubscribe_url
+from newsletter.mail.render import DigestContent, PaperCard, ReaderLinks, Renderer
+from newsletter.mail.tokens import mailbox_address, reader_links
 from newsletter.text import clean_name
 
 CARDS = (
@@ -36,9 +36,10 @@ CARDS = (
         2,
         date(2026, 3, 11),
         why=("graph neural networks", "R&D"),
+        paper_id=1,
     ),
-    PaperCard("Plain Title", "", None, 1, 14, date(2026, 3, 17), why=("x",)),
-    PaperCard("T" * 150, "Short.", None, 1, 1, date(2026, 3, 17), why=("x",)),
+    PaperCard("Plain Title", "", None, 1, 14, date(2026, 3, 17), why=("x",), paper_id=2),
+    PaperCard("T" * 150, "Short.", None, 1, 1, date(2026, 3, 17), why=("x",), paper_id=3),
 )
 NAMES = ["Ada Lovelace", 'Ädä "<x>", Lovelace', "", "Eve Bcc: victim@example.org"]
 
@@ -51,7 +52,18 @@ def content(name: str, papers=CARDS, frequency="daily") -> DigestContent:
         ("graph neural networks", "x"),
         frequency,
         papers,
-        "https://digest.example/unsubscribe/abc?d=1&e=2",
+        links("https://digest.example", "abc?d=1&e=2", papers),
+    )
+
+
+def links(base: str, token: str, papers) -> ReaderLinks:
+    """Links as a reader's would be (any text: the renderer only places them)."""
+    return ReaderLinks(
+        f"{base}/unsubscribe/{token}",
+        f"{base}/digest/{token}",
+        f"{base}/feed/{token}.atom",
+        tuple(f"{base}/more/{token}{card.paper_id}" for card in papers),
+        tuple(f"{base}/less/{token}{card.paper_id}" for card in papers),
     )
 
 
@@ -113,7 +125,9 @@ def check_message(settings, raw: bytes, outgoing: Outgoing, subject: str) -> Non
     (sender,) = message["From"].addresses
     assert (display_name(raw, "From"), sender.addr_spec) == parseaddr(settings.sender)
     assert message["Message-ID"] == outgoing.message_id
-    url = unsubscribe_url(settings, outgoing.subscriber_id, outgoing.day)
+    ids = tuple(card.paper_id for card in outgoing.cards)
+    own = reader_links(settings, outgoing.subscriber_id, outgoing.day, ids)
+    url = own.unsubscribe
     assert str(message["List-Unsubscribe"]).startswith(f"<{url}>, <mailto:")
     # no address of the reader's in any of our URLs, in any encoding
     for link in re.findall(r"https?://[^\s\"'<>]+", rendered.html + rendered.text + str(url)):
@@ -193,7 +207,7 @@ def test_a_message_parses_back_to_the_digest_rendered_for_its_reader(name, sende
 )
 def test_a_subject_is_folded_encoded_words_that_decode_to_it(title):
     settings = load_settings({"NEWSLETTER_SECRET_KEY": "k"})
-    card = PaperCard(title, "", None, 1, 1, date(2026, 3, 17), why=("x",))
+    card = PaperCard(title, "", None, 1, 1, date(2026, 3, 17), why=("x",), paper_id=1)
     outgoing = outgoing_for("ada@example.org", "Ada", papers=(card,))
     subject, raw = MessageFactory(settings).make(outgoing, WHEN)
     check_message(settings, raw, outgoing, subject)
@@ -235,12 +249,18 @@ READERS = [
 @pytest.mark.parametrize("address, name", READERS)
 def test_a_filled_shape_is_exactly_the_digest_rendered_for_that_reader(address, name):
     renderer = Renderer()
-    url = "https://d.example/unsubscribe/t?a=1&b=2"
+    url = links("https://d.example", "t?a=1&b=2", CARDS)
     reader = DigestContent(
         date(2026, 3, 17), address, name, ("graph neural networks", "x"), "weekly", CARDS, url
     )
     other = DigestContent(
-        date(2026, 3, 17), "z@example.org", name and "Zed", reader.topics, "weekly", CARDS, "u"
+        date(2026, 3, 17),
+        "z@example.org",
+        name and "Zed",
+        reader.topics,
+        "weekly",
+        CARDS,
+        links("u", "v", CARDS),
     )
     assert renderer.shape(other).fill(name, address, url) == renderer.render(reader)
 
@@ -297,7 +317,9 @@ any_text = st.lists(
 @example(title="\r", abstract="", topic="\x80", name="", matched="")
 def test_any_text_gives_each_reader_their_own_message(title, abstract, topic, name, matched):
     settings = load_settings({"NEWSLETTER_SECRET_KEY": "k" * 40})
-    card = PaperCard(title or "t", abstract, None, 1, 1, date(2026, 3, 17), why=(matched or "m",))
+    card = PaperCard(
+        title or "t", abstract, None, 1, 1, date(2026, 3, 17), why=(matched or "m",), paper_id=1
+    )
     factory = MessageFactory(settings)
     readers = ["ada@example.org", "zoë@example.org"]  # (SMTPUTF8 for the second)
     for n, address in enumerate(readers):  # one shape, two readers
@@ -307,7 +329,9 @@ def test_any_text_gives_each_reader_their_own_message(title, abstract, topic, na
         for other in readers:
             if other != address:
                 n_other = readers.index(other)
-                assert unsubscribe_url(settings, n_other + 1, WHEN.date()).encode() not in raw
+                others = reader_links(settings, n_other + 1, WHEN.date(), (1,))
+                for link in others.values().values():
+                    assert link.encode() not in raw
     assert len(factory._shapes) == 1
 
 
@@ -329,7 +353,7 @@ def test_any_text_gives_each_reader_their_own_message(title, abstract, topic, na
     ],
 )
 def test_the_excerpt_starts_at_the_sentence_that_states_the_contribution(abstract, starts):
-    card = PaperCard("T", abstract, None, 1, 1, date(2026, 3, 17), why=("x",))
+    card = PaperCard("T", abstract, None, 1, 1, date(2026, 3, 17), why=("x",), paper_id=1)
     assert card.excerpt.startswith(starts)
 
 
@@ -343,6 +367,7 @@ def test_a_page_summary_is_the_excerpt_and_a_malformed_code_link_is_not_a_link()
         date(2026, 3, 17),
         ai_summary="Z makes search 10x cheaper.",
         why=("x",),
+        paper_id=1,
     )
     assert card.excerpt == "Z makes search 10x cheaper."
     assert card.code_link is None

@@ -19,9 +19,9 @@ from email.utils import parseaddr
 from ..config import Settings
 from ..mail.mime import Letterhead, MessageShape
 from ..mail.outgoing import Outgoing
-from ..mail.render import DigestContent, Renderer, greeting_name
+from ..mail.render import DigestContent, ReaderLinks, Renderer, greeting_name
 from ..mail.signing import sign_dkim
-from ..mail.tokens import mailbox_address, unsubscribe_token, unsubscribe_url
+from ..mail.tokens import mailbox_address, reader_links, unsubscribe_token
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
@@ -40,9 +40,15 @@ def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
         topics=outgoing.topics,
         frequency=outgoing.frequency,
         papers=outgoing.cards,
-        unsubscribe_url=unsubscribe_url(settings, outgoing.subscriber_id, outgoing.day),
+        links=links_of(settings, outgoing),
         list_name=parseaddr(settings.sender)[0] or "Trending Papers",
     )
+
+
+def links_of(settings: Settings, outgoing: Outgoing) -> ReaderLinks:
+    """The reader's own links in this digest."""
+    papers = tuple(card.paper_id for card in outgoing.cards)
+    return reader_links(settings, outgoing.subscriber_id, outgoing.day, papers)
 
 
 SHAPE_CACHE = 64  # digest shapes kept per process (digests come grouped by shape)
@@ -79,7 +85,10 @@ class MessageFactory:
         to = mailbox_address(outgoing.email)
         shape = self.shape_for(outgoing)
         token = unsubscribe_token(settings.signing_key, outgoing.subscriber_id, outgoing.day)
-        raw = shape.message(self.letterhead, to, outgoing.name, outgoing.message_id, when, token)
+        links = links_of(settings, outgoing)
+        raw = shape.message(
+            self.letterhead, to, outgoing.name, outgoing.message_id, when, links, token
+        )
         return shape.subject, sign_dkim(settings, raw)
 
 

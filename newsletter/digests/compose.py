@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,13 +31,14 @@ from ..store.digests import (
     composition_fingerprint,
     digest_states,
     papers_of_digests,
+    recent_digests,
     record_composition,
     store_digests,
 )
 from ..store.leases import Heartbeat, wait_for_lease
 from ..store.outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
 from ..store.papers import load_papers, load_vectors
-from ..store.subscribers import subscriber_by_address
+from ..store.subscribers import subscriber_by_address, subscriber_by_id
 from ..subscribers.addresses import normalize_address
 from .plan import Due, drop_excluded, earliest_candidate, plan_day
 
@@ -169,6 +170,38 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
             picked = pick_papers(index, due) or trending_instead(index, due, papers)
             cards = _Cards(papers).of([(pick.paper_id, pick.why) for pick in picked])
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
+
+
+def digest_for_page(
+    db: Database, settings: Settings, subscriber_id: int, day: date
+) -> Outgoing | None:
+    """A reader's digest of `day` for its web page: as stored, else as a run would compose it
+    (a dry-run's links open the digest its file shows); None for a reader no longer stored or a
+    day with nothing for them."""
+    with db.session() as session:
+        subscriber = subscriber_by_id(session, subscriber_id)
+        if subscriber is None:
+            return None
+        email = subscriber.email
+    return compose_for(db, settings, email, day)
+
+
+FEED_DAYS = 30  # a reader's feed holds the papers of their digests of these last days
+
+
+def feed_papers(db: Database, subscriber_id: int, today: date) -> list[tuple[date, PaperCard]]:
+    """The papers of a reader's live digests of the last `FEED_DAYS` days, newest digest first,
+    each digest's papers in its order."""
+    since = today - timedelta(days=FEED_DAYS - 1)
+    with db.session() as session:
+        digests = recent_digests(session, subscriber_id, since, today)
+        stored = papers_of_digests(session, [d.id for d in digests])
+        wanted = {pid for papers in stored.values() for pid, _ in papers}
+        papers = {p.id: p for p in load_papers(session, until=today, ids=wanted)}
+    cards = _Cards(papers)
+    return [
+        (d.digest_date, cards.card(pid, why)) for d in digests for pid, why in stored.get(d.id, [])
+    ]
 
 
 class StoredDigests:

@@ -26,7 +26,7 @@ from email.utils import format_datetime, parseaddr
 
 from ..config import Settings
 from ..text import clean_name
-from .render import DigestShape, Pieces, reader_values
+from .render import DigestShape, Pieces, ReaderLinks, reader_values
 
 LINE = 76  # RFC 2045's quoted-printable lines, and RFC 2047's lines holding encoded-words
 _WORD_FRAME = len("=?utf-8?b??=")  # an encoded-word's characters besides its base64
@@ -81,12 +81,14 @@ class MessageShape:
         to_name: str,
         message_id: str,
         sent_at: datetime,
+        links: ReaderLinks,
         token: str,
     ) -> bytes:
-        """The whole message for one reader, as it goes over SMTP; `token`: their digest's
-        unsubscribe token (`tokens.unsubscribe_token`)."""
-        link = f"{letterhead.base_url}/unsubscribe/{token}"
-        values, escaped = reader_values(to_name, to_email, link)
+        """The whole message for one reader, as it goes over SMTP: `links`, the reader's own
+        (`tokens.reader_links`); `token`, their digest's unsubscribe token, which the mailto
+        unsubscribe's subject carries."""
+        link = str(links.unsubscribe)
+        values, escaped = reader_values(to_name, to_email, links)
         boundary = _boundary(message_id)
         head = [
             letterhead.sender_field,
@@ -258,6 +260,6 @@ def _qp_piece(data: bytes) -> str:
     encoded = _qp(data)
     if not encoded or encoded.endswith("\r\n"):
         return encoded
-    head, _, last = encoded.rpartition("\r\n")
+    head, end, last = encoded.rpartition("\r\n")  # (a piece may begin with a line break)
     last = _refold(last + "=").replace("\n", "\r\n")  # (the "=" may not fit on the line)
-    return (head + "\r\n" if head else "") + last + "\r\n"
+    return head + end + last + "\r\n"

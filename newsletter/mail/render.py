@@ -34,7 +34,7 @@ from jinja2 import (
 from jinja2.runtime import Context
 from markupsafe import escape
 
-from ..records import TRENDING_INSTEAD, Listing
+from ..records import TRENDING_INSTEAD, Listing, PaperInfo
 from ..text import WELL_FORMED_URL, clean_name
 
 EXCERPT_CHARS = 300
@@ -55,10 +55,12 @@ class PaperCard(Listing):
     """A paper in a digest: its listing and why it was picked."""
 
     why: tuple[str, ...]  # per matched topic: "topic (what matched)"
+    paper_id: int  # what its feedback links name
 
     @classmethod
-    def of(cls, listing: Listing, why: tuple[str, ...]) -> PaperCard:
-        return cls(**{f.name: getattr(listing, f.name) for f in fields(Listing)}, why=why)
+    def of(cls, listing: PaperInfo, why: tuple[str, ...]) -> PaperCard:
+        values = {f.name: getattr(listing, f.name) for f in fields(Listing)}
+        return cls(**values, why=why, paper_id=listing.id)
 
     @cached_property
     def arxiv_url(self) -> str:
@@ -120,6 +122,37 @@ class PaperCard(Listing):
 
 
 @dataclass(frozen=True)
+class ReaderLinks:
+    """A reader's own links in their digest (`mail.tokens.reader_links`): unsubscribe, the
+    digest as a web page, their feed, and per paper (in the digest's order) "More like this"
+    and "Fewer like this"."""
+
+    unsubscribe: str | Slot
+    view: str | Slot
+    feed: str | Slot
+    more: tuple[str | Slot, ...]
+    less: tuple[str | Slot, ...]
+
+    @classmethod
+    def slots(cls, papers: int) -> ReaderLinks:
+        """Where each link goes in a rendering shared by many readers."""
+        return cls(
+            Slot("unsubscribe"),
+            Slot("view"),
+            Slot("feed"),
+            tuple(Slot(f"more:{n}") for n in range(papers)),
+            tuple(Slot(f"less:{n}") for n in range(papers)),
+        )
+
+    def values(self) -> dict[str, str]:
+        """The links by the names of their slots."""
+        values = {"unsubscribe": self.unsubscribe, "view": self.view, "feed": self.feed}
+        values.update((f"more:{n}", url) for n, url in enumerate(self.more))
+        values.update((f"less:{n}", url) for n, url in enumerate(self.less))
+        return {name: str(url) for name, url in values.items()}
+
+
+@dataclass(frozen=True)
 class DigestContent:
     day: date
     email: str
@@ -127,8 +160,13 @@ class DigestContent:
     topics: tuple[str, ...]
     frequency: str
     papers: tuple[PaperCard, ...]
-    unsubscribe_url: str
+    links: ReaderLinks
     list_name: str = "Trending Papers"
+    # Shown as a web page (`/digest/<token>`): no "view in browser" link; with `own` false (a
+    # page passed on) none of the reader's own links either: unsubscribe, feedback, feed.
+    web: bool = False
+    own: bool = True
+    share: str = ""  # on the reader's own web page: the page's link to pass on
 
 
 @dataclass(frozen=True)
@@ -214,7 +252,7 @@ class Renderer:
     def render(self, content: DigestContent) -> RenderedDigest:
         """One reader's digest, every value in place (a preview, and the reference a filled
         `shape` is checked against)."""
-        values = self._values(content, content.name, content.email, content.unsubscribe_url)
+        values = self._values(content, content.name, content.email, content.links)
         html = self._html_template.render(values)
         if not self.inline_once:
             html = inline_css(html)
@@ -227,14 +265,15 @@ class Renderer:
         cuts are where the templates output a `Slot`, recorded while rendering: no text of the
         digest can be taken for one."""
         greeting = Slot("greeting_name") if greeting_name(content.name) else ""
-        values = self._values(content, greeting, Slot("email"), Slot("unsubscribe_url"))
+        links = ReaderLinks.slots(len(content.papers))
+        values = self._values(content, greeting, Slot("email"), links)
         html = _render_pieces(self._html_template, values)
         text = _tidy_pieces(_render_pieces(self._text_template, values))
         return DigestShape(values["subject"], values["preheader"], html, text)
 
     @staticmethod
     def _values(
-        content: DigestContent, name: str | Slot, email: str | Slot, unsubscribe_url: str | Slot
+        content: DigestContent, name: str | Slot, email: str | Slot, links: ReaderLinks
     ) -> dict[str, object]:
         count = len(content.papers)
         nothing_matched = all(card.why == (TRENDING_INSTEAD,) for card in content.papers)
@@ -255,7 +294,10 @@ class Renderer:
             "papers": content.papers,
             "email": email,
             "cadence": "weekly" if content.frequency == "weekly" else "daily",
-            "unsubscribe_url": unsubscribe_url,
+            "links": links,
+            "web": content.web,
+            "own": content.own,
+            "share": content.share,
         }
 
 
@@ -326,29 +368,25 @@ def _tidy_pieces(pieces: Pieces) -> Pieces:
 @dataclass(frozen=True)
 class DigestShape:
     """A digest rendered once for many readers: HTML and text as pieces with the slot names of
-    the per-reader values (greeting name, address, unsubscribe link) between them."""
+    the per-reader values (greeting name, address, links) between them."""
 
     subject: str
     preheader: str
     html: Pieces
     text: Pieces
 
-    def fill(self, name: str, email: str, unsubscribe_url: str) -> RenderedDigest:
-        values, escaped = reader_values(name, email, unsubscribe_url)
+    def fill(self, name: str, email: str, links: ReaderLinks) -> RenderedDigest:
+        values, escaped = reader_values(name, email, links)
         return RenderedDigest(
             self.subject, self.preheader, _join(self.html, escaped), _join(self.text, values)
         )
 
 
 def reader_values(
-    name: str, email: str, unsubscribe_url: str
+    name: str, email: str, links: ReaderLinks
 ) -> tuple[dict[str, str], dict[str, str]]:
     """A reader's values for the slots: as they go in plain text, and escaped for HTML."""
-    values = {
-        "greeting_name": greeting_name(name),
-        "email": email,
-        "unsubscribe_url": unsubscribe_url,
-    }
+    values = {"greeting_name": greeting_name(name), "email": email, **links.values()}
     return values, {key: str(escape(value)) for key, value in values.items()}
 
 

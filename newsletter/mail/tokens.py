@@ -1,8 +1,9 @@
 """What identifies a reader and a digest outside the database: the signed, opaque reader tokens
 of our links (unsubscribe) and of the VERP envelope sender, the fixed Message-ID, and the address
 as it goes into headers and RCPT. No token carries the reader's address in any encoding: a link
-names a subscriber id and a digest's date, signed for one purpose (a link's token cannot serve
-another purpose), so a log or a proxy that records URLs learns no address."""
+names a subscriber id and a digest's date (a feedback link also a paper id), signed for one
+purpose (a link's token cannot serve another purpose), so a log or a proxy that records URLs
+learns no address."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..store.db import Subscriber
 from ..store.subscribers import legacy_links_until, subscriber_by_address, subscriber_by_id
+from .render import ReaderLinks
 
 TOKEN_SIGNATURE_CHARS = 32
 
@@ -71,11 +73,6 @@ def unsubscribed_by(session: Session, key: str, token: str, today: date) -> Subs
     return subscriber_by_address(session, address)  # (made from a stored, normalised address)
 
 
-def unsubscribe_url(settings: Settings, subscriber_id: int, day: date) -> str:
-    token = unsubscribe_token(settings.signing_key, subscriber_id, day)
-    return f"{settings.base_url}/unsubscribe/{token}"
-
-
 def mailbox_address(email: str) -> str:
     """The address as it goes into headers and RCPT: an internationalized domain in its ASCII
     form (`user@bücher.example` is `user@xn--bcher-kva.example`), so that only a non-ASCII local
@@ -122,10 +119,13 @@ def _base36(number: int) -> str:
             return text
 
 
-def _reader_signature(key: str, purpose: str, subscriber_id: int, day: date) -> str:
-    mac = hmac.new(
-        key.encode(), f"{purpose}:{subscriber_id}:{day.isoformat()}".encode(), hashlib.sha256
-    ).digest()
+def _reader_signature(
+    key: str, purpose: str, subscriber_id: int, day: date, paper_id: int | None = None
+) -> str:
+    named = f"{purpose}:{subscriber_id}:{day.isoformat()}"
+    if paper_id is not None:
+        named += f":{paper_id}"
+    mac = hmac.new(key.encode(), named.encode(), hashlib.sha256).digest()
     return base64.b32encode(mac[:10]).decode("ascii").lower()
 
 
@@ -170,3 +170,55 @@ def verp_address(settings: Settings, subscriber_id: int, day: date) -> str:
         return settings.sender_address
     local, _, domain = settings.bounces.address.rpartition("@")
     return f"{local}+{verp_token(settings.signing_key, subscriber_id, day)}@{domain}"
+
+
+# --- Links of a digest: feedback, the browser view, the feed ------------------------------------
+
+FEEDBACK, VIEW, SHARE, FEED = "feedback", "view", "share", "feed"  # what a link's token is for
+_PAPER_TOKEN = re.compile(r"([0-9a-z]{1,12})-([0-9a-z]{1,6})-([0-9a-z]{1,12})-([a-z2-7]{16})")
+
+
+def paper_token(key: str, subscriber_id: int, day: date, paper_id: int) -> str:
+    """`<subscriber id>-<day>-<paper id>-<HMAC>`: one paper of one reader's digest of one date,
+    the token of its "More like this" and "Fewer like this" links (the path says which)."""
+    days = _base36((day - VERP_EPOCH).days)
+    signature = _reader_signature(key, FEEDBACK, subscriber_id, day, paper_id)
+    return f"{_base36(subscriber_id)}-{days}-{_base36(paper_id)}-{signature}"
+
+
+def read_paper_token(key: str, token: str) -> tuple[int, date, int] | None:
+    """The (subscriber id, date, paper id) a feedback token names, or None when it is malformed,
+    edited, or not signed with `key` for feedback."""
+    match = _PAPER_TOKEN.fullmatch(token.lower())
+    if match is None:
+        return None
+    subscriber_id, paper_id = int(match[1], 36), int(match[3], 36)
+    try:
+        day = VERP_EPOCH + timedelta(days=int(match[2], 36))
+    except OverflowError:
+        return None
+    expected = _reader_signature(key, FEEDBACK, subscriber_id, day, paper_id)
+    if not hmac.compare_digest(match[4], expected):
+        return None
+    return subscriber_id, day, paper_id
+
+
+def reader_links(
+    settings: Settings, subscriber_id: int, day: date, paper_ids: tuple[int, ...]
+) -> ReaderLinks:
+    """Every link of one reader's digest of `day` (papers in the digest's order)."""
+    key, base = settings.signing_key, settings.base_url
+    feedback = [paper_token(key, subscriber_id, day, paper_id) for paper_id in paper_ids]
+    return ReaderLinks(
+        unsubscribe=f"{base}/unsubscribe/{unsubscribe_token(key, subscriber_id, day)}",
+        view=f"{base}/digest/{reader_token(key, VIEW, subscriber_id, day)}",
+        feed=f"{base}/feed/{reader_token(key, FEED, subscriber_id, day)}.atom",
+        more=tuple(f"{base}/more/{token}" for token in feedback),
+        less=tuple(f"{base}/less/{token}" for token in feedback),
+    )
+
+
+def share_url(settings: Settings, subscriber_id: int, day: date) -> str:
+    """The digest's web page without the reader's own buttons, to pass on."""
+    token = reader_token(settings.signing_key, SHARE, subscriber_id, day)
+    return f"{settings.base_url}/digest/{token}"

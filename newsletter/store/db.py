@@ -80,6 +80,8 @@ class SubscriberStatus(StrEnum):
 
 ACTIVE, UNSUBSCRIBED, SUSPENDED = SubscriberStatus
 
+MORE, LESS = "more", "less"  # a reader's feedback on a paper (`Feedback.verdict`)
+
 # What a message read from the bounce mailbox was (`BounceRecord.kind`, see `bounces.dsn` and
 # `bounces.rules`), and what it did (`BounceRecord.action`: "none", "scored", or the status it
 # gave).
@@ -242,6 +244,21 @@ class DigestPaper(Base):
     why: Mapped[str | None] = mapped_column(Text, default=None)
 
     paper: Mapped[Paper] = relationship()
+
+
+class Feedback(Base):
+    """What a reader said of a paper from a digest's links: "more" or "less" like this. One row
+    per reader and paper: saying the other later replaces it."""
+
+    __tablename__ = "feedback"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id"), primary_key=True, index=True)
+    verdict: Mapped[str] = mapped_column(String(8))  # MORE | LESS
+    digest_date: Mapped[date] = mapped_column(Date)  # the digest whose link it came from
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class RunRecord(Base):
@@ -430,7 +447,7 @@ def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 # The newest migration's revision. Written here, so that opening a database that is up to date
 # needs no Alembic (a sixth of a command's start-up); a test checks it is the migrations' head.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 
 
 def head_revision() -> str:

@@ -29,6 +29,7 @@ from .db import (
     insert_in_batches,
     utcnow,
 )
+from .feedback import feedback_fingerprint
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,14 @@ def digest_states(session: Session, day: date) -> dict[str, int]:
 
 
 def composition_fingerprint(session: Session) -> str:
-    """Changes whenever a subscriber is added, changed, unsubscribed, or a dump is ingested."""
+    """Changes whenever a subscriber is added, changed, unsubscribed, gives feedback, or a dump is
+    ingested."""
     subscribers = session.execute(
         select(func.count(Subscriber.id), func.max(Subscriber.id), func.max(Subscriber.updated_at))
     ).one()
     dumps = session.execute(select(func.count(Dump.id), func.max(Dump.id))).one()
-    return "|".join(str(value) for value in (*subscribers, *dumps))
+    feedback = feedback_fingerprint(session)
+    return "|".join(str(value) for value in (*subscribers, *dumps, feedback))
 
 
 def composed_earlier(session: Session, day: date) -> ComposedDate | None:
@@ -229,3 +232,20 @@ def store_digests(
     ]
     insert_in_batches(session, DigestPaper.__table__, rows)
     return ids
+
+
+def recent_digests(
+    session: Session, subscriber_id: int, since: date, until: date
+) -> list[Row[Any]]:
+    """A reader's live digests dated from `since` to `until` (id, date), newest first."""
+    return list(
+        session.execute(
+            select(Digest.id, Digest.digest_date)
+            .where(
+                Digest.subscriber_id == subscriber_id,
+                Digest.state.in_(LIVE_STATES),
+                Digest.digest_date.between(since, until),
+            )
+            .order_by(Digest.digest_date.desc())
+        )
+    )

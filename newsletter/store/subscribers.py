@@ -16,6 +16,8 @@ from ..errors import UnknownSubscriberError
 from ..records import WINDOW_DAYS
 from .db import (
     ACTIVE,
+    LESS,
+    MORE,
     UNSUBSCRIBED,
     Database,
     Subscriber,
@@ -24,6 +26,7 @@ from .db import (
     insert_in_batches,
     utcnow,
 )
+from .feedback import feedback_counts
 
 NOW, ALREADY, UNKNOWN = "now", "already", "unknown"
 BOUNCE_HALF_LIFE = timedelta(days=30)  # a bounce score halves in this time (see `bounces.rules`)
@@ -153,6 +156,7 @@ def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str,
     prints it (the README's Commands)."""
     now = utcnow()
     with db.session() as session:
+        feedback = feedback_counts(session)
         return [
             {
                 "email": s.email,
@@ -165,6 +169,7 @@ def subscriber_records(db: Database, limit: int | None = None) -> list[dict[str,
                 "max_papers": s.max_papers,
                 "on_empty": s.on_empty,
                 "bounce_score": round(current_score(s.bounce_score, s.bounce_score_at, now), 2),
+                "feedback": feedback.get(s.id, {MORE: 0, LESS: 0}),
             }
             for s in session.scalars(select(Subscriber).order_by(Subscriber.email).limit(limit))
         ]
