@@ -65,6 +65,7 @@ clean:
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.ranking
+	$(BIN)/python -m bench.feedback
 	$(BIN)/python -m bench.encode
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.pipeline

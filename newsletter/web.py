@@ -111,13 +111,20 @@ class _Handler:
     """What every link's handler shares: the store, the settings, today's date, and writes tried
     again while the database is locked, until `patience` runs out (then a 503)."""
 
-    def __init__(self, db: Database, settings: Settings, patience: float):
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        patience: float,
+        today: Callable[[], date] | None = None,
+    ):
         self.db = db
         self.settings = settings
         self.patience = patience
+        self._today = today
 
     def today(self) -> date:
-        return datetime.now(self.settings.tz).date()
+        return self._today() if self._today else datetime.now(self.settings.tz).date()
 
     def handle(self, request: Request) -> Response:
         try:
@@ -275,12 +282,19 @@ class _Feed(_Handler):
         return Response(atom, media_type="application/atom+xml; charset=utf-8")
 
 
-def create_app(db: Database, settings: Settings, patience: float = PATIENCE) -> Starlette:
+def create_app(
+    db: Database,
+    settings: Settings,
+    patience: float = PATIENCE,
+    today: Callable[[], date] | None = None,
+) -> Starlette:
+    """The app; `today`: what date it is (default: the clock's, in NEWSLETTER_TIMEZONE)."""
+
     def health(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     both = ["GET", "POST"]
-    unsubscribe_link = _Unsubscribe(db, settings, patience).handle
+    unsubscribe_link = _Unsubscribe(db, settings, patience, today).handle
     return Starlette(
         routes=[
             Route("/", health),
@@ -288,7 +302,7 @@ def create_app(db: Database, settings: Settings, patience: float = PATIENCE) -> 
             Route("/more/{token}", _Feedback(db, settings, patience, MORE).handle, methods=both),
             Route("/less/{token}", _Feedback(db, settings, patience, LESS).handle, methods=both),
             Route("/digest/{token}", _DigestPage(db, settings, patience).handle),
-            Route("/feed/{token}.atom", _Feed(db, settings, patience).handle),
+            Route("/feed/{token}.atom", _Feed(db, settings, patience, today).handle),
         ],
         middleware=[Middleware(_SecurityHeaders)],
     )

@@ -8,11 +8,12 @@ or resumed sends exactly the same digest, with the same Message-ID, and never a 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -22,9 +23,10 @@ from ..mail.render import PaperCard
 from ..mail.tokens import message_id_for
 from ..ranking import embed
 from ..ranking.index import background
+from ..ranking.learn import ROCCHIO, Learner, Marked, ReaderFeedback
 from ..ranking.rank import TopicIndex
 from ..records import TRENDING_INSTEAD, PaperInfo, Ranked
-from ..store.db import FAILED, SENT, Database
+from ..store.db import FAILED, LESS, MORE, SENT, Database
 from ..store.digests import (
     NewDigest,
     composed_earlier,
@@ -35,6 +37,7 @@ from ..store.digests import (
     record_composition,
     store_digests,
 )
+from ..store.feedback import feedback_of
 from ..store.leases import Heartbeat, wait_for_lease
 from ..store.outbox import OUTBOX_BATCH, digests_by_id, unsent_ids
 from ..store.papers import load_papers, load_vectors
@@ -71,6 +74,8 @@ def compose_day(
         cards = _Cards(papers)
         earlier = [d.digest_id for d in plan.due if d.digest_id] if keep else []
         stored = papers_of_digests(session, earlier)
+        fresh = [d.subscriber_id for d in plan.due if d.digest_id is None]
+        feedback = reader_feedback(session, index, fresh)
         rankings: dict[tuple[object, ...], Picked] = {}
         new: list[tuple[Due, Picked]] = []
         for due in plan.due:
@@ -84,9 +89,16 @@ def compose_day(
                     composition.outgoing.append(_outgoing(settings, due, due.digest_id, chosen))
             else:
                 wants = due.preferences
-                key = (wants.topics, wants.exclude, wants.max_papers, due.candidates)
+                said = feedback.get(due.subscriber_id)
+                key = (
+                    wants.topics,
+                    wants.exclude,
+                    wants.max_papers,
+                    due.candidates,
+                    said.key if said else None,
+                )
                 if key not in rankings:
-                    rankings[key] = pick_papers(index, due)
+                    rankings[key] = pick_papers(index, due, said)
                 picked = rankings[key] or trending_instead(index, due, papers)
                 if picked:
                     new.append((due, picked))
@@ -167,7 +179,8 @@ def compose_for(db: Database, settings: Settings, email: str, day: date) -> Outg
             cards = _Cards(papers).of(stored)
         else:
             index = topic_index(session, papers.values())
-            picked = pick_papers(index, due) or trending_instead(index, due, papers)
+            said = reader_feedback(session, index, [due.subscriber_id]).get(due.subscriber_id)
+            picked = pick_papers(index, due, said) or trending_instead(index, due, papers)
             cards = _Cards(papers).of([(pick.paper_id, pick.why) for pick in picked])
         return _outgoing(settings, due, due.digest_id, cards) if cards else None
 
@@ -322,11 +335,45 @@ def trending_instead(index: TopicIndex, due: Due, papers: dict[int, PaperInfo]) 
     ]
 
 
-def pick_papers(index: TopicIndex, due: Due) -> Picked:
-    """The best relevant papers for this subscriber, best first."""
+def pick_papers(
+    index: TopicIndex, due: Due, feedback: ReaderFeedback | None = None, learner: Learner = ROCCHIO
+) -> Picked:
+    """The best relevant papers for this subscriber, best first (moved by their feedback)."""
     wants = due.preferences
     candidates = drop_excluded(index, due.candidates, wants.exclude)
-    return index.rank(wants.topics, candidates, limit=wants.max_papers)
+    return index.rank(
+        wants.topics, candidates, limit=wants.max_papers, feedback=feedback, learner=learner
+    )
+
+
+def reader_feedback(
+    session: Session, index: TopicIndex, subscriber_ids: Collection[int]
+) -> dict[int, ReaderFeedback]:
+    """What these readers marked "more" and "fewer" like this, as the learner reads it (the
+    marked papers with their stored vectors of the index's sentence model): only readers with
+    any feedback."""
+    said = feedback_of(session, subscriber_ids)
+    if not said:
+        return {}
+    marked_ids = {paper_id for verdicts in said.values() for paper_id in verdicts}
+    papers = {p.id: p for p in load_papers(session, ids=marked_ids)}
+    encoder = index.index.encoder
+    vectors: dict[int, np.ndarray] = {}
+    if encoder is not None:
+        for paper_id, blob in load_vectors(session, encoder.name, marked_ids).items():
+            vectors[paper_id] = embed.unpack(blob, encoder.dimensions)[0]
+    found = {}
+    for subscriber_id, verdicts in said.items():
+        marked = {
+            verdict: tuple(
+                Marked(pid, papers[pid].title, papers[pid].abstract, vectors.get(pid))
+                for pid, said_of in sorted(verdicts.items())
+                if said_of == verdict and pid in papers
+            )
+            for verdict in (MORE, LESS)
+        }
+        found[subscriber_id] = ReaderFeedback(marked[MORE], marked[LESS])
+    return found
 
 
 def _composed_earlier(db: Database, day: date, counts: dict[str, int]) -> Composition:

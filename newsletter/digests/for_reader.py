@@ -1,23 +1,55 @@
 """One reader's digest of a day as `newsletter rank --for` shows it: the papers it holds, in
 order, through the code a run composes digests with (their topics, their exclusions, what they
-already have, the model's cuts, `max_papers`); and, with `--all`, the other papers of the window
-with what kept each out. Stores nothing."""
+already have, their feedback, the model's cuts, `max_papers`); and, with `--all`, the other
+papers of the window with what kept each out. Stores nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import numpy as np
 
+from ..ranking.learn import ROCCHIO, Learner, ReaderFeedback
 from ..ranking.rank import TopicIndex
 from ..records import PaperInfo, Ranked
 from ..store.db import Database
 from ..store.digests import papers_of_digests
-from .compose import due_for, mailable_papers, pick_papers, topic_index, trending_instead
+from .compose import (
+    due_for,
+    mailable_papers,
+    pick_papers,
+    reader_feedback,
+    topic_index,
+    trending_instead,
+)
 from .plan import Due, drop_excluded
+
+
+@dataclass(frozen=True)
+class ReaderDay:
+    """What `rank --for` reads of the store for one reader and day."""
+
+    due: Due
+    papers: dict[int, PaperInfo]
+    index: TopicIndex
+    feedback: ReaderFeedback | None
+    stored: list[int] | None  # the digest's papers when it is stored already
+
+    @staticmethod
+    def read(db: Database, email: str, day: date) -> ReaderDay:
+        with db.session() as session:
+            due = due_for(session, email, day)
+            papers = mailable_papers(session, day)
+            index = topic_index(session, papers.values())
+            said = reader_feedback(session, index, [due.subscriber_id]).get(due.subscriber_id)
+            stored = (
+                [pid for pid, _ in papers_of_digests(session, [due.digest_id])[due.digest_id]]
+                if due.digest_id is not None
+                else None
+            )
+        return ReaderDay(due, papers, index, said, stored)
 
 
 def rank_for(
@@ -28,24 +60,31 @@ def rank_for(
     (an `exclude` phrase, already sent, below the cut, past `max_papers`, the same work as a
     listed paper) and the cut its relevance was held against. A digest already stored for the
     day is shown as stored."""
-    with db.session() as session:
-        due = due_for(session, email, day)
-        papers = mailable_papers(session, day)
-        index = topic_index(session, papers.values())
-        stored = (
-            [pid for pid, _ in papers_of_digests(session, [due.digest_id])[due.digest_id]]
-            if due.digest_id is not None
-            else None
-        )
+    return records_for(ReaderDay.read(db, email, day), limit, near_misses)
+
+
+def records_for(
+    view: ReaderDay, limit: int | None, near_misses: bool, learner: Learner = ROCCHIO
+) -> list[dict[str, Any]]:
+    """`rank_for` of what was read (`learner`: how feedback moves the ranking; the bench tunes
+    it on this)."""
+    due, papers, index, said, stored = (
+        view.due,
+        view.papers,
+        view.index,
+        view.feedback,
+        view.stored,
+    )
     if limit is not None:
         due = replace(due, preferences=replace(due.preferences, max_papers=limit))
     wants = due.preferences
-    chosen = pick_papers(index, due) or trending_instead(index, due, papers)
+    chosen = pick_papers(index, due, said, learner) or trending_instead(index, due, papers)
     picked = {r.paper_id: r for r in chosen}
     order = stored if stored is not None else list(picked)
     # every paper the digest could take, as ranked among them (for a stored digest's reasons)
     kept = drop_excluded(index, [*due.candidates, *(stored or [])], wants.exclude)
-    relevant = {r.paper_id: r for r in index.rank(wants.topics, kept, limit=None)}
+    ranked = index.rank(wants.topics, kept, limit=None, feedback=said, learner=learner)
+    relevant = {r.paper_id: r for r in ranked}
     rows = [
         _record(papers[pid], relevant.get(pid) or picked.get(pid), True)
         for pid in order
@@ -53,7 +92,7 @@ def rank_for(
     ]
     if near_misses:
         listed = set(order)
-        best = _best(index, wants.topics)
+        best = index.probabilities(wants.topics, said, learner).max(axis=0)
         others = sorted(
             (p for p in papers.values() if p.id not in listed),
             key=lambda p: (-best[index.position[p.id]], p.id),
@@ -106,8 +145,3 @@ def _why_not(
     if len(listed) >= wants.max_papers:
         return f"past max_papers ({wants.max_papers})"
     return "the same work as a listed paper"
-
-
-def _best(index: TopicIndex, topics: Sequence[str]) -> np.ndarray:
-    """Per indexed paper, the model's probability for its best topic, before any cut."""
-    return np.max([index.model.probability(index.features(t)) for t in topics], axis=0)

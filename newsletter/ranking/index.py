@@ -135,6 +135,7 @@ class PaperIndex:
             term: (np.array(where), np.array(counts, dtype=float))
             for term, (where, counts) in postings.items()
         }
+        self._norms: np.ndarray | None = None  # each paper's TF-IDF length, once asked
         self.encoder = encoder
         if self.encoder is not None and self.papers:
             self._load_vectors(vectors or {})
@@ -154,6 +155,37 @@ class PaperIndex:
         self._whole = np.vstack([block[0] for block in blocks])
         self._sentences = np.vstack([block[1:] for block in blocks])
         self._starts = np.cumsum([0] + [len(block) - 1 for block in blocks[:-1]])
+
+    def meaning_to(self, vector: np.ndarray) -> np.ndarray | None:
+        """Per paper, the cosine between its whole-paper vector and `vector` (another paper's
+        whole vector); None without sentence vectors."""
+        if self.encoder is None or not self.papers:
+            return None
+        return np.clip(self._whole @ vector, -1.0, 1.0)
+
+    def words_to(self, stems: Sequence[str]) -> np.ndarray:
+        """Per paper, the cosine between its words and `stems` (another paper's, as
+        `paper_tokens` makes them), each word weighted by (1 + log tf) * IDF."""
+        weights = {
+            term: (1.0 + math.log(count)) * self.idf(term) for term, count in Counter(stems).items()
+        }
+        norm = math.sqrt(sum(w * w for w in weights.values()))
+        scores = np.zeros(len(self.papers))
+        if norm == 0 or not self.papers:
+            return scores
+        for term, weight in weights.items():
+            if term in self._postings:
+                where, tf = self._postings[term]
+                scores[where] += weight * (1.0 + np.log(tf)) * self.idf(term)
+        return scores / (norm * self._tfidf_norms())
+
+    def _tfidf_norms(self) -> np.ndarray:
+        if self._norms is None:
+            squares = np.zeros(len(self.papers))
+            for term, (where, tf) in self._postings.items():
+                squares[where] += ((1.0 + np.log(tf)) * self.idf(term)) ** 2
+            self._norms = np.sqrt(np.maximum(squares, 1e-12))
+        return self._norms
 
     def idf(self, term: str) -> float:
         n, df = self._documents, self.df.get(term, 0) + self._reference.get(term, 0)

@@ -26,6 +26,16 @@ from . import embed
 from .embed import Encoder
 from .explain import Explainer
 from .index import PaperIndex, TopicScores, WordStats
+from .learn import (
+    MORE_LIKE,
+    ROCCHIO,
+    Closeness,
+    Learner,
+    ReaderFeedback,
+    adjusted,
+    liked,
+    moved,
+)
 from .model import RelevanceModel, features, fitted_for, order
 from .select import ABSTRACT_MENTIONS, Selection
 from .text import parse_topics, tokenize
@@ -40,7 +50,8 @@ class _Judged:
     """A topic's scores and, from them, each paper's relevance under the index's model."""
 
     scores: TopicScores
-    relevance: np.ndarray
+    probability: np.ndarray  # before any cut
+    relevance: np.ndarray  # the probability, 0 below the model's cut
     order: np.ndarray  # how high a relevant paper is listed (see `model.order`)
 
 
@@ -101,8 +112,44 @@ class TopicIndex:
         key = " ".join(topic.casefold().split())
         if key not in self._judged:
             scores = self.index.score(topic)
-            self._judged[key] = _Judged(scores, self.model.relevance(scores), order(scores))
+            if scores.concepts:
+                probability = self.model.probability(features(scores))
+            else:  # a topic with no word in it ("???") finds nothing
+                probability = np.zeros(len(self.papers))
+            relevance = np.where(probability >= self.model.cut, probability, 0.0)
+            self._judged[key] = _Judged(scores, probability, relevance, order(scores))
         return self._judged[key]
+
+    def probabilities(
+        self,
+        topics: Sequence[str],
+        feedback: ReaderFeedback | None = None,
+        learner: Learner = ROCCHIO,
+    ) -> np.ndarray:
+        """Per topic (and, with feedback, a last row for closeness to what the reader liked)
+        and paper, the probability the reader wants it, before any cut."""
+        return self._rows(topics, feedback, learner)[0]
+
+    def _rows(
+        self, topics: Sequence[str], feedback: ReaderFeedback | None, learner: Learner
+    ) -> tuple[np.ndarray, np.ndarray, Closeness | None]:
+        """(probabilities, listing orders, closeness): per row and paper; one row per topic,
+        and with feedback one more for closeness to the papers the reader marked "more"."""
+        judged = [self._judge(t) for t in topics]
+        if not feedback:
+            return (
+                np.vstack([j.probability for j in judged]),
+                np.vstack([j.order for j in judged]),
+                None,
+            )
+        close = Closeness.of(self.index, feedback)
+        probability = [adjusted(j.probability, close, learner) for j in judged]
+        listing = [moved(j.order, close, learner) for j in judged]
+        return (
+            np.vstack([*probability, liked(close, learner)]),
+            np.vstack([*listing, close.more]),
+            close,
+        )
 
     def rank(
         self,
@@ -110,30 +157,52 @@ class TopicIndex:
         candidates: Iterable[int] | None = None,
         limit: int | None = None,
         relevance: Mapping[str, np.ndarray] | None = None,
+        feedback: ReaderFeedback | None = None,
+        learner: Learner = ROCCHIO,
     ) -> list[Ranked]:
         """Relevant papers among `candidates` (ids; default all), best first, each topic with
         relevant papers getting its share of `limit`. `relevance` replaces the model's
-        probabilities per topic (for tuning the cuts on held-out probabilities)."""
+        probabilities per topic (for tuning the cuts on held-out probabilities). `feedback`:
+        what the reader marked "more" and "fewer" like this (see `learn`)."""
         if not self.papers or not topics:
             return []
-        given = relevance or {}
-        matrix = np.vstack([given[t] if t in given else self.relevance(t) for t in topics])
-        listing = np.vstack([self._judge(t).order for t in topics])
+        candidates = list(candidates) if candidates is not None else None
+        close = None
+        if feedback:
+            probability, listing, close = self._rows(topics, feedback, learner)
+            matrix = np.where(probability >= self.model.cut, probability, 0.0)
+            matrix[-1] = probability[-1]  # (closeness to a liked paper has its own cut)
+        else:
+            given = relevance or {}
+            matrix = np.vstack([given[t] if t in given else self.relevance(t) for t in topics])
+            listing = np.vstack([self._judge(t).order for t in topics])
         chosen, matrix, score = self.selection.choose(
             matrix, listing, self.model, candidates, limit
         )
         relevance_of = matrix.max(axis=0)
+        # With feedback: the papers the topics alone would not have brought, and the feedback did
+        lifted = np.zeros(len(self.papers), dtype=bool)
+        if close is not None:
+            plain = np.vstack([self.relevance(t) for t in topics])
+            orders = np.vstack([self._judge(t).order for t in topics])
+            _, served, _ = self.selection.choose(plain, orders, self.model, candidates, 0)
+            lifted = served.max(axis=0) == 0
         ranked = []
         for i in chosen:
             best = [int(t) for t in np.argsort(-matrix[:, i], kind="stable") if matrix[t, i] > 0]
+            if lifted[i] and len(topics) not in best:
+                best.append(len(topics))  # (say that the feedback brought it)
             paper_id = self.papers[i].id
             ranked.append(
                 Ranked(
                     paper_id=paper_id,
                     score=round(float(score[i]), 4),
                     relevance=round(float(relevance_of[i]), 4),
-                    matched=tuple(topics[t] for t in best),
-                    why=tuple(self.why(topics[t], paper_id) for t in best),
+                    matched=tuple(topics[t] for t in best if t < len(topics)),
+                    why=tuple(
+                        self.why(topics[t], paper_id) if t < len(topics) else _liked_why(close, i)
+                        for t in best
+                    ),
                 )
             )
         return ranked
@@ -157,3 +226,8 @@ class TopicIndex:
                 self.selection.mentioning(phrase) & relevant
             )
         return self._excluded[phrase]
+
+
+def _liked_why(close: Closeness | None, i: int) -> str:
+    assert close is not None
+    return MORE_LIKE.format(title=" ".join(close.titles[int(close.nearest[i])].split()))

@@ -1,0 +1,263 @@
+"""Simulated readers: does "More / Fewer like this" make the next digests better?
+
+For each labelled topic, two readers subscribe with that topic alone (weekly, 5 papers): one
+gives feedback, the other is the control. All 182 seed papers are new in the week of DAY. The
+run of DAY composes and stores both readers' digests, the same five papers. The feedback reader
+opens each paper's link from their message (made by the code that makes the real messages) and
+POSTs it to the real endpoint (`web.create_app`): "More like this" on the papers the topic's
+labels grade relevant, "Fewer like this" on the others. Then both readers' residual rankings, the
+papers they have not seen, as `newsletter rank --for EMAIL --date DAY+1 --limit 10 --all` lists
+them (the next digest, then the near misses best first), are scored by nDCG@10 against the
+labels of the unseen papers.
+
+    python -m bench.feedback            # report: tuning topics and test topics, per topic
+    python -m bench.feedback --tune     # choose the learner's constants on the tuning topics
+
+The learner's constants (`ranking.learn.ROCCHIO`) are chosen on the tuning topics only; the test
+topics are reported. A topic is measured when its reader got a first digest (else there is
+nothing to mark) and a relevant paper is left unseen (else there is nothing to find); the others
+are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import tempfile
+from datetime import date, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from bench.ranking import ROOT, SEED_YEAR_END, TEST, TUNING, load_labels, ndcg_at
+
+DAY = date(2026, 8, 10)  # a Monday after the last seed day: weekly readers are due
+FIRST_DIGEST = 5  # papers in the digest the reader marks
+K = 10
+_MORE = re.compile(r"^More like this: (\S+)$", re.M)
+_LESS = re.compile(r"^Fewer like this: (\S+)$", re.M)
+
+
+def build(work: Path, topics: list[str]) -> tuple[Any, Any, dict[str, int]]:
+    """A store with the seed papers all new in DAY's week and two readers per topic; the run of
+    DAY composed. (settings, db, stored paper ids by title)"""
+    import yaml
+    from sqlalchemy import update
+
+    from newsletter.config import load_settings
+    from newsletter.digests.compose import compose_day
+    from newsletter.ingest.intake import ingest_paths
+    from newsletter.store.db import Database, Paper
+    from newsletter.subscribers.lists import load_lists
+    from newsletter.subscribers.sync import sync_subscribers
+
+    (work / "subscribers").mkdir()
+    settings = load_settings(
+        {
+            "NEWSLETTER_DATABASE_URL": f"sqlite:///{work / 'feedback.db'}",
+            "NEWSLETTER_SEEDS_DIR": str(ROOT / "seeds"),
+            "NEWSLETTER_SUBSCRIBERS_DIR": str(work / "subscribers"),
+            "NEWSLETTER_OUTBOX_DIR": str(work / "outbox"),
+            "NEWSLETTER_SECRET_KEY": "bench-" + "0" * 40,
+            "NEWSLETTER_BASE_URL": "https://digest.example",
+        }
+    )
+    db = Database(settings.database_url)
+    ingest_paths(db, [ROOT / "seeds"], SEED_YEAR_END, year=SEED_YEAR_END.year)
+    with db.session() as session:  # one pool: every seed paper new in DAY's week
+        session.execute(update(Paper).values(first_seen=DAY - timedelta(days=1)))
+        titles = {
+            t: i
+            for i, t in session.execute(
+                Paper.__table__.select().with_only_columns(Paper.id, Paper.title)
+            )
+        }
+    readers = [
+        {
+            "email": f"{kind}-{n}@sim.example",
+            "topics": [topic],
+            "frequency": "weekly",
+            "max_papers": FIRST_DIGEST,
+        }
+        for n, topic in enumerate(topics)
+        for kind in ("feedback", "control")
+    ]
+    (work / "subscribers" / "sim.yaml").write_text(yaml.safe_dump({"subscribers": readers}))
+    sync_subscribers(db, load_lists([work / "subscribers"]))
+    compose_day(db, settings, DAY, persist=True)
+    return settings, db, titles
+
+
+def give_feedback(
+    settings: Any, db: Any, grades: dict[str, dict[int, int]], topics: list[str]
+) -> int:
+    """Each feedback reader marks every paper of their DAY digest through the endpoint, as the
+    links in their message say; how many POSTs were recorded."""
+    from starlette.testclient import TestClient
+
+    from newsletter.delivery.workers import MessageFactory
+    from newsletter.digests.compose import stored_digests
+    from newsletter.web import create_app
+
+    factory = MessageFactory(settings)
+    client = TestClient(create_app(db, settings))
+    wanted = {f"feedback-{n}@sim.example": topic for n, topic in enumerate(topics)}
+    posted = 0
+    for batch in stored_digests(db, settings, DAY):
+        for outgoing in batch:
+            topic = wanted.get(outgoing.email)
+            if topic is None:
+                continue
+            _, raw = factory.make(outgoing, None)
+            body = message_from_bytes(raw, policy=policy.default).get_body(("plain",))
+            text = body.get_content().replace("\r\n", "\n")
+            more, less = _MORE.findall(text), _LESS.findall(text)
+            assert len(more) == len(less) == len(outgoing.cards)
+            for card, up, down in zip(outgoing.cards, more, less, strict=True):
+                url = up if grades[topic].get(card.paper_id, 0) > 0 else down
+                answer = client.post(url.removeprefix(settings.base_url))
+                assert answer.status_code == 200, answer.text
+                posted += 1
+    return posted
+
+
+def residual(records: list[dict[str, Any]], titles: dict[str, int], seen: set[int]) -> list[int]:
+    ranked = [titles[r["title"]] for r in records]
+    return [pid for pid in ranked if pid not in seen]
+
+
+def seen_by(db: Any, email: str) -> set[int]:
+    from sqlalchemy import select
+
+    from newsletter.store.db import Digest, DigestPaper, Subscriber
+
+    with db.session() as session:
+        return set(
+            session.scalars(
+                select(DigestPaper.paper_id)
+                .join(Digest, Digest.id == DigestPaper.digest_id)
+                .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+                .where(Subscriber.email == email)
+            )
+        )
+
+
+def views(db: Any, topics: list[str]) -> dict[str, tuple[Any, Any, set[int]]]:
+    """Per topic: (feedback reader's day, control reader's day, papers they have seen)."""
+    from newsletter.digests.for_reader import ReaderDay
+
+    found = {}
+    for n, topic in enumerate(topics):
+        fb, ctl = f"feedback-{n}@sim.example", f"control-{n}@sim.example"
+        seen = seen_by(db, fb)
+        assert seen == seen_by(db, ctl)
+        found[topic] = (
+            ReaderDay.read(db, fb, DAY + timedelta(days=1)),
+            ReaderDay.read(db, ctl, DAY + timedelta(days=1)),
+            seen,
+        )
+    return found
+
+
+def scores(
+    found: dict[str, tuple[Any, Any, set[int]]],
+    grades: dict[str, dict[int, int]],
+    titles: dict[str, int],
+    learner: Any,
+) -> dict[str, tuple[float, float]]:
+    """Per topic with a relevant unseen paper: (control, feedback) residual nDCG@10."""
+    from newsletter.digests.for_reader import records_for
+
+    result = {}
+    for topic, (fb, ctl, seen) in found.items():
+        unseen = {p: g for p, g in grades[topic].items() if p not in seen and g > 0}
+        if not unseen or fb.feedback is None:  # (no digest, so nothing to mark)
+            continue
+        if (topic, id(ctl)) not in _CONTROL:  # (the control has no feedback: the same each time)
+            control = residual(records_for(ctl, K, True, learner), titles, seen)
+            _CONTROL[topic, id(ctl)] = ndcg_at(control, unseen)
+        with_feedback = residual(records_for(fb, K, True, learner), titles, seen)
+        result[topic] = (_CONTROL[topic, id(ctl)], ndcg_at(with_feedback, unseen))
+    return result
+
+
+_CONTROL: dict[tuple[str, int], float] = {}
+
+
+def run_set(path: Path) -> tuple[dict[str, tuple[Any, Any, set[int]]], dict, dict, int]:
+    from bench.ranking import seed_papers
+
+    papers = seed_papers()
+    work = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
+    topics = list(load_labels(path, papers).grades)
+    settings, db, titles = build(work, topics)
+    from newsletter.records import PaperText
+
+    stored = [PaperText(i, t, "", 1, 1) for t, i in titles.items()]
+    grades = load_labels(path, stored).grades
+    posted = give_feedback(settings, db, grades, topics)
+    return views(db, topics), grades, titles, posted
+
+
+def report(name: str, result: dict[str, tuple[float, float]], topics: int, posted: int) -> dict:
+    print(
+        f"\n{name}: {len(result)} of {topics} topics with a relevant unseen paper; {posted} clicks"
+    )
+    print(f"  {'topic':48} control  feedback  change")
+    for topic, (control, fb) in sorted(result.items(), key=lambda kv: kv[1][1] - kv[1][0]):
+        print(f"  {topic[:48]:48} {control:7.3f}  {fb:8.3f}  {fb - control:+.3f}")
+    control = mean(c for c, _ in result.values())
+    fb = mean(f for _, f in result.values())
+    worst = min(f - c for c, f in result.values())
+    print(
+        f"  {'mean':48} {control:7.3f}  {fb:8.3f}  {fb - control:+.3f}   worst topic {worst:+.3f}"
+    )
+    return {"control": control, "feedback": fb, "gain": fb - control, "worst": worst}
+
+
+GRID = {
+    "floor": [0.1, 0.15, 0.2],
+    "lift": [8.0, 16.0, 32.0],
+    "push": [4.0, 8.0],
+    "near": [0.5, 0.6, 0.7],
+    "listing": [0.6, 1.0, 2.0],
+}
+
+
+def tune() -> None:
+    from newsletter.ranking.learn import Learner
+
+    found, grades, titles, posted = run_set(TUNING)
+    best: tuple[float, Any] | None = None
+    for values in itertools.product(*GRID.values()):
+        learner = Learner(**dict(zip(GRID, values, strict=True)))
+        result = scores(found, grades, titles, learner)
+        gains = [f - c for c, f in result.values()]
+        # the mean gain, with a topic made worse by more than 0.05 counted twice
+        objective = mean(gains) + mean(min(g + 0.05, 0.0) for g in gains)
+        if best is None or objective > best[0]:
+            best = (objective, learner)
+    assert best is not None
+    print(f"chosen on the tuning topics: {best[1]} (objective {best[0]:.4f})")
+    report("tuning topics", scores(found, grades, titles, best[1]), len(found), posted)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tune", action="store_true")
+    args = parser.parse_args()
+    if args.tune:
+        tune()
+        return
+    from newsletter.ranking.learn import ROCCHIO
+
+    print(f"learner: {ROCCHIO}")
+    for name, path in (("tuning topics", TUNING), ("test topics", TEST)):
+        found, grades, titles, posted = run_set(path)
+        report(name, scores(found, grades, titles, ROCCHIO), len(found), posted)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""What a reader's "More like this" and "Fewer like this" change in their next digests (pure):
+Rocchio's idea on the papers themselves. A paper's closeness to a marked paper is half the cosine
+of their sentence vectors and half the cosine of their words (TF-IDF), words alone without
+sentence vectors. Then, for each paper of the day:
+
+- closeness to a paper marked "more" beyond `floor` raises its relevance to each of the reader's
+  topics (on the logit), closeness to one marked "fewer" lowers it: a "fewer" pushes back the
+  papers of that kind below the cut, not only the one marked;
+- a paper at least `near` close to a paper marked "more" is relevant on that ground alone, as if
+  it were a topic of its own ("close to ‘<title>’ you marked more like this"), so it can reach
+  the reader without matching any word of their topics;
+- the listing order moves by `listing` times the difference of the two closenesses.
+
+A reader with no feedback is ranked exactly as before: nothing here runs. The constants were
+chosen by `python -m bench.feedback --tune` with simulated readers on the tuning topics and are
+reported on the test topics (`make bench`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .index import PaperIndex, paper_tokens
+
+MORE_LIKE = "close to ‘{title}’ you marked more like this"
+MEANING_SHARE = 0.5  # closeness: the sentence vectors' cosine against the words'
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A paper a reader marked, as the learner reads it."""
+
+    paper_id: int
+    title: str
+    abstract: str
+    vector: np.ndarray | None  # its whole-paper sentence vector (None without the extra)
+
+
+@dataclass(frozen=True)
+class ReaderFeedback:
+    more: tuple[Marked, ...] = ()
+    less: tuple[Marked, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.more or self.less)
+
+    @property
+    def key(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """What the feedback is, for sharing a ranking between readers who gave the same."""
+        return (
+            tuple(sorted(m.paper_id for m in self.more)),
+            tuple(sorted(m.paper_id for m in self.less)),
+        )
+
+
+@dataclass(frozen=True)
+class Learner:
+    floor: float  # closeness from which a marked paper says something about another
+    lift: float  # logit added per unit of closeness to a "more" beyond `floor`
+    push: float  # logit taken per unit of closeness to a "fewer" beyond `floor`
+    near: float  # closeness to a "more" from which a paper is relevant on that ground alone
+    listing: float  # how far the closenesses move the listing order (0..1 scale)
+
+
+# Chosen on the tuning topics' simulated readers (`python -m bench.feedback --tune`).
+ROCCHIO = Learner(floor=0.15, lift=16.0, push=8.0, near=0.6, listing=1.0)
+
+
+@dataclass(frozen=True)
+class Closeness:
+    """Per indexed paper: how close it is to the nearest paper marked "more" and to the nearest
+    marked "fewer" (0 without any), and which "more" paper is nearest (-1: none)."""
+
+    more: np.ndarray
+    less: np.ndarray
+    nearest: np.ndarray
+    titles: tuple[str, ...]  # of the papers marked "more", as `nearest` counts them
+
+    @staticmethod
+    def of(index: PaperIndex, feedback: ReaderFeedback) -> Closeness:
+        n = len(index.papers)
+        more, nearest = _nearest(index, feedback.more, n)
+        less, _ = _nearest(index, feedback.less, n)
+        return Closeness(more, less, nearest, tuple(m.title for m in feedback.more))
+
+
+def _nearest(
+    index: PaperIndex, marked: tuple[Marked, ...], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if not marked:
+        return np.zeros(n), np.full(n, -1)
+    rows = np.vstack([closeness(index, m) for m in marked])
+    return rows.max(axis=0), rows.argmax(axis=0)
+
+
+def closeness(index: PaperIndex, marked: Marked) -> np.ndarray:
+    """Per indexed paper, 0..1: how close it is to `marked` in meaning and in words."""
+    words = index.words_to(paper_tokens(marked.title, marked.abstract))
+    meaning = index.meaning_to(marked.vector) if marked.vector is not None else None
+    if meaning is None:
+        return np.clip(words, 0.0, 1.0)
+    return np.clip(MEANING_SHARE * meaning + (1 - MEANING_SHARE) * words, 0.0, 1.0)
+
+
+def adjusted(probability: np.ndarray, close: Closeness, learner: Learner) -> np.ndarray:
+    """A topic's probabilities (before any cut) moved by the reader's feedback."""
+    eps = 1e-9
+    p = np.clip(probability, eps, 1 - eps)
+    logit = np.log(p / (1 - p))
+    logit = logit + learner.lift * np.maximum(close.more - learner.floor, 0.0)
+    logit = logit - learner.push * np.maximum(close.less - learner.floor, 0.0)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def liked(close: Closeness, learner: Learner) -> np.ndarray:
+    """Per paper, 0..1: relevance on the ground of being close to a paper marked "more" (0 below
+    `near`, or when it is closer to a paper marked "fewer")."""
+    room = max(1.0 - learner.near, 1e-9)
+    value = 0.5 + 0.5 * np.clip((close.more - learner.near) / room, 0.0, 1.0)
+    keep = (close.more >= learner.near) & (close.more > close.less)
+    return np.where(keep, value, 0.0)
+
+
+def moved(order: np.ndarray, close: Closeness, learner: Learner) -> np.ndarray:
+    """A topic's listing order moved by the feedback."""
+    return order + learner.listing * (close.more - close.less)

@@ -1,0 +1,272 @@
+"""A digest's own links, followed as a reader (and a link scanner) would: "More / Fewer like
+this" (GET never records, the POST does, once; the other replaces it; forged tokens change
+nothing), what that feedback does to the next digest, the digest as a web page, the Atom feed."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from datetime import date, timedelta
+
+import feedparser
+import lxml.html
+import pytest
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from newsletter.config import load_settings
+from newsletter.digests.compose import compose_day, compose_for
+from newsletter.digests.daily import run_day
+from newsletter.mail.tokens import paper_token, reader_token
+from newsletter.store.db import Feedback, Subscriber
+from newsletter.web import create_app
+
+from .conftest import TODAY, parse_eml, write_list
+
+SECRET = "feedback-test-secret-0123456789-0123456789"
+DAY = date(2026, 3, 11)  # the seeds' first day: 155 new papers
+NEXT = date(2026, 3, 17)  # 16 more
+LAST = date(2026, 8, 8)  # 11 more
+MORE_LINE = re.compile(r"^More like this: (\S+)$", re.M)
+LESS_LINE = re.compile(r"^Fewer like this: (\S+)$", re.M)
+
+
+@pytest.fixture
+def site(env, seeded_db, workdir):
+    """Settings with a real key, readers subscribed, and the web app on the test's store."""
+    settings = load_settings({**env, "NEWSLETTER_SECRET_KEY": SECRET})
+    write_list(
+        workdir / "subscribers",
+        "readers.yaml",
+        "subscribers:\n"
+        "  - {email: ada@example.org, name: Ada, topics: [quantization], max_papers: 4}\n"
+        "  - {email: alan@example.org, topics: [quantization], max_papers: 4}\n",
+    )
+    return settings, seeded_db, TestClient(create_app(seeded_db, settings))
+
+
+def digest_text(settings, db, workdir, address: str, day: date = DAY) -> tuple[str, str]:
+    """(plain text, HTML) of the reader's digest of `day` as a dry-run writes it."""
+    run_day(db, settings, day, today=TODAY, dry_run=True)
+    message = parse_eml(workdir / "outbox" / day.isoformat() / f"{address}.eml")
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    return text, message.get_body(("html",)).get_content()
+
+
+def verdicts(db) -> list[tuple[str, str]]:
+    with db.session() as session:
+        return sorted(
+            session.execute(
+                select(Subscriber.email, Feedback.verdict).join(
+                    Subscriber, Subscriber.id == Feedback.subscriber_id
+                )
+            ).all()
+        )
+
+
+def path_of(url: str, settings) -> str:
+    assert url.startswith(settings.base_url + "/")
+    return url.removeprefix(settings.base_url)
+
+
+@pytest.mark.both_backends
+def test_a_get_shows_the_paper_and_records_nothing_a_post_records_once(site, workdir, cli):
+    settings, db, client = site
+    text, html = digest_text(settings, db, workdir, "ada@example.org")
+    more, less = MORE_LINE.findall(text), LESS_LINE.findall(text)
+    titles = re.findall(r"^\d+\. (.+)$", text, re.M)
+    assert len(more) == len(less) == len(titles) == 4
+    # the HTML card carries the same two links, in the same order
+    anchors = lxml.html.document_fromstring(html).xpath("//a")
+    links = {a.text_content(): [] for a in anchors}
+    for a in anchors:
+        links[a.text_content()].append(a.get("href"))
+    assert links["More like this"] == more and links["Fewer like this"] == less
+
+    page = client.get(path_of(more[0], settings))  # a link scanner, or the reader's first click
+    assert page.status_code == 200 and "<button" in page.text
+    assert titles[0].split()[0] in page.text
+    assert verdicts(db) == []
+
+    assert client.post(path_of(more[0], settings)).status_code == 200
+    assert client.post(path_of(more[0], settings), content=b"anything").status_code == 200
+    assert verdicts(db) == [("ada@example.org", "more")]  # twice is once
+    assert "already" in client.get(path_of(more[0], settings)).text
+
+    assert client.post(path_of(less[0], settings)).status_code == 200  # changed their mind
+    assert client.post(path_of(less[1], settings)).status_code == 200
+    assert verdicts(db) == [("ada@example.org", "less"), ("ada@example.org", "less")]
+    listed = json.loads(cli("subscribers", "--json").stdout)
+    counts = {row["email"]: row["feedback"] for row in listed}
+    assert counts["ada@example.org"] == {"more": 0, "less": 2}
+    assert counts["alan@example.org"] == {"more": 0, "less": 0}
+
+
+def test_forged_edited_or_foreign_tokens_get_400_and_record_nothing(site, workdir):
+    settings, db, client = site
+    text, _ = digest_text(settings, db, workdir, "ada@example.org")
+    good = path_of(MORE_LINE.findall(text)[0], settings).removeprefix("/more/")
+    reader, day, paper, signature = good.split("-")
+    with db.session() as session:
+        alan = session.scalar(select(Subscriber.id).where(Subscriber.email == "alan@example.org"))
+    subscriber_id, paper_id = int(reader, 36), int(paper, 36)
+    forged = [
+        f"{reader}-{day}-{paper}-{signature[:-2]}aa",  # altered signature
+        f"{alan:x}-{day}-{paper}-{signature}",  # ada's signature on alan's id
+        f"{reader}-{day}-{int(paper, 36) + 1:x}-{signature}",  # another paper
+        paper_token("another key-0123456789-0123456789-0123", subscriber_id, DAY, paper_id),
+        reader_token(SECRET, "unsubscribe", subscriber_id, DAY),  # ours, for another purpose
+        reader_token(SECRET, "view", subscriber_id, DAY),
+        f"{reader}-{day}-{signature}",
+        "not-a-token",
+    ]
+    for token in forged:
+        for verdict in ("more", "less"):
+            for method in ("GET", "POST"):
+                answer = client.request(method, f"/{verdict}/{token}")
+                assert answer.status_code == 400, (token, verdict, method)
+    assert verdicts(db) == []
+
+
+def test_no_link_of_a_digest_carries_the_readers_address(site, workdir):
+    settings, db, _ = site
+    text, html = digest_text(settings, db, workdir, "ada@example.org")
+    urls = re.findall(r"https?://[^\s\"'<>]+", text + html)
+    ours = [u for u in urls if u.startswith(settings.base_url)]
+    assert {u.split("/")[3] for u in ours} >= {"more", "less", "digest", "feed", "unsubscribe"}
+    for url in ours:
+        for form in ("ada@example.org", "ada%40example.org", "YWRhQGV4YW1wbGUub3Jn"):
+            assert form.lower() not in url.lower()
+
+
+def reader_mark(settings, db, client, address: str, verdict: str) -> int:
+    """The reader marks every paper of their stored digest of DAY through its links; how many."""
+    from newsletter.delivery.workers import MessageFactory
+    from newsletter.digests.compose import stored_digests
+
+    factory = MessageFactory(settings)
+    marked = 0
+    for batch in stored_digests(db, settings, DAY):
+        for outgoing in batch:
+            if outgoing.email != address:
+                continue
+            _, raw = factory.make(outgoing, None)
+            body = email.message_from_bytes(raw, policy=email.policy.default).get_body(("plain",))
+            text = body.get_content().replace("\r\n", "\n")
+            line = MORE_LINE if verdict == "more" else LESS_LINE
+            for url in line.findall(text):
+                assert client.post(path_of(url, settings)).status_code == 200
+                marked += 1
+    return marked
+
+
+def test_feedback_changes_the_next_digests_and_says_why(env, seeded_db, workdir):
+    """Three readers of one topic get the same digest of DAY. One marks every paper "more",
+    one "fewer", one says nothing. Their next digests then differ: "more" brings papers close
+    to the liked ones, saying why, on a day the topic alone brings nothing; "fewer" pushes back
+    that whole kind of paper, not only the ones marked; the silent reader's digests are what
+    they would have been with nobody giving feedback."""
+    settings = load_settings({**env, "NEWSLETTER_SECRET_KEY": SECRET})
+    write_list(
+        workdir / "subscribers",
+        "readers.yaml",
+        "subscribers:\n"
+        + "".join(
+            f"  - {{email: {name}@example.org, topics: [efficient LLM inference]}}\n"
+            for name in ("liker", "critic", "silent")
+        ),
+    )
+    db = seeded_db
+    client = TestClient(create_app(db, settings))
+    run_day(db, settings, DAY, today=TODAY, dry_run=True)  # (syncs the lists)
+    compose_day(db, settings, DAY, persist=True)
+    later = (NEXT, LAST)
+    before = {day: compose_for(db, settings, "silent@example.org", day) for day in later}
+    marked = reader_mark(settings, db, client, "liker@example.org", "more")
+    assert marked >= 5 and reader_mark(settings, db, client, "critic@example.org", "less") == marked
+
+    def titles(name: str, day: date) -> list[str]:
+        digest = compose_for(db, settings, f"{name}@example.org", day)
+        return [card.title for card in digest.cards] if digest else []
+
+    for day in later:
+        assert titles("silent", day) == (
+            [c.title for c in before[day].cards] if before[day] else []
+        )
+    # the next day: more papers of the liked kind, none of the disliked one
+    assert set(titles("silent", NEXT)) < set(titles("liker", NEXT))
+    assert titles("silent", NEXT) and titles("critic", NEXT) == []
+    # a day the topic alone brings nothing: papers close to the liked ones, and why
+    assert titles("silent", LAST) == []
+    liked = compose_for(db, settings, "liker@example.org", LAST)
+    assert liked is not None and len(liked.cards) >= 2
+    for card in liked.cards:
+        assert any(re.fullmatch(r"close to ‘.+’ you marked more like this", w) for w in card.why)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Feedback)) == 2 * marked
+
+
+def test_the_view_in_browser_page_is_the_readers_digest_and_its_shared_link_has_no_buttons(
+    site, workdir
+):
+    settings, db, client = site
+    text, html = digest_text(settings, db, workdir, "ada@example.org")
+    (view,) = re.findall(r"^View in browser: (\S+)$", text, re.M)
+    assert path_of(view, settings).startswith("/digest/")
+    emailed = lxml.html.document_fromstring(html)
+    page = client.get(path_of(view, settings))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    shown = lxml.html.document_fromstring(page.text)
+    titles = [a.text_content() for a in emailed.xpath("//h2[@class='title']/a")]
+    assert len(titles) == 4
+    assert [a.text_content() for a in shown.xpath("//h2[@class='title']/a")] == titles
+    hrefs = {a.text_content(): a.get("href") for a in shown.xpath("//a")}
+    assert "View in browser" not in hrefs  # (it is the browser view)
+    assert "More like this" in hrefs and "Unsubscribe" in hrefs  # the reader's own page
+    shared = hrefs["this link"]
+    assert path_of(shared, settings) != path_of(view, settings)
+
+    passed_on = client.get(path_of(shared, settings))
+    assert passed_on.status_code == 200
+    other = lxml.html.document_fromstring(passed_on.text)
+    assert [a.text_content() for a in other.xpath("//h2[@class='title']/a")] == titles
+    words = {a.text_content() for a in other.xpath("//a")}
+    assert not words & {"More like this", "Fewer like this", "Unsubscribe", "this link"}
+    assert "ada@example.org" in page.text and "ada@example.org" in passed_on.text
+
+    token = path_of(view, settings).removeprefix("/digest/")
+    for forged in (token[:-2] + "aa", "not-a-token"):
+        assert client.get(f"/digest/{forged}").status_code == 400
+
+
+def test_the_feed_is_valid_atom_with_the_papers_of_the_readers_last_30_days(site, workdir):
+    settings, db, _ = site
+    client = TestClient(create_app(db, settings, today=lambda: DAY + timedelta(days=29)))
+    text, html = digest_text(settings, db, workdir, "ada@example.org")
+    (feed,) = re.findall(r"^Your feed \(Atom\): (\S+)$", text, re.M)
+    assert path_of(feed, settings).startswith("/feed/") and feed.endswith(".atom")
+    empty = feedparser.parse(client.get(path_of(feed, settings)).content)
+    assert not empty.bozo and empty.entries == []  # a dry-run stores no digest
+
+    compose_day(db, settings, DAY, persist=True)  # stored, as a real run stores it
+    compose_day(db, settings, NEXT, persist=True)
+    answer = client.get(path_of(feed, settings))
+    assert answer.headers["content-type"].startswith("application/atom+xml")
+    parsed = feedparser.parse(answer.content)
+    assert not parsed.bozo, parsed.bozo_exception
+    assert parsed.version == "atom10" and "quantization" in parsed.feed.title
+    emailed = lxml.html.document_fromstring(html).xpath("//h2[@class='title']/a")
+    titles = [" ".join(a.text_content().split()) for a in emailed]
+    entries = [" ".join(e.title.split()) for e in parsed.entries]
+    assert len(titles) == 4 and entries[-len(titles) :] == titles  # newest first
+    for entry in parsed.entries:
+        assert entry.link.startswith("https://arxiv.org/") and "Why: " in entry.summary
+        assert entry.id.startswith(feed + "#")
+    assert client.get("/feed/not-a-token.atom").status_code == 400
+    later = TestClient(create_app(db, settings, today=lambda: DAY + timedelta(days=30)))
+    recent = feedparser.parse(later.get(path_of(feed, settings)).content).entries
+    # by then DAY's digest is older than 30 days
+    assert [e.id for e in recent] == [e.id for e in parsed.entries if f"#{DAY}-" not in e.id]
+    assert len(recent) < len(parsed.entries)
