@@ -10,10 +10,10 @@ papers they have not seen, as `newsletter rank --for EMAIL --date DAY+1 --limit 
 them (the next digest, then the near misses best first), are scored by nDCG@10 against the
 labels of the unseen papers.
 
-    python -m bench.feedback            # report: tuning topics and test topics, per topic
+    python -m bench.feedback            # report: tuning, test, holdout and final topics
     python -m bench.feedback --tune     # choose the learner's constants on the tuning topics
 
-The learner's constants (`ranking.learn.ROCCHIO`) are chosen on the tuning topics only; the test
+The learner's constants (`ranking.learn.LEARNER`) are chosen on the tuning topics only; the test
 topics are reported. A topic is measured when its reader got a first digest (else there is
 nothing to mark) and a relevant paper is left unseen (else there is nothing to find); the others
 are counted.
@@ -31,7 +31,16 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from bench.ranking import ROOT, SEED_YEAR_END, TEST, TUNING, load_labels, ndcg_at
+from bench.ranking import (
+    FINAL,
+    HOLDOUT,
+    ROOT,
+    SEED_YEAR_END,
+    TEST,
+    TUNING,
+    load_labels,
+    ndcg_at,
+)
 
 DAY = date(2026, 8, 10)  # a Monday after the last seed day: weekly readers are due
 FIRST_DIGEST = 5  # papers in the digest the reader marks
@@ -217,31 +226,74 @@ def report(name: str, result: dict[str, tuple[float, float]], topics: int, poste
     return {"control": control, "feedback": fb, "gain": fb - control, "worst": worst}
 
 
-GRID = {
-    "floor": [0.1, 0.15, 0.2],
-    "lift": [8.0, 16.0, 32.0],
-    "push": [4.0, 8.0],
-    "near": [0.5, 0.6, 0.7],
-    "listing": [0.6, 1.0, 2.0],
+# Rocchio's weights, each with the closeness effects off, mild, or as strong as the first tuning
+# chose (`near` above 1: no paper comes on closeness alone).
+ROCCHIO_GRID = {"more": [0.0, 0.5, 1.0, 2.0], "less": [0.0, 0.25, 0.5]}
+CLOSENESS = {
+    "off": {"floor": 0.15, "lift": 0.0, "push": 0.0, "near": 1.01, "listing": 0.0},
+    "mild": {"floor": 0.15, "lift": 4.0, "push": 4.0, "near": 0.7, "listing": 0.3},
+    "strong": {"floor": 0.15, "lift": 16.0, "push": 8.0, "near": 0.5, "listing": 2.0},
 }
+POOLS = ("max", "mean")
+
+
+def _objective(gains: list[float]) -> float:
+    """The mean gain, with the part of a topic's loss beyond 0.05 counted twice."""
+    return mean(gains) + mean(min(g + 0.05, 0.0) for g in gains)
 
 
 def tune() -> None:
+    """Every learner of the grid on every tuning topic; the one with the best objective, and an
+    honest estimate of what choosing this way gives on topics not tuned on: leave-one-topic-out
+    (each topic scored with the learner chosen on the others)."""
     from newsletter.ranking.learn import Learner
 
     found, grades, titles, posted = run_set(TUNING)
-    best: tuple[float, Any] | None = None
-    for values in itertools.product(*GRID.values()):
-        learner = Learner(**dict(zip(GRID, values, strict=True)))
-        result = scores(found, grades, titles, learner)
-        gains = [f - c for c, f in result.values()]
-        # the mean gain, with a topic made worse by more than 0.05 counted twice
-        objective = mean(gains) + mean(min(g + 0.05, 0.0) for g in gains)
-        if best is None or objective > best[0]:
-            best = (objective, learner)
-    assert best is not None
-    print(f"chosen on the tuning topics: {best[1]} (objective {best[0]:.4f})")
-    report("tuning topics", scores(found, grades, titles, best[1]), len(found), posted)
+    learners = [
+        Learner(**dict(zip(ROCCHIO_GRID, values, strict=True)), **effects, pool=pool)
+        for values in itertools.product(*ROCCHIO_GRID.values())
+        for effects in CLOSENESS.values()
+        for pool in POOLS
+        if pool == "max" or effects["lift"] > 0  # (the pooling matters only with closeness)
+    ]
+    table = [scores(found, grades, titles, learner) for learner in learners]
+    topics = list(table[0])
+
+    def gains(n: int, among: list[str]) -> list[float]:
+        return [table[n][t][1] - table[n][t][0] for t in among]
+
+    # how each family generalises across the tuning topics: leave-one-topic-out, each topic
+    # scored with the learner chosen on the others
+    families = {
+        (name, pool): [
+            n
+            for n, learner in enumerate(learners)
+            if learner.pool == pool and learner.listing == effects["listing"]
+        ]
+        for name, effects in CLOSENESS.items()
+        for pool in POOLS
+    }
+    estimates = {}
+    for family, rows in families.items():
+        if not rows:
+            continue
+        held_out = []
+        for topic in topics:
+            others = [t for t in topics if t != topic]
+            chosen = max(rows, key=lambda n: _objective(gains(n, others)))
+            held_out.append(gains(chosen, [topic])[0])
+        estimates[family] = _objective(held_out)
+        print(
+            f"{family}: leave-one-topic-out gain {mean(held_out):+.3f},"
+            f" worst {min(held_out):+.3f}, {sum(g < -0.05 for g in held_out)} topics worse by"
+            f" more than 0.05 (objective {estimates[family]:+.3f})"
+        )
+    # the family that generalised best across the tuning topics, then its best constants
+    family = max(estimates, key=lambda f: estimates[f])
+    best = max(families[family], key=lambda n: _objective(gains(n, topics)))
+    objective = _objective(gains(best, topics))
+    print(f"chosen on the tuning topics: {learners[best]} (objective {objective:.4f})")
+    report("tuning topics", table[best], len(found), posted)
 
 
 def main() -> None:
@@ -251,12 +303,18 @@ def main() -> None:
     if args.tune:
         tune()
         return
-    from newsletter.ranking.learn import ROCCHIO
+    from newsletter.ranking.learn import LEARNER
 
-    print(f"learner: {ROCCHIO}")
-    for name, path in (("tuning topics", TUNING), ("test topics", TEST)):
+    print(f"learner: {LEARNER}")
+    sets = (
+        ("tuning topics", TUNING),
+        ("test topics", TEST),
+        ("holdout topics", HOLDOUT),
+        ("final topics", FINAL),
+    )
+    for name, path in sets:
         found, grades, titles, posted = run_set(path)
-        report(name, scores(found, grades, titles, ROCCHIO), len(found), posted)
+        report(name, scores(found, grades, titles, LEARNER), len(found), posted)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from newsletter.config import load_settings
 from newsletter.digests.compose import compose_day, compose_for
 from newsletter.digests.daily import run_day
+from newsletter.digests.for_reader import rank_for
 from newsletter.mail.tokens import paper_token, reader_token
 from newsletter.store.db import Feedback, Subscriber
 from newsletter.web import create_app
@@ -162,6 +163,15 @@ def reader_mark(settings, db, client, address: str, verdict: str) -> int:
     return marked
 
 
+def near_misses(db, name: str) -> list[dict]:
+    """`rank --for <name> --date NEXT --limit 0 --all`: the papers new in their digest's window
+    (none of them marked: the marked ones are of DAY), each with its probability."""
+    rows = rank_for(db, f"{name}@example.org", NEXT, 0, True)
+    new = [r for r in rows if r["kept_out"] in ("below the cut", "past max_papers (0)")]
+    assert len(new) == 16
+    return new
+
+
 def test_feedback_changes_the_next_digests_and_says_why(env, seeded_db, workdir):
     """Three readers of one topic get the same digest of DAY. One marks every paper "more",
     one "fewer", one says nothing. Their next digests then differ: "more" brings papers close
@@ -195,9 +205,18 @@ def test_feedback_changes_the_next_digests_and_says_why(env, seeded_db, workdir)
         assert titles("silent", day) == (
             [c.title for c in before[day].cards] if before[day] else []
         )
-    # the next day: more papers of the liked kind, none of the disliked one
-    assert set(titles("silent", NEXT)) < set(titles("liker", NEXT))
-    assert titles("silent", NEXT) and titles("critic", NEXT) == []
+    # the next day's papers, none of them marked: "more" raises every one's probability, or
+    # leaves it (none is closer to a liked paper); "fewer" lowers them, a whole kind of paper
+    chance = {
+        name: {r["title"]: r["probability"] for r in near_misses(db, name)}
+        for name in ("liker", "critic", "silent")
+    }
+    assert chance["silent"].keys() == chance["liker"].keys() == chance["critic"].keys()
+    up = [t for t in chance["silent"] if chance["liker"][t] > chance["silent"][t]]
+    down = [t for t in chance["silent"] if chance["critic"][t] < chance["silent"][t]]
+    assert all(chance["liker"][t] >= chance["silent"][t] for t in chance["silent"])
+    assert all(chance["critic"][t] <= chance["silent"][t] for t in chance["silent"])
+    assert len(up) >= 3 and len(down) >= 3
     # a day the topic alone brings nothing: papers close to the liked ones, and why
     assert titles("silent", LAST) == []
     liked = compose_for(db, settings, "liker@example.org", LAST)

@@ -23,7 +23,7 @@ from ..mail.render import PaperCard
 from ..mail.tokens import message_id_for
 from ..ranking import embed
 from ..ranking.index import background
-from ..ranking.learn import ROCCHIO, Learner, Marked, ReaderFeedback
+from ..ranking.learn import LEARNER, Learner, Marked, ReaderFeedback
 from ..ranking.rank import TopicIndex
 from ..records import TRENDING_INSTEAD, PaperInfo, Ranked
 from ..store.db import FAILED, LESS, MORE, SENT, Database
@@ -336,7 +336,7 @@ def trending_instead(index: TopicIndex, due: Due, papers: dict[int, PaperInfo]) 
 
 
 def pick_papers(
-    index: TopicIndex, due: Due, feedback: ReaderFeedback | None = None, learner: Learner = ROCCHIO
+    index: TopicIndex, due: Due, feedback: ReaderFeedback | None = None, learner: Learner = LEARNER
 ) -> Picked:
     """The best relevant papers for this subscriber, best first (moved by their feedback)."""
     wants = due.preferences

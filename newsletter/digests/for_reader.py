@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ranking.learn import ROCCHIO, Learner, ReaderFeedback
+from ..ranking.learn import LEARNER, Learner, ReaderFeedback
 from ..ranking.rank import TopicIndex
 from ..records import PaperInfo, Ranked
 from ..store.db import Database
@@ -64,7 +64,7 @@ def rank_for(
 
 
 def records_for(
-    view: ReaderDay, limit: int | None, near_misses: bool, learner: Learner = ROCCHIO
+    view: ReaderDay, limit: int | None, near_misses: bool, learner: Learner = LEARNER
 ) -> list[dict[str, Any]]:
     """`rank_for` of what was read (`learner`: how feedback moves the ranking; the bench tunes
     it on this)."""

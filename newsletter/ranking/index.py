@@ -206,14 +206,18 @@ class PaperIndex:
                 scores[where] += self.idf(term) * tf / (self._norm[where] + tf)
         return scores
 
-    def score(self, topic: str) -> TopicScores:
-        """What each of the topic's concepts finds in every paper."""
+    def score(self, topic: str, shift: np.ndarray | None = None) -> TopicScores:
+        """What each of the topic's concepts finds in every paper. `shift`: added to each
+        concept's sentence vector before it is compared (a reader's feedback, see `learn`)."""
         found = concepts(topic) if self.papers else []
         n = len(self.papers)
         per_concept = [self._words(concept) for concept in found]
         meaning = None
         if self.encoder is not None and found:
             queries = self.encoder.encode([american_text(c) for c in found])  # concepts x dims
+            if shift is not None:
+                queries = queries + shift[None, :]
+                queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-9)
             whole = self._whole @ queries.T  # papers x concepts
             closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0)
             meaning = (WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest).T

@@ -27,14 +27,15 @@ from .embed import Encoder
 from .explain import Explainer
 from .index import PaperIndex, TopicScores, WordStats
 from .learn import (
+    LEARNER,
     MORE_LIKE,
-    ROCCHIO,
     Closeness,
     Learner,
     ReaderFeedback,
     adjusted,
     liked,
     moved,
+    shift,
 )
 from .model import RelevanceModel, features, fitted_for, order
 from .select import ABSTRACT_MENTIONS, Selection
@@ -111,20 +112,28 @@ class TopicIndex:
     def _judge(self, topic: str) -> _Judged:
         key = " ".join(topic.casefold().split())
         if key not in self._judged:
-            scores = self.index.score(topic)
-            if scores.concepts:
-                probability = self.model.probability(features(scores))
-            else:  # a topic with no word in it ("???") finds nothing
-                probability = np.zeros(len(self.papers))
-            relevance = np.where(probability >= self.model.cut, probability, 0.0)
-            self._judged[key] = _Judged(scores, probability, relevance, order(scores))
+            self._judged[key] = self._judged_from(self.index.score(topic))
         return self._judged[key]
+
+    def _judge_moved(self, topic: str, moved_by: np.ndarray) -> _Judged:
+        """A topic judged from its sentence vector moved by a reader's feedback (not kept: it
+        is that reader's alone)."""
+        scores = self.index.score(topic, moved_by)
+        return self._judged_from(scores)
+
+    def _judged_from(self, scores: TopicScores) -> _Judged:
+        if scores.concepts:
+            probability = self.model.probability(features(scores))
+        else:  # a topic with no word in it ("???") finds nothing
+            probability = np.zeros(len(self.papers))
+        relevance = np.where(probability >= self.model.cut, probability, 0.0)
+        return _Judged(scores, probability, relevance, order(scores))
 
     def probabilities(
         self,
         topics: Sequence[str],
         feedback: ReaderFeedback | None = None,
-        learner: Learner = ROCCHIO,
+        learner: Learner = LEARNER,
     ) -> np.ndarray:
         """Per topic (and, with feedback, a last row for closeness to what the reader liked)
         and paper, the probability the reader wants it, before any cut."""
@@ -142,7 +151,10 @@ class TopicIndex:
                 np.vstack([j.order for j in judged]),
                 None,
             )
-        close = Closeness.of(self.index, feedback)
+        close = Closeness.of(self.index, feedback, learner.pool)
+        moved_by = shift(feedback, learner)
+        if moved_by is not None:  # Rocchio: each topic judged again from its moved vector
+            judged = [self._judge_moved(t, moved_by) for t in topics]
         probability = [adjusted(j.probability, close, learner) for j in judged]
         listing = [moved(j.order, close, learner) for j in judged]
         return (
@@ -158,7 +170,7 @@ class TopicIndex:
         limit: int | None = None,
         relevance: Mapping[str, np.ndarray] | None = None,
         feedback: ReaderFeedback | None = None,
-        learner: Learner = ROCCHIO,
+        learner: Learner = LEARNER,
     ) -> list[Ranked]:
         """Relevant papers among `candidates` (ids; default all), best first, each topic with
         relevant papers getting its share of `limit`. `relevance` replaces the model's
