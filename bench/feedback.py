@@ -233,6 +233,9 @@ CLOSENESS = {
     "off": {"floor": 0.15, "lift": 0.0, "push": 0.0, "near": 1.01, "listing": 0.0},
     "mild": {"floor": 0.15, "lift": 4.0, "push": 4.0, "near": 0.7, "listing": 0.3},
     "strong": {"floor": 0.15, "lift": 16.0, "push": 8.0, "near": 0.5, "listing": 2.0},
+    # the probability moved, nothing comes on closeness alone, the listing order as it was
+    "lift only": {"floor": 0.15, "lift": 16.0, "push": 8.0, "near": 1.01, "listing": 0.0},
+    "lift and order": {"floor": 0.15, "lift": 16.0, "push": 8.0, "near": 1.01, "listing": 1.0},
 }
 POOLS = ("max", "mean")
 
@@ -242,41 +245,36 @@ def _objective(gains: list[float]) -> float:
     return mean(gains) + mean(min(g + 0.05, 0.0) for g in gains)
 
 
-def tune() -> None:
-    """Every learner of the grid on every tuning topic; the one with the best objective, and an
-    honest estimate of what choosing this way gives on topics not tuned on: leave-one-topic-out
-    (each topic scored with the learner chosen on the others)."""
+def tune(paths: tuple[Path, ...] = (TUNING,)) -> None:
+    """Every learner of the grid on every topic of `paths` (the tuning topics, unless
+    `--all-sets`); how each family generalises across them (leave-one-topic-out: each topic
+    scored with the family's learner chosen on the others); the family that did best, and its
+    best constants on all the topics."""
     from newsletter.ranking.learn import Learner
 
-    found, grades, titles, posted = run_set(TUNING)
     learners = [
-        Learner(**dict(zip(ROCCHIO_GRID, values, strict=True)), **effects, pool=pool)
+        (family, Learner(**dict(zip(ROCCHIO_GRID, values, strict=True)), **effects, pool=pool))
         for values in itertools.product(*ROCCHIO_GRID.values())
-        for effects in CLOSENESS.values()
+        for family, effects in CLOSENESS.items()
         for pool in POOLS
         if pool == "max" or effects["lift"] > 0  # (the pooling matters only with closeness)
     ]
-    table = [scores(found, grades, titles, learner) for learner in learners]
+    table: list[dict[tuple[str, str], tuple[float, float]]] = [{} for _ in learners]
+    for path in paths:
+        found, grades, titles, _ = run_set(path)
+        for n, (_, learner) in enumerate(learners):
+            for topic, pair in scores(found, grades, titles, learner).items():
+                table[n][path.stem, topic] = pair
     topics = list(table[0])
 
-    def gains(n: int, among: list[str]) -> list[float]:
+    def gains(n: int, among: list[tuple[str, str]]) -> list[float]:
         return [table[n][t][1] - table[n][t][0] for t in among]
 
-    # how each family generalises across the tuning topics: leave-one-topic-out, each topic
-    # scored with the learner chosen on the others
-    families = {
-        (name, pool): [
-            n
-            for n, learner in enumerate(learners)
-            if learner.pool == pool and learner.listing == effects["listing"]
-        ]
-        for name, effects in CLOSENESS.items()
-        for pool in POOLS
-    }
+    families: dict[tuple[str, str], list[int]] = {}
+    for n, (family, learner) in enumerate(learners):
+        families.setdefault((family, learner.pool), []).append(n)
     estimates = {}
     for family, rows in families.items():
-        if not rows:
-            continue
         held_out = []
         for topic in topics:
             others = [t for t in topics if t != topic]
@@ -285,23 +283,31 @@ def tune() -> None:
         estimates[family] = _objective(held_out)
         print(
             f"{family}: leave-one-topic-out gain {mean(held_out):+.3f},"
-            f" worst {min(held_out):+.3f}, {sum(g < -0.05 for g in held_out)} topics worse by"
-            f" more than 0.05 (objective {estimates[family]:+.3f})"
+            f" worst {min(held_out):+.3f}, {sum(g < -0.05 for g in held_out)} of"
+            f" {len(held_out)} topics worse by more than 0.05"
+            f" (objective {estimates[family]:+.3f})"
         )
-    # the family that generalised best across the tuning topics, then its best constants
     family = max(estimates, key=lambda f: estimates[f])
     best = max(families[family], key=lambda n: _objective(gains(n, topics)))
-    objective = _objective(gains(best, topics))
-    print(f"chosen on the tuning topics: {learners[best]} (objective {objective:.4f})")
-    report("tuning topics", table[best], len(found), posted)
+    chosen = gains(best, topics)
+    print(
+        f"chosen on {len(topics)} topics of {', '.join(p.stem for p in paths)}:"
+        f" {learners[best][1]} (mean gain {mean(chosen):+.3f}, objective"
+        f" {_objective(chosen):.4f})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument(
+        "--all-sets",
+        action="store_true",
+        help="with --tune: choose on the topics of all four labelled sets (leave-one-topic-out)",
+    )
     args = parser.parse_args()
     if args.tune:
-        tune()
+        tune((TUNING, TEST, HOLDOUT, FINAL) if args.all_sets else (TUNING,))
         return
     from newsletter.ranking.learn import LEARNER
 

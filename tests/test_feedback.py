@@ -24,6 +24,7 @@ from newsletter.mail.tokens import paper_token, reader_token
 from newsletter.store.db import Feedback, Subscriber
 from newsletter.web import create_app
 
+from .browser import chromium, measure
 from .conftest import TODAY, parse_eml, write_list
 
 SECRET = "feedback-test-secret-0123456789-0123456789"
@@ -289,3 +290,18 @@ def test_the_feed_is_valid_atom_with_the_papers_of_the_readers_last_30_days(site
     # by then DAY's digest is older than 30 days
     assert [e.id for e in recent] == [e.id for e in parsed.entries if f"#{DAY}-" not in e.id]
     assert len(recent) < len(parsed.entries)
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (make test installs it)")
+def test_the_browser_view_reads_on_a_phone_and_a_desktop(site, workdir):
+    """The web page, the reader's own and the one passed on, laid out in headless Chromium."""
+    settings, db, client = site
+    text, _ = digest_text(settings, db, workdir, "ada@example.org")
+    (view,) = re.findall(r"^View in browser: (\S+)$", text, re.M)
+    own = client.get(path_of(view, settings)).text
+    shared = lxml.html.document_fromstring(own).xpath("//a[text()='this link']")[0].get("href")
+    pages = [own, client.get(path_of(shared, settings)).text]
+    for width in (375, 1024):
+        for result in measure(pages, width):
+            assert result["scroll"] <= width and result["widest"] <= width, result
+            assert result["column"]["width"] <= 600
