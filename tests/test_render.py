@@ -9,6 +9,7 @@ import email
 import email.message
 import email.policy
 import re
+import string
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.header import decode_header, make_header
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from newsletter.config import load_settings
 from newsletter.delivery.workers import MessageFactory, digest_content
+from newsletter.mail.mime import _qp_piece, _value_piece
 from newsletter.mail.outgoing import Outgoing
 from newsletter.mail.render import DigestContent, PaperCard, ReaderLinks, Renderer
 from newsletter.mail.tokens import mailbox_address, reader_links
@@ -379,3 +381,12 @@ def test_a_page_summary_is_the_excerpt_and_a_malformed_code_link_is_not_a_link()
         'href="https://github.com/org/repo_name-1.0"'
         in Renderer().render(content("Ada", papers=(good,))).html
     )
+
+
+@given(value=st.text(alphabet=st.sampled_from(".=-/:?&é €\t" + string.ascii_letters), max_size=90))
+@example(value=".")
+@example(value="https://digest.example/more/1-7hy-2o-oyucpptfms5hfvbp")
+def test_a_readers_link_is_encoded_as_the_encoder_would(value):
+    """Links skip the quoted-printable encoder (they are their own encoding); anything that is
+    not left as it is still goes through it, byte for byte the same."""
+    assert _value_piece(value or "x") == _qp_piece((value or "x").encode("utf-8"))

@@ -218,9 +218,21 @@ def _encoded_pieces(pieces: Pieces) -> Encoded:
 
 def _fill(encoded: Encoded, values: dict[str, str]) -> str:
     return "".join(
-        _qp_piece(values[piece].encode("utf-8")) if i % 2 else piece
-        for i, piece in enumerate(encoded)
+        _value_piece(values[piece]) if i % 2 else piece for i, piece in enumerate(encoded)
     )
+
+
+# What quoted-printable leaves as it is: printable ASCII but "=" (and no space, which it encodes
+# at a line's end). A reader's links are such text.
+_LEFT_AS_IS = re.compile(r"(?!\.$)[!-<>-~]{1,75}")  # (a lone "." it encodes)
+
+
+def _value_piece(value: str) -> str:
+    """`_qp_piece` of a reader's value; a link (printable ASCII without "=", short enough for a
+    line with its soft break) is its own encoding, so a message's many links cost no encoder."""
+    if _LEFT_AS_IS.fullmatch(value):
+        return value + "=\r\n"
+    return _qp_piece(value.encode("utf-8"))
 
 
 def _line_ends(text: str) -> bytes:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 import idna
 from sqlalchemy.orm import Session
@@ -125,8 +126,15 @@ def _reader_signature(
     named = f"{purpose}:{subscriber_id}:{day.isoformat()}"
     if paper_id is not None:
         named += f":{paper_id}"
-    mac = hmac.new(key.encode(), named.encode(), hashlib.sha256).digest()
-    return base64.b32encode(mac[:10]).decode("ascii").lower()
+    mac = _keyed(key).copy()
+    mac.update(named.encode())
+    return base64.b32encode(mac.digest()[:10]).decode("ascii").lower()
+
+
+@lru_cache(maxsize=8)
+def _keyed(key: str) -> hmac.HMAC:
+    """An HMAC-SHA256 with `key` set up once (a message signs a dozen links with it)."""
+    return hmac.new(key.encode(), digestmod=hashlib.sha256)
 
 
 def reader_token(key: str, purpose: str, subscriber_id: int, day: date) -> str:
@@ -181,9 +189,21 @@ _PAPER_TOKEN = re.compile(r"([0-9a-z]{1,12})-([0-9a-z]{1,6})-([0-9a-z]{1,12})-([
 def paper_token(key: str, subscriber_id: int, day: date, paper_id: int) -> str:
     """`<subscriber id>-<day>-<paper id>-<HMAC>`: one paper of one reader's digest of one date,
     the token of its "More like this" and "Fewer like this" links (the path says which)."""
-    days = _base36((day - VERP_EPOCH).days)
-    signature = _reader_signature(key, FEEDBACK, subscriber_id, day, paper_id)
-    return f"{_base36(subscriber_id)}-{days}-{_base36(paper_id)}-{signature}"
+    return paper_tokens(key, subscriber_id, day, (paper_id,))[0]
+
+
+def paper_tokens(key: str, subscriber_id: int, day: date, paper_ids: tuple[int, ...]) -> list[str]:
+    """`paper_token` of each paper of one reader's digest, the shared parts worked out once."""
+    head = f"{_base36(subscriber_id)}-{_base36((day - VERP_EPOCH).days)}-"
+    signed = _keyed(key).copy()
+    signed.update(f"{FEEDBACK}:{subscriber_id}:{day.isoformat()}:".encode())
+    tokens = []
+    for paper_id in paper_ids:
+        mac = signed.copy()
+        mac.update(str(paper_id).encode())
+        signature = base64.b32encode(mac.digest()[:10]).decode("ascii").lower()
+        tokens.append(f"{head}{_base36(paper_id)}-{signature}")
+    return tokens
 
 
 def read_paper_token(key: str, token: str) -> tuple[int, date, int] | None:
@@ -208,7 +228,7 @@ def reader_links(
 ) -> ReaderLinks:
     """Every link of one reader's digest of `day` (papers in the digest's order)."""
     key, base = settings.signing_key, settings.base_url
-    feedback = [paper_token(key, subscriber_id, day, paper_id) for paper_id in paper_ids]
+    feedback = paper_tokens(key, subscriber_id, day, paper_ids)
     return ReaderLinks(
         unsubscribe=f"{base}/unsubscribe/{unsubscribe_token(key, subscriber_id, day)}",
         view=f"{base}/digest/{reader_token(key, VIEW, subscriber_id, day)}",
