@@ -136,6 +136,7 @@ class PaperIndex:
             for term, (where, counts) in postings.items()
         }
         self._norms: np.ndarray | None = None  # each paper's TF-IDF length, once asked
+        self._queries: dict[tuple[str, ...], np.ndarray] = {}  # concepts' sentence vectors
         self.encoder = encoder
         if self.encoder is not None and self.papers:
             self._load_vectors(vectors or {})
@@ -206,21 +207,12 @@ class PaperIndex:
                 scores[where] += self.idf(term) * tf / (self._norm[where] + tf)
         return scores
 
-    def score(self, topic: str, shift: np.ndarray | None = None) -> TopicScores:
-        """What each of the topic's concepts finds in every paper. `shift`: added to each
-        concept's sentence vector before it is compared (a reader's feedback, see `learn`)."""
+    def score(self, topic: str) -> TopicScores:
+        """What each of the topic's concepts finds in every paper."""
         found = concepts(topic) if self.papers else []
         n = len(self.papers)
         per_concept = [self._words(concept) for concept in found]
-        meaning = None
-        if self.encoder is not None and found:
-            queries = self.encoder.encode([american_text(c) for c in found])  # concepts x dims
-            if shift is not None:
-                queries = queries + shift[None, :]
-                queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-9)
-            whole = self._whole @ queries.T  # papers x concepts
-            closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0)
-            meaning = (WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest).T
+        meaning = self.meaning(found) if found else None
         return TopicScores(
             concepts=found,
             words=np.array([w for w, _, _, _ in per_concept]).reshape(len(found), n),
@@ -230,6 +222,23 @@ class PaperIndex:
             meaning=meaning,
             phrase=np.array([p for _, _, _, p in per_concept]).reshape(len(found), n),
         )
+
+    def meaning(self, found: list[str], shift: np.ndarray | None = None) -> np.ndarray | None:
+        """Concepts x papers: the cosine between each concept's sentence vector and each paper's
+        (half the whole paper, half its closest sentence); None without sentence vectors.
+        `shift`: added to each concept's vector first (a reader's feedback, see `learn`)."""
+        if self.encoder is None or not self.papers:
+            return None
+        key = tuple(found)
+        if key not in self._queries:  # (a reader's feedback asks again for their topics')
+            self._queries[key] = self.encoder.encode([american_text(c) for c in found])
+        queries = self._queries[key]  # concepts x dims
+        if shift is not None:
+            queries = queries + shift[None, :]
+            queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-9)
+        whole = self._whole @ queries.T  # papers x concepts
+        closest = np.maximum.reduceat(self._sentences @ queries.T, self._starts, axis=0)
+        return (WHOLE_SHARE * whole + (1 - WHOLE_SHARE) * closest).T
 
     def _words(
         self, concept: str

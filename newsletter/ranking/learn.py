@@ -93,19 +93,29 @@ class Closeness:
     titles: tuple[str, ...]  # of the papers marked "more", as `nearest` counts them
 
     @staticmethod
-    def of(index: PaperIndex, feedback: ReaderFeedback, pool: str = "max") -> Closeness:
+    def of(
+        index: PaperIndex,
+        feedback: ReaderFeedback,
+        pool: str = "max",
+        known: dict[int, np.ndarray] | None = None,
+    ) -> Closeness:
+        """`known`: closeness rows worked out before, by marked paper id (filled in here)."""
         n = len(index.papers)
-        more, nearest = _nearest(index, feedback.more, n, pool)
-        less, _ = _nearest(index, feedback.less, n, pool)
+        known = {} if known is None else known
+        more, nearest = _nearest(index, feedback.more, n, pool, known)
+        less, _ = _nearest(index, feedback.less, n, pool, known)
         return Closeness(more, less, nearest, tuple(m.title for m in feedback.more))
 
 
 def _nearest(
-    index: PaperIndex, marked: tuple[Marked, ...], n: int, pool: str
+    index: PaperIndex, marked: tuple[Marked, ...], n: int, pool: str, known: dict[int, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     if not marked:
         return np.zeros(n), np.full(n, -1)
-    rows = np.vstack([closeness(index, m) for m in marked])
+    for m in marked:
+        if m.paper_id not in known:
+            known[m.paper_id] = closeness(index, m)
+    rows = np.vstack([known[m.paper_id] for m in marked])
     pooled = rows.mean(axis=0) if pool == "mean" else rows.max(axis=0)
     return pooled, rows.argmax(axis=0)
 

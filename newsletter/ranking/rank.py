@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -81,6 +81,7 @@ class TopicIndex:
         self._judged: dict[str, _Judged] = {}
         self._why: dict[tuple[str, int], str] = {}
         self._excluded: dict[str, frozenset[int]] = {}
+        self._closeness: dict[int, np.ndarray] = {}  # by marked paper id (readers share them)
 
     @property
     def papers(self) -> list[PaperText]:
@@ -99,6 +100,7 @@ class TopicIndex:
         shared, the topics are judged again."""
         other = copy.copy(self)
         other.model, other._judged, other._why, other._excluded = model, {}, {}, {}
+        other._closeness = {}
         return other
 
     def features(self, topic: str) -> dict[str, np.ndarray]:
@@ -118,8 +120,11 @@ class TopicIndex:
     def _judge_moved(self, topic: str, moved_by: np.ndarray) -> _Judged:
         """A topic judged from its sentence vector moved by a reader's feedback (not kept: it
         is that reader's alone)."""
-        scores = self.index.score(topic, moved_by)
-        return self._judged_from(scores)
+        scores = self._judge(topic).scores  # (its words do not move)
+        if not scores.concepts or scores.meaning is None:
+            return self._judge(topic)
+        moved_meaning = self.index.meaning(scores.concepts, moved_by)
+        return self._judged_from(replace(scores, meaning=moved_meaning))
 
     def _judged_from(self, scores: TopicScores) -> _Judged:
         if scores.concepts:
@@ -151,7 +156,7 @@ class TopicIndex:
                 np.vstack([j.order for j in judged]),
                 None,
             )
-        close = Closeness.of(self.index, feedback, learner.pool)
+        close = Closeness.of(self.index, feedback, learner.pool, self._closeness)
         moved_by = shift(feedback, learner)
         if moved_by is not None:  # Rocchio: each topic judged again from its moved vector
             judged = [self._judge_moved(t, moved_by) for t in topics]
