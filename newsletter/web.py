@@ -252,7 +252,8 @@ class _DigestPage(_Handler):
         if own is not None:
             content = replace(content, share=share_url(self.settings, subscriber_id, day))
         else:
-            content = replace(content, links=ReaderLinks("", "", "", (), ()))
+            # passed on: nothing of the reader's, their name and address included
+            content = replace(content, name="", email="", links=ReaderLinks("", "", "", (), ()))
         return HTMLResponse(Renderer().render(content).html)
 
 

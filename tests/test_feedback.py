@@ -254,7 +254,8 @@ def test_the_view_in_browser_page_is_the_readers_digest_and_its_shared_link_has_
     assert [a.text_content() for a in other.xpath("//h2[@class='title']/a")] == titles
     words = {a.text_content() for a in other.xpath("//a")}
     assert not words & {"More like this", "Fewer like this", "Unsubscribe", "this link"}
-    assert "ada@example.org" in page.text and "ada@example.org" in passed_on.text
+    assert "ada@example.org" in page.text and "Hi Ada" in page.text
+    assert "ada@example.org" not in passed_on.text and "Ada" not in passed_on.text
 
     token = path_of(view, settings).removeprefix("/digest/")
     for forged in (token[:-2] + "aa", "not-a-token"):
