@@ -249,6 +249,18 @@ CLOSENESS = {
     # the probability moved, nothing comes on closeness alone, the listing order as it was
     "lift only": {"floor": 0.15, "lift": 16.0, "push": 8.0, "near": 1.01, "listing": 0.0},
     "lift and order": {"floor": 0.15, "lift": 16.0, "push": 8.0, "near": 1.01, "listing": 1.0},
+    # the same with the logit's move capped (the topic's own evidence keeps a say)
+    **{
+        f"lift and order, cap {cap:g}": {
+            "floor": 0.15,
+            "lift": 16.0,
+            "push": 8.0,
+            "near": 1.01,
+            "listing": 1.0,
+            "cap": cap,
+        }
+        for cap in (1.0, 2.0, 4.0)
+    },
 }
 POOLS = ("max", "mean")
 

@@ -21,6 +21,7 @@ chosen with simulated readers (`python -m bench.feedback --tune`, see the README
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,8 @@ class Learner:
     push: float  # logit taken per unit of closeness to a "fewer" beyond `floor`
     near: float  # closeness to a "more" from which a paper is relevant on that ground alone
     listing: float  # how far the closenesses move the listing order (0..1 scale)
+    # the most the feedback moves a topic's logit either way (the topic's own evidence stays)
+    cap: float = math.inf
     # how the closenesses to several marked papers pool: the nearest one ("max"), or their mean
     # ("mean": Rocchio's centroid, in closeness)
     pool: str = "max"
@@ -149,9 +152,9 @@ def adjusted(probability: np.ndarray, close: Closeness, learner: Learner) -> np.
     """A topic's probabilities (before any cut) moved by the reader's feedback."""
     eps = 1e-9
     p = np.clip(probability, eps, 1 - eps)
-    logit = np.log(p / (1 - p))
-    logit = logit + learner.lift * np.maximum(close.more - learner.floor, 0.0)
-    logit = logit - learner.push * np.maximum(close.less - learner.floor, 0.0)
+    change = learner.lift * np.maximum(close.more - learner.floor, 0.0)
+    change = change - learner.push * np.maximum(close.less - learner.floor, 0.0)
+    logit = np.log(p / (1 - p)) + np.clip(change, -learner.cap, learner.cap)
     return 1.0 / (1.0 + np.exp(-logit))
 
 
