@@ -8,11 +8,15 @@ import email
 import email.policy
 import json
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from xml.etree import ElementTree
 
 import feedparser
 import lxml.html
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
@@ -20,6 +24,8 @@ from newsletter.config import load_settings
 from newsletter.digests.compose import compose_day, compose_for
 from newsletter.digests.daily import run_day
 from newsletter.digests.for_reader import rank_for
+from newsletter.mail.feed import _xml_text, atom_feed
+from newsletter.mail.render import PaperCard
 from newsletter.mail.tokens import paper_token, reader_token
 from newsletter.store.db import Feedback, Subscriber
 from newsletter.web import create_app
@@ -306,3 +312,34 @@ def test_the_browser_view_reads_on_a_phone_and_a_desktop(site, workdir):
         for result in measure(pages, width):
             assert result["scroll"] <= width and result["widest"] <= width, result
             assert result["column"]["width"] <= 600
+
+
+# (no lone surrogates: ingest drops them, see tests/test_fetch.py)
+TEXT = st.characters(exclude_categories=("Cs",))
+
+
+@given(title=st.text(TEXT, min_size=1), abstract=st.text(TEXT), why=st.text(TEXT, min_size=1))
+@example(title="\x00\x0b<b>&</b>\x1b]", abstract="\ufffe", why="]]>")
+@example(title="Â¡ 0\x850 \x80", abstract="", why="0")  # (found by this test)
+@hypothesis_settings(max_examples=60, deadline=None)
+def test_no_character_of_a_paper_breaks_the_feed(title, abstract, why):
+    """Titles, abstracts and reasons are anything the dumps hold: the feed stays valid Atom,
+    each entry's title the paper's, less what XML cannot carry."""
+    card = PaperCard(title, abstract, None, 1, 1, DAY, why=(why,), paper_id=7)
+    other = PaperCard("Plain", "", None, 1, 2, DAY, why=("x",), paper_id=8)
+    feed = atom_feed(
+        "https://digest.example/feed/t.atom",
+        "Trending Papers",
+        (why,),
+        [(DAY, card), (DAY, other)],
+        datetime(2026, 3, 11, tzinfo=UTC),
+        lambda day: datetime(day.year, day.month, day.day, 7, tzinfo=UTC),
+    )
+    parsed = feedparser.parse(feed)
+    assert not parsed.bozo, parsed.bozo_exception
+    assert [e.id.rsplit("-", 1)[1] for e in parsed.entries] == ["7", "8"]
+    # the titles as the standard library reads them (feedparser "repairs" what looks like
+    # mojibake, "Â¡" -> "¡"): the paper's, as the email shows it, less what XML cannot carry
+    atom = "{http://www.w3.org/2005/Atom}"
+    titles = [e.findtext(f"{atom}title") for e in ElementTree.fromstring(feed).iter(f"{atom}entry")]
+    assert titles == [_xml_text(" ".join(title.split())) or "(untitled)", "Plain"]
