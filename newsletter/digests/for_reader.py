@@ -92,12 +92,14 @@ def records_for(
     ]
     if near_misses:
         listed = set(order)
+        # what the topics alone would have let in: a paper their feedback pushed out says so
+        plain = {r.paper_id for r in index.rank(wants.topics, kept, limit=None)} if said else set()
         best = index.probabilities(wants.topics, said, learner).max(axis=0)
         others = sorted(
             (p for p in papers.values() if p.id not in listed),
             key=lambda p: (-best[index.position[p.id]], p.id),
         )
-        rows += [_near_miss(index, p, due, listed, relevant, best) for p in others]
+        rows += [_near_miss(index, p, due, listed, relevant, best, plain) for p in others]
     return rows
 
 
@@ -120,13 +122,19 @@ def _near_miss(
     listed: set[int],
     relevant: dict[int, Ranked],
     best: np.ndarray,
+    plain: set[int],
 ) -> dict[str, Any]:
     model = index.model
     row = _record(paper, relevant.get(paper.id), False)
     row["probability"] = round(float(best[index.position[paper.id]]), 4)
     row["cut"] = {"paper": model.cut, "topic": model.topic_cut, "relative": model.relative_cut}
     row["kept_out"] = _why_not(index, paper, due, listed, relevant)
+    if row["kept_out"] == "below the cut" and paper.id in plain:
+        row["kept_out"] = f"below the cut: {PUSHED_BACK}"
     return row
+
+
+PUSHED_BACK = "close to papers you marked fewer like this"
 
 
 def _why_not(
