@@ -27,6 +27,7 @@ import random
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -155,8 +156,18 @@ def seen_by(db: Any, email: str) -> set[int]:
         )
 
 
-def views(db: Any, topics: list[str]) -> dict[str, tuple[Any, Any, set[int]]]:
-    """Per topic: (feedback reader's day, control reader's day, papers they have seen)."""
+@dataclass
+class Readers:
+    """One topic's two readers the day after the first digest."""
+
+    feedback: Any  # the feedback reader's `ReaderDay`
+    control: Any  # the control reader's
+    seen: set[int]  # the papers both were sent
+    control_ndcg: float | None = None  # the control's residual nDCG@10 (no learner moves it)
+
+
+def views(db: Any, topics: list[str]) -> dict[str, Readers]:
+    """Per topic: both readers as `rank --for` reads them the day after the first digest."""
     from newsletter.digests.for_reader import ReaderDay
 
     found = {}
@@ -164,7 +175,7 @@ def views(db: Any, topics: list[str]) -> dict[str, tuple[Any, Any, set[int]]]:
         fb, ctl = f"feedback-{n}@sim.example", f"control-{n}@sim.example"
         seen = seen_by(db, fb)
         assert seen == seen_by(db, ctl)
-        found[topic] = (
+        found[topic] = Readers(
             ReaderDay.read(db, fb, DAY + timedelta(days=1)),
             ReaderDay.read(db, ctl, DAY + timedelta(days=1)),
             seen,
@@ -173,7 +184,7 @@ def views(db: Any, topics: list[str]) -> dict[str, tuple[Any, Any, set[int]]]:
 
 
 def scores(
-    found: dict[str, tuple[Any, Any, set[int]]],
+    found: dict[str, Readers],
     grades: dict[str, dict[int, int]],
     titles: dict[str, int],
     learner: Any,
@@ -182,22 +193,20 @@ def scores(
     from newsletter.digests.for_reader import records_for
 
     result = {}
-    for topic, (fb, ctl, seen) in found.items():
+    for topic, readers in found.items():
+        seen = readers.seen
         unseen = {p: g for p, g in grades[topic].items() if p not in seen and g > 0}
-        if not unseen or fb.feedback is None:  # (no digest, so nothing to mark)
+        if not unseen or readers.feedback.feedback is None:  # (no digest: nothing to mark)
             continue
-        if (topic, id(ctl)) not in _CONTROL:  # (the control has no feedback: the same each time)
-            control = residual(records_for(ctl, K, True, learner), titles, seen)
-            _CONTROL[topic, id(ctl)] = ndcg_at(control, unseen)
-        with_feedback = residual(records_for(fb, K, True, learner), titles, seen)
-        result[topic] = (_CONTROL[topic, id(ctl)], ndcg_at(with_feedback, unseen))
+        if readers.control_ndcg is None:
+            control = residual(records_for(readers.control, K, True, learner), titles, seen)
+            readers.control_ndcg = ndcg_at(control, unseen)
+        with_feedback = residual(records_for(readers.feedback, K, True, learner), titles, seen)
+        result[topic] = (readers.control_ndcg, ndcg_at(with_feedback, unseen))
     return result
 
 
-_CONTROL: dict[tuple[str, int], float] = {}
-
-
-def run_set(path: Path) -> tuple[dict[str, tuple[Any, Any, set[int]]], dict, dict, int]:
+def run_set(path: Path) -> tuple[dict[str, Readers], dict, dict, int]:
     from bench.ranking import seed_papers
 
     papers = seed_papers()
@@ -322,10 +331,10 @@ def tune(paths: tuple[Path, ...] = (TUNING,)) -> None:
     )
 
 
-def cost(found: dict[str, tuple[Any, Any, set[int]]]) -> None:
+def cost(found: dict[str, Readers]) -> None:
     """What a reader's feedback costs their ranking: each feedback reader's next digest ranked
     with their feedback and without it (the shared ranking of readers without any)."""
-    views = [fb for fb, _, _ in found.values() if fb.feedback]
+    views = [r.feedback for r in found.values() if r.feedback.feedback]
     timings = {}
     for name, strip in (("without feedback", True), ("with feedback", False)):
         started = time.perf_counter()

@@ -193,7 +193,6 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
     from newsletter.digests.daily import smtp_options
     from newsletter.ingest.intake import ingest_paths
     from newsletter.mail.signing import sign_dkim
-    from newsletter.mail.tokens import unsubscribe_token
     from newsletter.store.db import Database
     from newsletter.subscribers.lists import load_lists
     from newsletter.subscribers.sync import sync_subscribers
@@ -226,9 +225,6 @@ def child_stages(work: Path, subscribers: int, port: int, deliver: bool) -> dict
                         outgoing.message_id,
                         sent_at,
                         links_of(settings, outgoing),
-                        unsubscribe_token(
-                            settings.signing_key, outgoing.subscriber_id, outgoing.day
-                        ),
                     ),
                 )
             digests += 1

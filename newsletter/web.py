@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime
-from email.utils import parseaddr
 from html import escape
 from typing import TYPE_CHECKING, TypeVar
 
@@ -41,6 +40,7 @@ from .config import Settings
 from .delivery.workers import digest_content
 from .digests.compose import digest_for_page, feed_papers
 from .mail.feed import atom_feed
+from .mail.mime import list_name
 from .mail.render import ReaderLinks, Renderer
 from .mail.tokens import (
     FEED,
@@ -274,7 +274,7 @@ class _Feed(_Handler):
         settings = self.settings
         atom = atom_feed(
             f"{settings.base_url}/feed/{token}.atom",
-            parseaddr(settings.sender)[0] or "Trending Papers",
+            list_name(settings),
             topics,
             feed_papers(self.db, subscriber_id, self.today()),
             datetime.now(settings.tz),

@@ -14,14 +14,13 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
-from email.utils import parseaddr
 
 from ..config import Settings
-from ..mail.mime import Letterhead, MessageShape
+from ..mail.mime import Letterhead, MessageShape, list_name
 from ..mail.outgoing import Outgoing
 from ..mail.render import DigestContent, ReaderLinks, Renderer, greeting_name
 from ..mail.signing import sign_dkim
-from ..mail.tokens import mailbox_address, reader_links, unsubscribe_token
+from ..mail.tokens import mailbox_address, reader_links
 
 POOL_THRESHOLD = 400  # fewer digests than this are rendered in-process
 CHUNK = 64  # digests per task: big enough to amortise the hand-over, small enough to stream
@@ -41,7 +40,7 @@ def digest_content(settings: Settings, outgoing: Outgoing) -> DigestContent:
         frequency=outgoing.frequency,
         papers=outgoing.cards,
         links=links_of(settings, outgoing),
-        list_name=parseaddr(settings.sender)[0] or "Trending Papers",
+        list_name=list_name(settings),
     )
 
 
@@ -84,11 +83,8 @@ class MessageFactory:
         when = sent_at or datetime.now(settings.tz)
         to = mailbox_address(outgoing.email)
         shape = self.shape_for(outgoing)
-        token = unsubscribe_token(settings.signing_key, outgoing.subscriber_id, outgoing.day)
         links = links_of(settings, outgoing)
-        raw = shape.message(
-            self.letterhead, to, outgoing.name, outgoing.message_id, when, links, token
-        )
+        raw = shape.message(self.letterhead, to, outgoing.name, outgoing.message_id, when, links)
         return shape.subject, sign_dkim(settings, raw)
 
 

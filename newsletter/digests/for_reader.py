@@ -68,13 +68,7 @@ def records_for(
 ) -> list[dict[str, Any]]:
     """`rank_for` of what was read (`learner`: how feedback moves the ranking; the bench tunes
     it on this)."""
-    due, papers, index, said, stored = (
-        view.due,
-        view.papers,
-        view.index,
-        view.feedback,
-        view.stored,
-    )
+    due, papers, index, said, stored = view.due, view.papers, view.index, view.feedback, view.stored
     if limit is not None:
         due = replace(due, preferences=replace(due.preferences, max_papers=limit))
     wants = due.preferences

@@ -15,14 +15,15 @@ from .render import PaperCard, day_label
 # XML 1.0 allows no control characters but tab, newline and carriage return, and no surrogates
 # or the two non-characters U+FFFE/U+FFFF; it discourages DEL and the C1 controls, which feed
 # readers take for Windows-1252. Such characters in a title are left out, not fatal.
-_NOT_XML = {
-    c: None for c in [*range(0x20), *range(0x7F, 0xA0), 0xFFFE, 0xFFFF] if c not in (0x9, 0xA, 0xD)
-}
+_NOT_XML = dict.fromkeys(
+    c
+    for c in [*range(0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000), 0xFFFE, 0xFFFF]
+    if c not in (0x9, 0xA, 0xD)
+)
 
 
 def _xml_text(text: str) -> str:
-    text = text.translate(_NOT_XML)
-    return "".join(c for c in text if not 0xD800 <= ord(c) <= 0xDFFF)
+    return text.translate(_NOT_XML)
 
 
 def atom_feed(

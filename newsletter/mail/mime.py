@@ -82,12 +82,10 @@ class MessageShape:
         message_id: str,
         sent_at: datetime,
         links: ReaderLinks,
-        token: str,
     ) -> bytes:
-        """The whole message for one reader, as it goes over SMTP: `links`, the reader's own
-        (`tokens.reader_links`); `token`, their digest's unsubscribe token, which the mailto
-        unsubscribe's subject carries."""
-        link = str(links.unsubscribe)
+        """The whole message for one reader, as it goes over SMTP; `links`: the reader's own
+        (`tokens.reader_links`)."""
+        link, token = str(links.unsubscribe), links.unsubscribe_token
         values, escaped = reader_values(to_name, to_email, links)
         boundary = _boundary(message_id)
         head = [
@@ -120,10 +118,14 @@ class MessageShape:
         return ("\r\n".join(head) + "\r\n\r\n" + parts + f"--{boundary}--\r\n").encode("utf-8")
 
 
+def list_name(settings: Settings) -> str:
+    """The list's name: NEWSLETTER_FROM's display name."""
+    return parseaddr(settings.sender)[0] or "Trending Papers"
+
+
 def list_id(settings: Settings) -> tuple[str, str]:
     """The list's name and identifier (RFC 2919)."""
-    name = parseaddr(settings.sender)[0] or "Trending Papers"
-    return clean_name(name), f"digest.{settings.sender_domain}"
+    return clean_name(list_name(settings)), f"digest.{settings.sender_domain}"
 
 
 def _boundary(message_id: str) -> str:

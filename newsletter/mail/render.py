@@ -132,6 +132,7 @@ class ReaderLinks:
     feed: str | Slot
     more: tuple[str | Slot, ...]
     less: tuple[str | Slot, ...]
+    unsubscribe_token: str = ""  # the unsubscribe link's token (the mailto's subject carries it)
 
     @classmethod
     def slots(cls, papers: int) -> ReaderLinks:

@@ -120,15 +120,23 @@ def _base36(number: int) -> str:
             return text
 
 
-def _reader_signature(
-    key: str, purpose: str, subscriber_id: int, day: date, paper_id: int | None = None
-) -> str:
-    named = f"{purpose}:{subscriber_id}:{day.isoformat()}"
-    if paper_id is not None:
-        named += f":{paper_id}"
-    mac = _keyed(key).copy()
+def _reader_signature(key: str, purpose: str, subscriber_id: int, day: date) -> str:
+    return _signed(_keyed(key), f"{purpose}:{subscriber_id}:{day.isoformat()}")
+
+
+def _signed(keyed: hmac.HMAC, named: str) -> str:
+    """The signature of `named`: its HMAC (from a keyed one) cut to 80 bits, lower-case base 32."""
+    mac = keyed.copy()
     mac.update(named.encode())
     return base64.b32encode(mac.digest()[:10]).decode("ascii").lower()
+
+
+def _day(base36: str) -> date | None:
+    """The date a token names in base 36 days since VERP_EPOCH; None past the calendar."""
+    try:
+        return VERP_EPOCH + timedelta(days=int(base36, 36))
+    except OverflowError:
+        return None
 
 
 @lru_cache(maxsize=8)
@@ -152,10 +160,8 @@ def read_reader_token(key: str, purpose: str, token: str) -> tuple[int, date] | 
     match = _VERP_TOKEN.fullmatch(token.lower())
     if match is None:
         return None
-    subscriber_id = int(match[1], 36)
-    try:
-        day = VERP_EPOCH + timedelta(days=int(match[2], 36))
-    except OverflowError:
+    subscriber_id, day = int(match[1], 36), _day(match[2])
+    if day is None:
         return None
     if not hmac.compare_digest(match[3], _reader_signature(key, purpose, subscriber_id, day)):
         return None
@@ -195,15 +201,9 @@ def paper_token(key: str, subscriber_id: int, day: date, paper_id: int) -> str:
 def paper_tokens(key: str, subscriber_id: int, day: date, paper_ids: tuple[int, ...]) -> list[str]:
     """`paper_token` of each paper of one reader's digest, the shared parts worked out once."""
     head = f"{_base36(subscriber_id)}-{_base36((day - VERP_EPOCH).days)}-"
-    signed = _keyed(key).copy()
-    signed.update(f"{FEEDBACK}:{subscriber_id}:{day.isoformat()}:".encode())
-    tokens = []
-    for paper_id in paper_ids:
-        mac = signed.copy()
-        mac.update(str(paper_id).encode())
-        signature = base64.b32encode(mac.digest()[:10]).decode("ascii").lower()
-        tokens.append(f"{head}{_base36(paper_id)}-{signature}")
-    return tokens
+    reader = _keyed(key).copy()  # (the HMAC state after the part every paper shares)
+    reader.update(f"{FEEDBACK}:{subscriber_id}:{day.isoformat()}:".encode())
+    return [f"{head}{_base36(pid)}-{_signed(reader, str(pid))}" for pid in paper_ids]
 
 
 def read_paper_token(key: str, token: str) -> tuple[int, date, int] | None:
@@ -212,13 +212,11 @@ def read_paper_token(key: str, token: str) -> tuple[int, date, int] | None:
     match = _PAPER_TOKEN.fullmatch(token.lower())
     if match is None:
         return None
-    subscriber_id, paper_id = int(match[1], 36), int(match[3], 36)
-    try:
-        day = VERP_EPOCH + timedelta(days=int(match[2], 36))
-    except OverflowError:
+    subscriber_id, day, paper_id = int(match[1], 36), _day(match[2]), int(match[3], 36)
+    if day is None:
         return None
-    expected = _reader_signature(key, FEEDBACK, subscriber_id, day, paper_id)
-    if not hmac.compare_digest(match[4], expected):
+    expected = paper_token(key, subscriber_id, day, paper_id)
+    if not hmac.compare_digest(token.lower(), expected):
         return None
     return subscriber_id, day, paper_id
 
@@ -229,12 +227,14 @@ def reader_links(
     """Every link of one reader's digest of `day` (papers in the digest's order)."""
     key, base = settings.signing_key, settings.base_url
     feedback = paper_tokens(key, subscriber_id, day, paper_ids)
+    unsubscribe = unsubscribe_token(key, subscriber_id, day)
     return ReaderLinks(
-        unsubscribe=f"{base}/unsubscribe/{unsubscribe_token(key, subscriber_id, day)}",
+        unsubscribe=f"{base}/unsubscribe/{unsubscribe}",
         view=f"{base}/digest/{reader_token(key, VIEW, subscriber_id, day)}",
         feed=f"{base}/feed/{reader_token(key, FEED, subscriber_id, day)}.atom",
         more=tuple(f"{base}/more/{token}" for token in feedback),
         less=tuple(f"{base}/less/{token}" for token in feedback),
+        unsubscribe_token=unsubscribe,
     )
 
 

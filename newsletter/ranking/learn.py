@@ -87,8 +87,8 @@ LEARNER = Learner(
 
 @dataclass(frozen=True)
 class Closeness:
-    """Per indexed paper: how close it is to the nearest paper marked "more" and to the nearest
-    marked "fewer" (0 without any), and which "more" paper is nearest (-1: none)."""
+    """Per indexed paper: how close it is to the papers marked "more" and to those marked "fewer"
+    (pooled as the learner says; 0 without any), and which "more" paper is nearest (-1: none)."""
 
     more: np.ndarray
     less: np.ndarray
