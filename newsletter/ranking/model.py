@@ -50,12 +50,15 @@ class RelevanceModel:
             z = z + weight * features[name]
         return 1.0 / (1.0 + np.exp(-z))
 
-    def relevance(self, scores: TopicScores) -> np.ndarray:
-        """Per paper, the probability a reader of the topic wants it; 0 below the cut (and for
-        a topic with no word in it, "???", which finds nothing)."""
+    def probability_of(self, scores: TopicScores) -> np.ndarray:
+        """Per paper, the probability a reader of the topic wants it, before any cut (0 for a
+        topic with no word in it, "???", which finds nothing)."""
         if not scores.concepts:
             return np.zeros(scores.words.shape[1])
-        probability = self.probability(features(scores))
+        return self.probability(features(scores))
+
+    def relevance(self, probability: np.ndarray) -> np.ndarray:
+        """The probabilities that reach the paper cut; 0 for the others."""
         return np.where(probability >= self.cut, probability, 0.0)
 
 

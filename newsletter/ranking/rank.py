@@ -127,12 +127,8 @@ class TopicIndex:
         return self._judged_from(replace(scores, meaning=moved_meaning))
 
     def _judged_from(self, scores: TopicScores) -> _Judged:
-        if scores.concepts:
-            probability = self.model.probability(features(scores))
-        else:  # a topic with no word in it ("???") finds nothing
-            probability = np.zeros(len(self.papers))
-        relevance = np.where(probability >= self.model.cut, probability, 0.0)
-        return _Judged(scores, probability, relevance, order(scores))
+        probability = self.model.probability_of(scores)
+        return _Judged(scores, probability, self.model.relevance(probability), order(scores))
 
     def probabilities(
         self,
@@ -187,7 +183,7 @@ class TopicIndex:
         close = None
         if feedback:
             probability, listing, close = self._rows(topics, feedback, learner)
-            matrix = np.where(probability >= self.model.cut, probability, 0.0)
+            matrix = self.model.relevance(probability)
             matrix[-1] = probability[-1]  # (closeness to a liked paper has its own cut)
         else:
             given = relevance or {}
