@@ -331,3 +331,15 @@ def test_any_escaped_answer_is_stored_text_or_one_line(answer, depth):
             text.encode("utf-8")  # no lone surrogate is left
             assert not CONTROL.search(text) and len(text) <= 10_000
         assert paper.upvotes is None or 0 <= paper.upvotes < 2**63
+
+
+def test_brackets_inside_text_are_not_nesting():
+    """Depth is counted before parsing (the parser's own limit prints noise from deep in its
+    stack); brackets in a title, even after an escaped quote, are text, not depth."""
+    title = 'Sets \\" ' + "[{" * 80
+    answer = json.dumps([{"paper": {"id": "2503.01234", "title": title, "summary": "s"}}])
+    parsed, _ = parse_api_dump(answer.encode(), "a.json", "daily_papers-2026-11-24.json")
+    assert parsed.papers[0].title == title
+    deep = ("[" * 65 + "]" * 65).encode()
+    with pytest.raises(DumpError, match=r"^a\.json: JSON nested too deeply"):
+        parse_api_dump(deep, "a.json", "daily_papers-2026-11-24.json")

@@ -34,6 +34,10 @@ FILE_NAME = re.compile(r"daily_papers-(\d{4}-\d{2}-\d{2})\.json")
 # goes into links, so nothing else is taken.
 ARXIV_ID = re.compile(r"(?:\d{4}\.\d{4,5}|[a-z][a-z.-]{1,30}/\d{7})(?:v\d{1,3})?")
 GITHUB_REPO = re.compile(r"https://[^\s<>\"']+")
+# An answer is a list of objects holding objects and lists of authors: a handful of levels.
+MAX_DEPTH = 64
+# A JSON string (to skip: brackets inside it do not nest), or one bracket.
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|$)|[\[\]{}]')
 
 
 def file_name(day: date) -> str:
@@ -50,6 +54,10 @@ def parse_api_dump(data: bytes, name: str, path_name: str) -> tuple[ParsedDump, 
     match = FILE_NAME.fullmatch(path_name)
     day = _day(match, name)
     text = decode_dump(data, name)
+    if _depth(text) > MAX_DEPTH:
+        # Checked before parsing: the parser's recursion limit is reached deep in the C stack, and
+        # objects freed there can print "Exception ignored" noise before the one line.
+        raise DumpError(f"{name}: JSON nested too deeply, not a Daily Papers answer")
     try:
         answer = json.loads(text)
     except json.JSONDecodeError as error:
@@ -77,6 +85,19 @@ def parse_api_dump(data: bytes, name: str, path_name: str) -> tuple[ParsedDump, 
         papers=papers,
     )
     return parsed, day
+
+
+def _depth(text: str) -> int:
+    """How deeply the text's lists and objects nest, counted without parsing (no recursion)."""
+    depth = deepest = 0
+    for token in _STRING_OR_BRACKET.finditer(text):
+        mark = token[0]
+        if mark in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif mark in "]}":
+            depth -= 1
+    return deepest
 
 
 def _day(match: re.Match[str] | None, name: str) -> date:
