@@ -551,6 +551,47 @@ def test_a_bounce_saying_our_mail_failed_authentication_is_ours(code, sent, db, 
     assert "5 sender problem(s)" in shown
 
 
+@pytest.mark.parametrize(
+    "reply, status, reason",
+    [
+        # the server's own code decides, not Exim's "Status: 5.0.0"
+        (
+            "550 5.1.1 <ada@example.org>: Recipient address rejected: User unknown",
+            "suspended",
+            "bounce 5.1.1",
+        ),
+        ("550 5.1.8 Sender address rejected: Domain not found", "active", None),  # about us
+        ("550 5.2.2 Mailbox full", "active", None),  # scored: 1
+    ],
+)
+def test_exims_delivery_report_is_read_by_the_servers_own_code(
+    reply, status, reason, sent, db, cli, benv, workdir
+):
+    verp, message_id = sent["ada@example.org"]
+    result = read(
+        cli, benv, workdir, "dsn.eml", samples.exim_dsn("ada@example.org", message_id, verp, reply)
+    )
+    assert result.code == 0, result.stderr
+    ada = reader(db, "ada@example.org")
+    assert (ada.status, ada.status_reason) == (status, reason)
+    assert ada.bounce_score == (1.0 if "5.2.2" in reply else 0)
+
+
+def test_exims_report_on_a_local_delivery_counts_for_the_reader_it_came_back_for(
+    sent, db, cli, benv, workdir
+):
+    """Its only recipient is a file in the reader's server's spool, not an address: the VERP
+    address it came back to says whose digest it was."""
+    verp, message_id = sent["ada@example.org"]
+    data = samples.exim_dsn("ada@example.org", message_id, verp, "", local_file=True)
+    result = read(cli, benv, workdir, "local.eml", data)
+    assert result.code == 0, result.stderr
+    ada = reader(db, "ada@example.org")
+    assert ada.status == "active" and ada.bounce_score == 1.0
+    others = {r.email: r.bounce_score for r in _readers(db) if r.email != "ada@example.org"}
+    assert set(others.values()) == {0}
+
+
 class TricklingServer:
     """A TCP server on 127.0.0.1 that greets like IMAP, one byte every `pause` seconds."""
 

@@ -279,7 +279,7 @@ def _complaint(
 def _dsn_statuses(message: Message, name: str) -> dict[str, tuple[str, str, str]]:
     """address → (action, status, diagnostic) of each recipient of an RFC 3464 report."""
     statuses: dict[str, tuple[str, str, str]] = {}
-    reports = 0
+    reports = recipients = 0
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
@@ -292,14 +292,15 @@ def _dsn_statuses(message: Message, name: str) -> dict[str, tuple[str, str, str]
             recipient = block.get("final-recipient") or block.get("original-recipient")
             if not recipient:
                 continue
+            recipients += 1
             address = str(recipient).partition(";")[2].strip().strip("<>").lower()
-            if "@" not in address:
+            if "@" not in address:  # a local file or pipe (Exim's "save to /mail/spool/…")
                 continue
             action = str(block.get("action", "")).strip().lower()
             status = str(block.get("status", "")).strip()
             diagnostic = " ".join(str(block.get("diagnostic-code", "")).split())
             statuses[address] = (action, status, diagnostic.partition(";")[2].strip()[:300])
-    if reports and not statuses:
+    if reports and not recipients:
         raise BounceError(
             f"{name}: a delivery report that names no recipient (no Final-Recipient); "
             "nothing changed"
@@ -334,11 +335,23 @@ def _failures(message: Message, statuses: dict[str, tuple[str, str, str]]) -> tu
     failures = []
     for address, lasting in found.items():
         action, status, diagnostic = statuses.get(address, ("", "", ""))
-        code = _code(status) or _code(diagnostic) or _code_near(text, address, len(found) == 1)
+        written = _code(diagnostic) or _code_near(text, address, len(found) == 1)
+        code = _specific(_code(status), written)
         if code:
             lasting = code.startswith("5") if status else lasting or code.startswith("5")
         failures.append(Failure(address, lasting, code, diagnostic or _line_near(text, address)))
     return tuple(failures)
+
+
+def _specific(status: str | None, written: str | None) -> str | None:
+    """The report's Status, unless it is only its class (Exim's reports say "5.0.0" whatever the
+    server answered) and the server's own reply says more in the same class ("550 5.1.1 User
+    unknown"): then the reply's."""
+    if status is None:
+        return written
+    if written and status.endswith(".0.0") and written[0] == status[0]:
+        return written
+    return status
 
 
 def _code(text: str) -> str | None:
