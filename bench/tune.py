@@ -86,15 +86,16 @@ def tune(index: TopicIndex, kind: str, paths: list[Path]) -> tuple[RelevanceMode
     encoder = index.index.encoder
     allowed = MAX_OFF_TOPIC[encoder and ("MPNet" if encoder.mpnet else "MiniLM")]
     allowed *= len(labels.off_topic)
-    best: tuple[tuple[bool, float], tuple[float, float, float], dict] | None = None
+    best: tuple[tuple[bool, float, int], tuple[float, float, float], dict] | None = None
     for topic_cut in CUTS:
         for cut in (c for c in CUTS if c <= topic_cut):
             for relative in RELATIVE_CUTS[kind]:
                 mean = _figures(index, labels, held_out, (cut, topic_cut, relative))
                 off = mean["off-topic papers"]
-                goal = (
+                goal = (  # and among equals, the one that sends fewer off-topic papers
                     off <= allowed,
                     (mean["ndcg@10"] + mean["f1"]) / 2 if off <= allowed else -off,
+                    -off,
                 )
                 print(
                     f"  {kind} cut {cut:.2f} topic {topic_cut:.2f} relative {relative:.2f} "

@@ -166,23 +166,13 @@ def _position(index, title: str) -> int:
         "learning to rank for web search",  # "learning", "rank" (low-rank models)
         "species distribution modelling in ecology",  # "distribution", "model"
         "model railway signalling",
-    ],
-)
-def test_one_shared_generic_word_lets_no_paper_in(index, topic):
-    assert index.rank([topic]) == []
-
-
-@pytest.mark.parametrize(
-    "topic",
-    [
-        # near misses that let 6 and 3 papers in before the gate was refitted; since the fit on
-        # both labelled halves (a lower topic cut: more of real topics' papers), one paper each
+        # near misses that let 6 and 3 papers in before the gate was refitted
         "natural language inference",  # "language" and "inference": LLM inference papers
         "knowledge graph completion",  # "completion": tensor and matrix completion
     ],
 )
-def test_a_near_miss_lets_at_most_one_paper_in(index, topic):
-    assert len(index.rank([topic])) <= 1
+def test_one_shared_generic_word_lets_no_paper_in(index, topic):
+    assert index.rank([topic]) == []
 
 
 def test_relevance_alone_decides_who_gets_a_paper():
