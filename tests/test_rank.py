@@ -16,6 +16,7 @@ from newsletter.digests.compose import compose_day, rank_records, topic_index
 from newsletter.digests.plan import drop_excluded, earliest_candidate
 from newsletter.ingest.intake import ingest_paths
 from newsletter.ranking import embed
+from newsletter.ranking.explain import COMMON_WORD
 from newsletter.ranking.index import background
 from newsletter.ranking.rank import TopicIndex, parse_topics, tokenize
 from newsletter.records import PaperText
@@ -131,6 +132,29 @@ def test_why_names_words_the_paper_holds_or_says_close_in_meaning(index):
                 assert all(w.lower() in text for w in words), (why, paper.title)
     reasons = [r.why[0] for r in index.rank(["explaining what a neural network has learned"])]
     assert "explaining what a neural network has learned (close in meaning)" in reasons
+
+
+def test_why_never_rests_on_a_word_most_papers_hold(index):
+    """A paper that holds only a topic's common words (over a quarter of papers hold each, by the
+    index with the shipped word statistics) was found by meaning, and "why" says so: Hopfield
+    Networks is not listed for state space models because it says "states"."""
+
+    def common(word: str) -> bool:
+        return all(index.index.share(stem) > COMMON_WORD for stem in tokenize(word))
+
+    assert common("states") and common("feature") and not common("Hopfield")
+    topics = [
+        "state space models and linear attention for long sequences",
+        "learning theory, generalization and feature learning in neural networks",
+        "quantum machine learning and tensor networks",
+    ]
+    hopfield = next(p.id for p in index.papers if p.title.startswith("Hopfield Networks is"))
+    for topic in topics:
+        for r in index.rank([topic], limit=10):
+            named = re.findall(r"“([^”]+)”", r.why[0])
+            assert len(named) != 1 or " " in named[0] or not common(named[0]), r.why
+            if r.paper_id == hopfield:
+                assert "close in meaning" in r.why[0]
 
 
 def test_an_exclude_phrase_drops_the_papers_about_it_not_those_that_use_the_word(index):

@@ -42,7 +42,7 @@ class Explainer:
     def _written(self, i: int, query: list[str]) -> list[str]:
         """The paper's own words for `query`: the phrase as written when it stands whole in the
         title or abstract, else its telling words in query order (a word found in over
-        COMMON_WORD of the papers tells the reader nothing)."""
+        COMMON_WORD of the papers tells the reader nothing: with only such words, nothing)."""
         paper = self.index.papers[i]
         if len(query) > 1:
             for text in (paper.title, *CLAUSE_END.split(paper.abstract)):
@@ -58,8 +58,8 @@ class Explainer:
             self._surface[i] = surface
         surface = self._surface[i]
         found = [t for t in dict.fromkeys(query) if t in surface and t != OF]
-        telling = [t for t in found if self.index.share(t) <= COMMON_WORD] or found[:1]
-        return [surface[t] for t in telling][:5]
+        telling = [t for t in found if self.index.share(t) <= COMMON_WORD]
+        return [surface[t] for t in telling][:5]  # (none: the words do not say why)
 
 
 def _as_word(word: str) -> str:
