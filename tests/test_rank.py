@@ -134,6 +134,26 @@ def test_why_names_words_the_paper_holds_or_says_close_in_meaning(index):
     assert "explaining what a neural network has learned (close in meaning)" in reasons
 
 
+@pytest.mark.parametrize(
+    "topic, word",
+    [
+        ("distributed training", r"distribution"),  # a probability distribution
+        ("learning theory, generalization and feature learning in neural networks", r"general\b"),
+    ],
+)
+def test_a_word_the_stemmer_folds_into_another_meaning_does_not_match(index, topic, word):
+    """The stemmer makes "distributed" and "distribution" one word, and "generalization" and
+    "general": a paper on a probability distribution is not about distributed training."""
+    assert tokenize("distributed") != tokenize("distribution")
+    assert tokenize("generalisation") == tokenize("generalization") != tokenize("general")
+    for r in index.rank([topic], limit=50):
+        assert not re.search(rf"“{word}", " ".join(r.why), re.I), r.why
+    halfspaces = [
+        r for r in index.rank([topic], limit=50) if "Halfspaces" in index.titles[r.paper_id]
+    ]
+    assert topic != "distributed training" or not halfspaces
+
+
 def test_why_never_rests_on_a_word_most_papers_hold(index):
     """A paper that holds only a topic's common words (over a quarter of papers hold each, by the
     index with the shipped word statistics) was found by meaning, and "why" says so: Hopfield

@@ -198,6 +198,27 @@ _SPELLINGS = {
 _ISATION = re.compile(r"isation(s|al|ally)?$")
 
 
+# Words the stemmer folds into one stem though the field means two things by them, given stems of
+# their own (reviewed by hand): "distributed training" is not about a probability distribution,
+# and "generalization" is not the word "general".
+_SENSES = {
+    **dict.fromkeys(("distribution", "distributions", "distributional"), "distribution"),
+    **dict.fromkeys(
+        (
+            "generalization",
+            "generalizations",
+            "generalize",
+            "generalizes",
+            "generalized",
+            "generalizing",
+            "generalizable",
+            "generalizability",
+        ),
+        "generaliz",
+    ),
+}
+
+
 @lru_cache(maxsize=65536)  # (on every word of every paper: words repeat)
 def american(word: str) -> str:
     """A lower-cased word in American spelling, where the British one is a known variant."""
@@ -292,7 +313,8 @@ def tokens(
             if len(w) > 1 and (w.lower() not in _STOPWORDS or (mark_of and w.lower() == "of"))
         ]
     lowered = [american(w.lower()) for w in words]
-    stems = _stemmer().stemWords(lowered)
+    stemmed = _stemmer().stemWords(lowered)
+    stems = [_SENSES.get(low, stem) for low, stem in zip(lowered, stemmed, strict=True)]
     return tuple(
         (
             word,
