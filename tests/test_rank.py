@@ -19,6 +19,7 @@ from newsletter.ranking import embed
 from newsletter.ranking.explain import COMMON_WORD
 from newsletter.ranking.index import background
 from newsletter.ranking.rank import TopicIndex, parse_topics, tokenize
+from newsletter.ranking.text import topical
 from newsletter.records import PaperText
 from newsletter.store.db import Database
 from newsletter.store.papers import load_papers
@@ -152,6 +153,22 @@ def test_a_word_the_stemmer_folds_into_another_meaning_does_not_match(index, top
         r for r in index.rank([topic], limit=50) if "Halfspaces" in index.titles[r.paper_id]
     ]
     assert topic != "distributed training" or not halfspaces
+
+
+def test_where_the_code_is_does_not_make_a_paper_about_code(index):
+    """Most abstracts end by saying where their code is; Megatron-LM's "Our code is open sourced
+    at https://github.com/nvidia/megatron-lm" does not make it a paper on language models for
+    code. The link stays: a repository's name can name the topic."""
+    assert topical("We study X. Our code is open sourced at https://github.com/a/b-c.") == (
+        "We study X. https://github.com/a/b-c."
+    )
+    assert topical("We study X. The code will be released.") == "We study X. "
+    kept = "It proposes code generation and runtime techniques for training."
+    assert topical(kept) == kept
+    megatron = next(p.id for p in index.papers if "Megatron" in p.title)
+    for topic in ("language models for code", "code generation with large language models"):
+        assert megatron not in {r.paper_id for r in index.rank([topic], limit=50)}
+    assert megatron in {r.paper_id for r in index.rank(["distributed training"], limit=50)}
 
 
 def test_why_never_rests_on_a_word_most_papers_hold(index):

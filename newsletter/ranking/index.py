@@ -26,7 +26,16 @@ import numpy as np
 from ..records import PaperText
 from . import embed
 from .embed import Encoder
-from .text import OF, american_text, clause_tokens, concepts, contains, spellings, tokenize
+from .text import (
+    OF,
+    american_text,
+    clause_tokens,
+    concepts,
+    contains,
+    spellings,
+    tokenize,
+    topical,
+)
 
 TITLE_WEIGHT = 2  # the title is indexed this many times
 K1, B = 1.5, 0.75  # BM25's saturation and length normalisation (bm25s's Lucene defaults)
@@ -58,7 +67,7 @@ class WordStats:
 
 def paper_tokens(title: str, abstract: str) -> list[str]:
     """A paper as BM25 reads it: its title's words `TITLE_WEIGHT` times, then its abstract's."""
-    return tokenize(title) * TITLE_WEIGHT + tokenize(abstract)
+    return tokenize(title) * TITLE_WEIGHT + tokenize(topical(abstract))
 
 
 @cache
@@ -104,9 +113,9 @@ class PaperIndex:
         self.papers = list(papers)
         self.position = {paper.id: i for i, paper in enumerate(self.papers)}
         self.titles = [tokenize(p.title) for p in self.papers]
-        self.abstracts = [tokenize(p.abstract) for p in self.papers]
+        self.abstracts = [tokenize(topical(p.abstract)) for p in self.papers]
         # for phrases: a concept's words must stand together within one clause
-        self._clauses = [clause_tokens(p.abstract) for p in self.papers]
+        self._clauses = [clause_tokens(topical(p.abstract)) for p in self.papers]
         self._title_clauses = [clause_tokens(p.title) for p in self.papers]
         documents = [  # (as `paper_tokens` makes them, from the tokens kept for phrases)
             title * TITLE_WEIGHT + abstract

@@ -421,3 +421,27 @@ def contains(stems: list[str], wanted: list[str]) -> bool:
 def parse_topics(text: str) -> tuple[str, ...]:
     """Topics from a command-line string such as "quantization, efficient LLM inference"."""
     return tuple(t for t in (" ".join(part.split()) for part in re.split(r"[;,]", text)) if t)
+
+
+# A sentence that says where the work's code is (a link, "code will be released"): most abstracts
+# end with one, and its words say nothing of what the paper is about. Only its links are kept (a
+# repository's name often names the topic): without the rest, "our code is available at github"
+# does not make a paper on LLM training one about "language models for code".
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_AVAILABILITY = re.compile(
+    r"https?:|www\.|\bgit(?:hub|lab|ee)\b|\b(?:code|codes|implementation)\b[^.]{0,60}?"
+    r"\b(?:available|release[sd]?|open[- ]?sourced?|publicly|accessible|can be found)\b",
+    re.IGNORECASE,
+)
+_LINK = re.compile(r"(?:https?:\s*//|www\.)\S+|\S+\.(?:com|org|io|net)/\S*", re.IGNORECASE)
+
+
+def topical(abstract: str) -> str:
+    """The abstract with its sentences on where the code is cut to their links (what the words
+    index reads)."""
+    if not _AVAILABILITY.search(abstract):
+        return abstract
+    return " ".join(
+        " ".join(_LINK.findall(sentence)) if _AVAILABILITY.search(sentence) else sentence
+        for sentence in _SENTENCE_END.split(abstract)
+    )
