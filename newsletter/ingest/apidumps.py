@@ -64,8 +64,6 @@ def parse_api_dump(data: bytes, name: str, path_name: str) -> tuple[ParsedDump, 
         raise DumpError(
             f"{name}, line {error.lineno}: not JSON ({error.msg}), not a Daily Papers answer"
         ) from None
-    except RecursionError:
-        raise DumpError(f"{name}: JSON nested too deeply, not a Daily Papers answer") from None
     except ValueError as error:  # e.g. a number of thousands of digits
         raise DumpError(f"{name}: {_first_line(error)}, not a Daily Papers answer") from None
     if not isinstance(answer, list):

@@ -43,9 +43,9 @@ class Explainer:
         """The paper's own words for `query`: the phrase as written when it stands whole in the
         title or abstract, else its telling words in query order (a word found in over
         COMMON_WORD of the papers tells the reader nothing: with only such words, nothing)."""
-        paper = self.index.papers[i]
+        paper, abstract = self.index.papers[i], self.index.abstract_texts[i]  # (as indexed)
         if len(query) > 1:
-            for text in (paper.title, *CLAUSE_END.split(paper.abstract)):
+            for text in (paper.title, *CLAUSE_END.split(abstract)):
                 pairs = tokens(text, joined=False, mark_of=True)
                 stems = [stem for _, stem in pairs]
                 at = find(stems, query)
@@ -53,7 +53,7 @@ class Explainer:
                     return [" ".join(_as_word(w) for w, _ in pairs[at : at + len(query)])]
         if i not in self._surface:
             surface: dict[str, str] = {}
-            for word, stem in tokens(f"{paper.title} {paper.abstract}"):
+            for word, stem in tokens(f"{paper.title} {abstract}"):
                 surface.setdefault(stem, _as_word(word))
             self._surface[i] = surface
         surface = self._surface[i]

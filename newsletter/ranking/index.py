@@ -113,9 +113,11 @@ class PaperIndex:
         self.papers = list(papers)
         self.position = {paper.id: i for i, paper in enumerate(self.papers)}
         self.titles = [tokenize(p.title) for p in self.papers]
-        self.abstracts = [tokenize(topical(p.abstract)) for p in self.papers]
+        # what the words index reads of each abstract (`text.topical`: not where the code is)
+        self.abstract_texts = [topical(p.abstract) for p in self.papers]
+        self.abstracts = [tokenize(text) for text in self.abstract_texts]
         # for phrases: a concept's words must stand together within one clause
-        self._clauses = [clause_tokens(topical(p.abstract)) for p in self.papers]
+        self._clauses = [clause_tokens(text) for text in self.abstract_texts]
         self._title_clauses = [clause_tokens(p.title) for p in self.papers]
         documents = [  # (as `paper_tokens` makes them, from the tokens kept for phrases)
             title * TITLE_WEIGHT + abstract
