@@ -307,6 +307,58 @@ def per_day(paths: Sequence[Path], encoder: embed.Encoder | None) -> None:
             )
 
 
+# The loosest paper cuts `bench.tune` tries: with them, a served topic keeps nearly every paper
+# near its best, so the gate's figures show what the topic gate alone costs.
+LOOSE_CUTS = (0.02, 0.1)
+
+
+def gate_report(papers: Sequence[PaperText], paths: Sequence[Path]) -> None:
+    """What the topic gate (a topic is served only when its best paper reaches the topic cut)
+    costs: per labelled set, how many labelled topics it serves and how many off-topic queries it
+    lets through; ours as shipped, then with a perfect gate (every labelled topic served, no
+    off-topic query), with the shipped paper cuts and with the loosest. The best paper's
+    probability of a labelled topic the gate shuts, and of an off-topic query, side by side."""
+    from dataclasses import replace
+
+    index = TopicIndex(papers, encoder=encoders().get("MiniLM"))
+    model = index.model
+    cuts = {"cut": LOOSE_CUTS[0], "relative_cut": LOOSE_CUTS[1]}
+    rankers = (
+        index,
+        index.with_model(replace(model, **cuts)),
+        index.with_model(replace(model, topic_cut=0.0)),
+        index.with_model(replace(model, topic_cut=0.0, **cuts)),
+    )
+    print("\n== the topic gate: labelled topics it serves, off-topic queries it lets through ==")
+    print(
+        f"{'':16} {'served':>7} {'let through':>11} | nDCG / F1: ours          "
+        f"loose paper cuts  perfect gate    both\n(loose paper cuts: {LOOSE_CUTS[0]}, "
+        f"relative {LOOSE_CUTS[1]}; a perfect gate serves every labelled topic, no off-topic query)"
+    )
+    shut, through = [], []
+    for path in paths:
+        labels = load_labels(path, papers)
+        best = {
+            q: float(index.probabilities([q]).max()) for q in [*labels.grades, *labels.off_topic]
+        }
+        served = [t for t in labels.grades if best[t] >= model.topic_cut]
+        let = [q for q in labels.off_topic if best[q] >= model.topic_cut]
+        shut += [(best[t], t) for t in labels.grades if t not in served]
+        through += [(best[q], q) for q in labels.off_topic]
+        figures = []
+        for ranker in rankers:
+            rank = our_ranker(ranker)
+            mean = evaluate(replace(labels, off_topic=[]), {"o": rank})["mean"]["o"]
+            figures.append(f"{mean['ndcg@10']:.3f} / {mean['f1']:.2f}")
+        print(
+            f"{labels.name:16} {len(served):3} of {len(labels.grades):<2} {len(let):4} of "
+            f"{len(labels.off_topic):<4} | " + "   ".join(figures)
+        )
+    print(f"best paper's probability (topic cut {model.topic_cut}):")
+    print("  labelled topics shut: " + "; ".join(f"{p:.2f} {t[:40]}" for p, t in sorted(shut)))
+    print("  off-topic queries:    " + ", ".join(f"{p:.2f}" for p, _ in sorted(through)))
+
+
 def print_result(result: dict) -> None:
     names = [n for n in result["mean"]]
     head = "".join(f" | {n:^27}" for n in names)
@@ -349,6 +401,8 @@ def main() -> None:
     if args.history:
         print(history_check(papers, args.labels, args.history))
     per_day(args.labels, embed.load())
+    if "MiniLM" in encoders():
+        gate_report(papers, args.labels)
     if "blend" not in rankers:
         print(
             "(the `semantic` extra is not installed: the blend is left out, ours uses words only)"
