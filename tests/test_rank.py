@@ -215,6 +215,19 @@ def test_an_exclude_phrase_drops_the_papers_about_it_not_those_that_use_the_word
         assert len(re.findall(r"\bquantization\b", paper.abstract, re.I)) < 2
 
 
+def test_where_the_code_is_does_not_make_a_paper_about_an_exclude_phrase(index):
+    """A pruning paper says "code" twice, both times where its code is ("The code is released at
+    https://github.com/…", "we have integrated the code of MaskSparity into … EasyPruner"): a
+    reader who excludes "code" still gets it; the paper on code generation is dropped."""
+    everything = [p.id for p in index.papers]
+    pruning = "Pruning-aware Sparse Regularization for Network Pruning"
+    abstract = index.papers[_position(index, pruning)].abstract
+    assert len(re.findall(r"\bcode\b", abstract)) == 2
+    kept = {index.titles[i] for i in drop_excluded(index, everything, ["code"])}
+    assert pruning in kept
+    assert not any(t.startswith("Code generation and runtime techniques") for t in kept)
+
+
 def _position(index, title: str) -> int:
     return next(i for i, p in enumerate(index.papers) if p.title == title)
 

@@ -76,7 +76,9 @@ class TopicIndex:
             encoder = embed.load()
         self.index = PaperIndex(papers, vectors, encoder or None, reference)
         self.model = model or fitted_for(self.index.encoder)
-        self.selection = Selection(self.index.papers, self.index.abstracts)
+        self.selection = Selection(
+            self.index.papers, self.index.abstracts, self.index.abstract_texts
+        )
         self.explainer = Explainer(self.index)
         self._judged: dict[str, _Judged] = {}
         self._why: dict[tuple[str, int], str] = {}

@@ -21,16 +21,24 @@ ABSTRACT_WORDS = 20  # (abstracts shorter than this are not compared)
 # An `exclude` phrase drops a paper that is about it: in its title, said this many times in its
 # abstract, or said once by a paper relevant to the phrase as a topic (see
 # `rank.TopicIndex.excluded`); a paper using the word once in passing ("we survey techniques")
-# stays.
+# stays, and where its code is counts for nothing ("The code is released at …").
 ABSTRACT_MENTIONS = 2
 
 
 class Selection:
     """Choosing among one set of papers; what it works out of them is kept between readers."""
 
-    def __init__(self, papers: Sequence[PaperText], abstracts: Sequence[list[str]]):
-        """`abstracts`: each paper's abstract as stems (the index has them)."""
+    def __init__(
+        self,
+        papers: Sequence[PaperText],
+        abstracts: Sequence[list[str]],
+        texts: Sequence[str],
+    ):
+        """`abstracts`: each paper's abstract as stems (the index has them); `texts`: each
+        abstract as the index reads it (`text.topical`: its sentences on where the code is cut
+        to their links), which `exclude` phrases are matched in."""
         self.papers = list(papers)
+        self._texts = texts
         self.position = {paper.id: i for i, paper in enumerate(self.papers)}
         self._abstracts = abstracts
         self.trend = np.array(
@@ -156,7 +164,7 @@ class Selection:
     def _mentions(self, i: int, wanted: list[str], times: int) -> bool:
         if i not in self._phrases:
             paper = self.papers[i]
-            self._phrases[i] = (tokenize(paper.title, True), tokenize(paper.abstract, True))
+            self._phrases[i] = (tokenize(paper.title, True), tokenize(self._texts[i], True))
         title, abstract = self._phrases[i]
         return contains(title, wanted) or occurrences(abstract, wanted) >= times
 
