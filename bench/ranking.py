@@ -312,7 +312,7 @@ def per_day(paths: Sequence[Path], encoder: embed.Encoder | None) -> None:
 LOOSE_CUTS = (0.02, 0.1)
 
 
-def gate_report(papers: Sequence[PaperText], paths: Sequence[Path]) -> None:
+def gate_report(papers: Sequence[PaperText], paths: Sequence[Path], model_name: str) -> None:
     """What the topic gate (a topic is served only when its best paper reaches the topic cut)
     costs: per labelled set, how many labelled topics it serves and how many off-topic queries it
     lets through; ours as shipped, then with a perfect gate (every labelled topic served, no
@@ -320,7 +320,7 @@ def gate_report(papers: Sequence[PaperText], paths: Sequence[Path]) -> None:
     probability of a labelled topic the gate shuts, and of an off-topic query, side by side."""
     from dataclasses import replace
 
-    index = TopicIndex(papers, encoder=encoders().get("MiniLM"))
+    index = TopicIndex(papers, encoder=encoders()[model_name])
     model = index.model
     cuts = {"cut": LOOSE_CUTS[0], "relative_cut": LOOSE_CUTS[1]}
     rankers = (
@@ -329,7 +329,10 @@ def gate_report(papers: Sequence[PaperText], paths: Sequence[Path]) -> None:
         index.with_model(replace(model, topic_cut=0.0)),
         index.with_model(replace(model, topic_cut=0.0, **cuts)),
     )
-    print("\n== the topic gate: labelled topics it serves, off-topic queries it lets through ==")
+    print(
+        f"\n== the topic gate ({model_name}): labelled topics it serves, off-topic queries it lets "
+        "through =="
+    )
     print(
         f"{'':16} {'served':>7} {'let through':>11} | nDCG / F1: ours          "
         f"loose paper cuts  perfect gate    both\n(loose paper cuts: {LOOSE_CUTS[0]}, "
@@ -401,8 +404,8 @@ def main() -> None:
     if args.history:
         print(history_check(papers, args.labels, args.history))
     per_day(args.labels, embed.load())
-    if "MiniLM" in encoders():
-        gate_report(papers, args.labels)
+    for name in encoders():
+        gate_report(papers, args.labels, name)
     if "blend" not in rankers:
         print(
             "(the `semantic` extra is not installed: the blend is left out, ours uses words only)"
